@@ -1,0 +1,35 @@
+"""runspan: every LangChain run as an OpenTelemetry span.
+
+    chain.with_config(callbacks=[runspan.TracingCallbackHandler()]).invoke(...)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("runspan")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+from runspan.config import TracerSettings
+from runspan.provider import configure, configured_provider, flush, shutdown
+from runspan.tracer import (
+    RunIdGenerator,
+    TracingCallbackHandler,
+    instrument,
+    instrumented_handler,
+    uninstrument,
+)
+
+__all__ = [
+    "RunIdGenerator",
+    "TracerSettings",
+    "TracingCallbackHandler",
+    "__version__",
+    "configure",
+    "configured_provider",
+    "flush",
+    "instrument",
+    "instrumented_handler",
+    "shutdown",
+    "uninstrument",
+]

@@ -1,0 +1,151 @@
+"""Settings from arguments and the environment, validated when they are built.
+
+An argument wins over its environment variable, which wins over the default. A bad value raises
+``ValueError`` at once, naming the variable and what it accepts, so that a typo in a deployment
+fails when the app starts rather than silently tracing nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+#: A user's redaction hook: takes one serialized text value, returns what may leave the process.
+Redactor = Callable[[str], str]
+
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+MAX_VALUE_CHARS_ENV = "RUNSPAN_MAX_VALUE_CHARS"
+MAX_RUN_AGE_ENV = "RUNSPAN_MAX_RUN_AGE_SECONDS"
+SERVICE_NAME_ENV = "OTEL_SERVICE_NAME"
+
+DEFAULT_SERVICE_NAME = "langchain-app"
+DEFAULT_MAX_VALUE_CHARS = 100_000
+# A root run older than this is ended as unfinished: long enough for slow agents, short enough
+# that a process that abandons runs does not keep them for its lifetime.
+DEFAULT_MAX_RUN_AGE_SECONDS = 3600.0
+# Live traces beyond this are ended as unfinished, oldest first, so state stays bounded even
+# when ends never come.
+DEFAULT_MAX_LIVE_TRACES = 10_000
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _env_bool(name: str, environ: Mapping[str, str]) -> bool | None:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean: use true or false")
+
+
+def _env_number(name: str, environ: Mapping[str, str]) -> float | None:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TracerSettings:
+    """How the callback handler turns runs into spans.
+
+    Attributes:
+        capture_content: record inputs, outputs and messages; ``False`` keeps content out.
+        max_value_chars: the longest content value kept; longer values are cut with a marker.
+        redact: a hook applied to every content value after the built-in secret patterns.
+        separate_trace: start every root run in a trace of its own instead of joining the
+            application's current span.
+        max_run_age_seconds: a root run still open after this long is ended as unfinished.
+        max_live_traces: at most this many traces are tracked at once; the oldest is ended.
+    """
+
+    capture_content: bool = True
+    max_value_chars: int = DEFAULT_MAX_VALUE_CHARS
+    redact: Redactor | None = None
+    separate_trace: bool = False
+    max_run_age_seconds: float = DEFAULT_MAX_RUN_AGE_SECONDS
+    max_live_traces: int = DEFAULT_MAX_LIVE_TRACES
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_value_chars, int) or self.max_value_chars < 64:
+            raise ValueError(
+                f"max_value_chars={self.max_value_chars!r}: use an integer of at least 64"
+            )
+        if self.redact is not None and not callable(self.redact):
+            raise ValueError("redact must be a callable taking and returning a str")
+        if not self.max_run_age_seconds > 0:
+            raise ValueError(
+                f"max_run_age_seconds={self.max_run_age_seconds!r}: use a positive number"
+            )
+        if not isinstance(self.max_live_traces, int) or self.max_live_traces < 1:
+            raise ValueError(f"max_live_traces={self.max_live_traces!r}: use a positive integer")
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        capture_content: bool | None = None,
+        max_value_chars: int | None = None,
+        redact: Redactor | None = None,
+        separate_trace: bool | None = None,
+        max_run_age_seconds: float | None = None,
+        max_live_traces: int | None = None,
+        base: TracerSettings | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> TracerSettings:
+        """Settings from arguments, then the environment, then ``base`` or the defaults."""
+        env = os.environ if environ is None else environ
+        start = base or cls()
+        chars = max_value_chars
+        if chars is None:
+            env_chars = _env_number(MAX_VALUE_CHARS_ENV, env)
+            if env_chars is not None and not env_chars.is_integer():
+                raise ValueError(f"{MAX_VALUE_CHARS_ENV}={env_chars!r} is not an integer")
+            chars = int(env_chars) if env_chars is not None else start.max_value_chars
+        age = max_run_age_seconds
+        if age is None:
+            env_age = _env_number(MAX_RUN_AGE_ENV, env)
+            age = env_age if env_age is not None else start.max_run_age_seconds
+        capture = capture_content
+        if capture is None:
+            env_capture = _env_bool(CAPTURE_CONTENT_ENV, env)
+            capture = env_capture if env_capture is not None else start.capture_content
+        return cls(
+            capture_content=capture,
+            max_value_chars=chars,
+            redact=redact if redact is not None else start.redact,
+            separate_trace=start.separate_trace if separate_trace is None else separate_trace,
+            max_run_age_seconds=age,
+            max_live_traces=start.max_live_traces if max_live_traces is None else max_live_traces,
+        )
+
+
+def service_name_from(argument: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The service name: the argument, ``OTEL_SERVICE_NAME``, or ``langchain-app``."""
+    env = os.environ if environ is None else environ
+    name = argument if argument is not None else env.get(SERVICE_NAME_ENV, "").strip()
+    if argument is not None and not argument.strip():
+        raise ValueError("service_name must not be empty")
+    return name or DEFAULT_SERVICE_NAME
+
+
+_defaults = TracerSettings()
+
+
+def default_tracer_settings() -> TracerSettings:
+    """The settings a handler starts from: those given to ``runspan.configure()``, if any."""
+    return _defaults
+
+
+def set_default_tracer_settings(settings: TracerSettings) -> None:
+    global _defaults  # noqa: PLW0603 - one process-wide default, set by configure()
+    _defaults = settings

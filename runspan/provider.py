@@ -1,0 +1,103 @@
+"""``runspan.configure()``: the SDK tracer provider that carries runspan's sinks.
+
+One provider feeds every sink through its span processors. It is built once per process, with
+the service name in its resource and :class:`RunIdGenerator`, so that trace ids are root run ids.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+from runspan.config import (
+    Redactor,
+    TracerSettings,
+    service_name_from,
+    set_default_tracer_settings,
+)
+from runspan.tracer.ids import RunIdGenerator
+
+_lock = threading.Lock()
+_provider: TracerProvider | None = None
+
+
+def configure(
+    service_name: str | None = None,
+    *,
+    capture_content: bool | None = None,
+    max_value_chars: int | None = None,
+    redact: Redactor | None = None,
+    separate_trace: bool | None = None,
+    max_run_age_seconds: float | None = None,
+    span_processors: Iterable[SpanProcessor] = (),
+    set_global: bool = True,
+) -> TracerProvider:
+    """Build runspan's tracer provider and make it the global one.
+
+    Args:
+        service_name: the ``service.name`` of every span; else ``OTEL_SERVICE_NAME``, else
+            ``langchain-app``.
+        capture_content, max_value_chars, redact, separate_trace, max_run_age_seconds: defaults
+            for every :class:`~runspan.TracingCallbackHandler` made afterwards.
+        span_processors: more processors for the provider, such as your own exporter's.
+        set_global: install the provider as OpenTelemetry's global one, so that handlers made
+            without ``tracer_provider=`` and the application's own spans share it.
+
+    Raises:
+        ValueError: a bad argument or environment variable.
+        RuntimeError: called twice, or another global tracer provider is already installed.
+    """
+    global _provider  # noqa: PLW0603 - one provider per process, like OpenTelemetry's global
+    settings = TracerSettings.build(
+        capture_content=capture_content,
+        max_value_chars=max_value_chars,
+        redact=redact,
+        separate_trace=separate_trace,
+        max_run_age_seconds=max_run_age_seconds,
+    )
+    name = service_name_from(service_name)
+    with _lock:
+        if _provider is not None:
+            raise RuntimeError(
+                "runspan.configure() was already called in this process. Call it once at start-up;"
+                " for a second provider, build one and pass it as"
+                " TracingCallbackHandler(tracer_provider=...)."
+            )
+        if set_global and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            raise RuntimeError(
+                "An OpenTelemetry tracer provider is already installed globally. Keep it: pass"
+                " runspan.configure(set_global=False), or give your provider to"
+                " TracingCallbackHandler(tracer_provider=...)."
+            )
+        provider = TracerProvider(
+            resource=Resource.create({SERVICE_NAME: name}), id_generator=RunIdGenerator()
+        )
+        for processor in span_processors:
+            provider.add_span_processor(processor)
+        if set_global:
+            trace.set_tracer_provider(provider)
+        set_default_tracer_settings(settings)
+        _provider = provider
+        return provider
+
+
+def configured_provider() -> TracerProvider | None:
+    """The provider :func:`configure` built, or ``None`` before it is called."""
+    return _provider
+
+
+def flush(timeout_millis: int = 30_000) -> bool:
+    """Hand every span ended so far to the sinks; ``False`` if that did not finish in time."""
+    provider = _provider
+    return True if provider is None else provider.force_flush(timeout_millis)
+
+
+def shutdown() -> None:
+    """Flush and stop runspan's provider; it also runs at interpreter exit."""
+    provider = _provider
+    if provider is not None:
+        provider.shutdown()

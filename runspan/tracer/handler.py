@@ -1,0 +1,460 @@
+"""The LangChain callback handler that turns every run into an OpenTelemetry span.
+
+It speaks only the OpenTelemetry API, so it works with runspan's provider or an application's own.
+Every hook is O(1), does no I/O and never raises into the chain: spans go to the provider's span
+processors, which batch and export off the callback path.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.outputs import LLMResult
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanKind,
+    Status,
+    StatusCode,
+    TracerProvider,
+    set_span_in_context,
+)
+from opentelemetry.util.types import AttributeValue
+
+from runspan.config import Redactor, TracerSettings, default_tracer_settings
+from runspan.tracer import current, errors, genai
+from runspan.tracer.content import input_attributes, output_attributes, safe_text
+from runspan.tracer.guard import never_raises
+from runspan.tracer.ids import offered_ids
+from runspan.tracer.runs import EndedRun, LiveRun, RunRegistry, TraceState
+
+RUN_ID = "langchain.run_id"
+PARENT_RUN_ID = "langchain.parent_run_id"
+RUN_TYPE = "langchain.run_type"
+TAGS = "langchain.tags"
+METADATA = "langchain.metadata"
+ORPHAN = "runspan.orphan"
+UNFINISHED = "runspan.unfinished"
+UNFINISHED_REASON = "runspan.unfinished.reason"
+
+_TRACER_NAME = "runspan"
+_NO_INPUT = object()
+
+
+def _run_name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], default: str) -> str:
+    name = kwargs.get("name")
+    if isinstance(name, str) and name:
+        return name
+    if serialized:
+        name = serialized.get("name")
+        if isinstance(name, str) and name:
+            return name
+        ids = serialized.get("id")
+        if isinstance(ids, list) and ids and isinstance(ids[-1], str):
+            return ids[-1]
+    return default
+
+
+class TracingCallbackHandler(BaseCallbackHandler):
+    """Records every LangChain run as an OpenTelemetry span.
+
+    Attach it like any callback handler, ``chain.with_config(callbacks=[handler])`` or
+    ``chain.invoke(x, config={"callbacks": [handler]})``, or trace every chain in the process
+    with :func:`runspan.instrument`.
+
+    Args:
+        tracer_provider: where the spans go; the global provider when omitted.
+        separate_trace: start each root run in a new trace instead of joining the application's
+            current span.
+        capture_content: record inputs and outputs; defaults to
+            ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``, else ``True``.
+        max_value_chars: the longest content value recorded; longer ones are cut with a marker.
+        redact: called on every content value after the built-in secret patterns.
+        max_run_age_seconds: a root run open longer than this is ended as unfinished.
+        max_live_traces: the most traces tracked at once; beyond it the oldest is ended.
+
+    Arguments left out take the values given to :func:`runspan.configure`, then the environment.
+    """
+
+    run_inline = True  # called in the run's own thread and context, in order
+    raise_error = False
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        *,
+        separate_trace: bool | None = None,
+        capture_content: bool | None = None,
+        max_value_chars: int | None = None,
+        redact: Redactor | None = None,
+        max_run_age_seconds: float | None = None,
+        max_live_traces: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = TracerSettings.build(
+            separate_trace=separate_trace,
+            capture_content=capture_content,
+            max_value_chars=max_value_chars,
+            redact=redact,
+            max_run_age_seconds=max_run_age_seconds,
+            max_live_traces=max_live_traces,
+            base=default_tracer_settings(),
+        )
+        from runspan import __version__  # noqa: PLC0415 - the package imports this module
+
+        # With no provider this is a proxy that follows the global provider once it is set.
+        self._tracer = trace.get_tracer(_TRACER_NAME, __version__, tracer_provider)
+        self._runs = RunRegistry(self.settings.max_live_traces)
+        self._max_age_ns = int(self.settings.max_run_age_seconds * 1e9)
+
+    # LangChain copies handlers when it builds child callback managers; every copy must be
+    # this handler, or runs started through a copy would be unknown to the original.
+    def __copy__(self) -> TracingCallbackHandler:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TracingCallbackHandler:
+        return self
+
+    def state_sizes(self) -> dict[str, int]:
+        """How many runs and traces the handler holds: all zero once every run has ended."""
+        return self._runs.sizes()
+
+    # --- chains: sequences, prompts, parsers, lambdas, LangGraph graphs and nodes -------------
+
+    @never_raises
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        run_type = kwargs.get("run_type") or "chain"
+        name = _run_name(serialized, kwargs, run_type)
+        self._start(run_id, parent_run_id, name=name, kind=SpanKind.INTERNAL, run_type=run_type,
+                    tags=tags, metadata=metadata, inputs=inputs, attributes={})
+
+    @never_raises
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        # Streams start with a placeholder input and report the real one at the end.
+        self._end(run_id, outputs, kwargs.get("inputs", _NO_INPUT))
+
+    @never_raises
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._fail(run_id, error)
+
+    # --- models ---------------------------------------------------------------------------
+
+    @never_raises
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any] | None,
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # LangChain starts one run per prompt, so there is one message list.
+        prompt: Any = messages[0] if len(messages) == 1 else messages
+        self._start_model(run_id, parent_run_id, operation=genai.CHAT, serialized=serialized,
+                          prompt=prompt, tags=tags, metadata=metadata, kwargs=kwargs)
+
+    @never_raises
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any] | None,
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        prompt: Any = prompts[0] if len(prompts) == 1 else prompts
+        self._start_model(run_id, parent_run_id, operation=genai.TEXT_COMPLETION,
+                          serialized=serialized, prompt=prompt, tags=tags, metadata=metadata,
+                          kwargs=kwargs)
+
+    @never_raises
+    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.get(run_id)
+        if run is None or run.first_chunk_ns is not None:
+            return
+        now = time.time_ns()
+        run.first_chunk_ns = now
+        start = getattr(run.span, "start_time", None)
+        if isinstance(start, int):
+            run.span.set_attribute(genai.TIME_TO_FIRST_CHUNK, (now - start) / 1e9)
+        run.span.add_event("gen_ai.first_chunk", timestamp=now)
+
+    @never_raises
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        generations = response.generations[0] if response.generations else []
+        attributes = genai.response_attributes(generations, response.llm_output)
+        run = self._runs.get(run_id)
+        if run is not None and run.operation == genai.CHAT:
+            outputs: Any = [getattr(g, "message", g.text) for g in generations]
+        else:
+            outputs = [g.text for g in generations]
+        self._end(run_id, outputs[0] if len(outputs) == 1 else outputs, _NO_INPUT, attributes)
+
+    @never_raises
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._fail(run_id, error)
+
+    # --- tools and retrievers -------------------------------------------------------------
+
+    @never_raises
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any] | None,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        tool = _run_name(serialized, kwargs, "tool")
+        attributes = genai.tool_attributes(tool, serialized, kwargs.get("tool_call_id"))
+        self._start(run_id, parent_run_id, name=f"{genai.EXECUTE_TOOL} {tool}",
+                    kind=SpanKind.INTERNAL, run_type="tool", tags=tags, metadata=metadata,
+                    inputs=input_str if inputs is None else inputs, attributes=attributes)
+
+    @never_raises
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, output, _NO_INPUT)
+
+    @never_raises
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._fail(run_id, error)
+
+    @never_raises
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any] | None,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        name = _run_name(serialized, kwargs, "retriever")
+        self._start(run_id, parent_run_id, name=name, kind=SpanKind.CLIENT, run_type="retriever",
+                    tags=tags, metadata=metadata, inputs=query, attributes={})
+
+    @never_raises
+    def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, documents, _NO_INPUT)
+
+    @never_raises
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._fail(run_id, error)
+
+    # --- what happens inside a run: span events -------------------------------------------
+
+    @never_raises
+    def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        attributes: dict[str, AttributeValue] = {genai.TOOL_NAME: str(action.tool)}
+        if self.settings.capture_content:
+            attributes["tool_input"] = safe_text(action.tool_input, self.settings)
+            attributes["log"] = safe_text(action.log, self.settings)
+        self._event(run_id, "agent_action", attributes)
+
+    @never_raises
+    def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        attributes: dict[str, AttributeValue] = {}
+        if self.settings.capture_content:
+            attributes["return_values"] = safe_text(finish.return_values, self.settings)
+        self._event(run_id, "agent_finish", attributes)
+
+    @never_raises
+    def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        attributes: dict[str, AttributeValue] = {}
+        attempt = getattr(retry_state, "attempt_number", None)
+        if isinstance(attempt, int):
+            attributes["retry.attempt"] = attempt
+        outcome = getattr(retry_state, "outcome", None)
+        error = outcome.exception() if outcome is not None and outcome.failed else None
+        if error is not None:
+            attributes["exception.type"] = errors.type_name(error)
+            attributes["exception.message"] = errors.message(error, self.settings)
+        self._event(run_id, "retry", attributes)
+
+    @never_raises
+    def on_custom_event(
+        self, name: str, data: Any, *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        attributes: dict[str, AttributeValue] = {}
+        if self.settings.capture_content:
+            attributes["data"] = safe_text(data, self.settings)
+        self._event(run_id, str(name), attributes)
+
+    # --- the machinery --------------------------------------------------------------------
+
+    def _start_model(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        *,
+        operation: str,
+        serialized: dict[str, Any] | None,
+        prompt: Any,
+        tags: list[str] | None,
+        metadata: dict[str, Any] | None,
+        kwargs: Mapping[str, Any],
+    ) -> None:
+        params = kwargs.get("invocation_params")
+        attributes = genai.request_attributes(operation, metadata, params)
+        model = attributes.get(genai.REQUEST_MODEL)
+        name = f"{operation} {model}" if model else _run_name(serialized, kwargs, operation)
+        self._start(run_id, parent_run_id, name=name, kind=SpanKind.CLIENT, run_type="llm",
+                    tags=tags, metadata=metadata, inputs=prompt, attributes=attributes,
+                    operation=operation)
+
+    def _start(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        *,
+        name: str,
+        kind: SpanKind,
+        run_type: str,
+        tags: list[str] | None,
+        metadata: dict[str, Any] | None,
+        inputs: Any,
+        attributes: dict[str, AttributeValue],
+        operation: str | None = None,
+    ) -> None:
+        start_ns = time.time_ns()
+        caller = current.calling_frame(sys._getframe(1))
+        if self._runs.get(run_id) is not None:
+            return  # the same run reported twice (two managers sharing this handler)
+        attributes[RUN_ID] = str(run_id)
+        attributes[RUN_TYPE] = run_type
+        if tags:
+            attributes[TAGS] = [str(tag) for tag in tags]
+        if metadata:
+            attributes[METADATA] = safe_text(metadata, self.settings)
+        attributes.update(input_attributes(inputs, self.settings))
+
+        parent = self._runs.parent(parent_run_id) if parent_run_id is not None else None
+        parent_context: Context
+        if parent_run_id is not None:
+            attributes[PARENT_RUN_ID] = str(parent_run_id)
+        if isinstance(parent, LiveRun):
+            parent_context = set_span_in_context(parent.span, Context())
+            trace_state = parent.trace
+        elif isinstance(parent, EndedRun):
+            parent_context = set_span_in_context(NonRecordingSpan(parent.span_context), Context())
+            trace_state = parent.trace
+        else:
+            # A root, or a child whose parent runspan never saw (an orphan, made a root).
+            if parent_run_id is not None:
+                attributes[ORPHAN] = True
+            self._expire_old_traces(start_ns)
+            trace_state = TraceState(run_id, start_ns)
+            parent_context = (
+                Context()
+                if self.settings.separate_trace
+                else current.current_parent_context(id(caller))
+            )
+
+        with offered_ids(run_id):
+            span = self._tracer.start_span(
+                name, context=parent_context, kind=kind, attributes=attributes,
+                start_time=start_ns,
+            )
+        run = LiveRun(run_id, span, trace_state, operation, caller_id=id(caller))
+        if not self._runs.add(run):
+            return
+        # Only where the code that fired the callback cannot suspend before the end does the
+        # span become current (see runspan.tracer.current).
+        if not current.can_suspend(caller):
+            current.enter(run)
+
+    def _end(
+        self,
+        run_id: UUID,
+        outputs: Any,
+        inputs: Any,
+        attributes: dict[str, AttributeValue] | None = None,
+    ) -> None:
+        end_ns = time.time_ns()
+        run = self._runs.remove(run_id)
+        if run is None:
+            return
+        run.ended = True
+        current.leave(run)
+        span = run.span
+        if inputs is not _NO_INPUT and inputs is not None:
+            span.set_attributes(input_attributes(inputs, self.settings))
+        span.set_attributes(output_attributes(outputs, self.settings))
+        if attributes:
+            span.set_attributes(attributes)
+        span.end(end_time=end_ns)
+        if run.trace.root_id == run_id:
+            self._close_trace(run.trace, end_ns, "root_ended")
+
+    def _fail(self, run_id: UUID, error: BaseException) -> None:
+        end_ns = time.time_ns()
+        run = self._runs.remove(run_id)
+        if run is None:
+            return
+        run.ended = True
+        current.leave(run)
+        span = run.span
+        kind = errors.classify(error)
+        if kind == "error":
+            error_type = errors.type_name(error)
+            span.add_event("exception", errors.exception_event(error, self.settings), end_ns)
+            span.set_attribute(errors.ERROR_TYPE, error_type)
+            span.set_status(Status(StatusCode.ERROR, errors.message(error, self.settings)))
+        elif kind == "control_flow":
+            span.add_event(
+                "langgraph.control_flow",
+                {"exception.type": errors.type_name(error),
+                 "exception.message": errors.message(error, self.settings)},
+                end_ns,
+            )
+        else:
+            span.set_attributes({UNFINISHED: True, UNFINISHED_REASON: kind})
+        span.end(end_time=end_ns)
+        if run.trace.root_id == run_id:
+            self._close_trace(run.trace, end_ns, "root_ended")
+
+    def _event(self, run_id: UUID, name: str, attributes: dict[str, AttributeValue]) -> None:
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.span.add_event(name, attributes)
+
+    def _close_trace(self, trace_state: TraceState, end_ns: int, reason: str) -> None:
+        """End what is left of a trace: runs whose end never came, as unfinished."""
+        for leftover in self._runs.close_trace(trace_state):
+            leftover.ended = True
+            # Not left here: the context it entered may not be this one; healing takes care.
+            leftover.context_attached = None
+            leftover.span.set_attributes({UNFINISHED: True, UNFINISHED_REASON: reason})
+            leftover.span.end(end_time=end_ns)
+
+    def _expire_old_traces(self, now_ns: int) -> None:
+        for expired in self._runs.expired_traces(now_ns, self._max_age_ns):
+            self._close_trace(expired, now_ns, "expired")

@@ -1,0 +1,61 @@
+"""Secrets removed from text before it becomes a span attribute.
+
+The built-in patterns catch the credentials that most often end up in prompts, tool inputs and
+error messages. They run first, in one pass of one compiled expression; the user's hook runs after
+them. A hook that fails withholds the value instead of letting it through unredacted.
+"""
+
+from __future__ import annotations
+
+import re
+
+from runspan.config import Redactor
+
+REDACTED = "[REDACTED]"
+WITHHELD = "[runspan: withheld, the redaction hook failed]"
+
+_SECRET_PATTERNS = (
+    # OpenAI, Anthropic and similar "sk-" keys, including project and admin keys.
+    r"\bsk-[A-Za-z0-9_-]{20,}",
+    # AWS access key ids.
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    # GitHub tokens (personal, OAuth, app, refresh) and fine-grained tokens.
+    r"\bgh[pousr]_[A-Za-z0-9]{36,}",
+    r"\bgithub_pat_[A-Za-z0-9_]{40,}",
+    # Google API keys.
+    r"\bAIza[0-9A-Za-z_-]{35}",
+    # Slack tokens.
+    r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
+    # JSON Web Tokens: three base64url parts, the first two starting with '{"'.
+    r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}",
+)
+_BEARER = r"(?P<bearer>\b[Bb]earer\s+)[A-Za-z0-9._~+/=-]{8,}"
+# scheme://user:password@host - keep the user and host, drop the password.
+_URL_PASSWORD = r"(?P<url>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@\"']+:)[^\s@/\"']+(?P<at>@)"
+
+_PATTERN = re.compile("|".join((*_SECRET_PATTERNS, _BEARER, _URL_PASSWORD)))
+
+
+def _replace(match: re.Match[str]) -> str:
+    if match.group("bearer"):
+        return match.group("bearer") + REDACTED
+    if match.group("url"):
+        return match.group("url") + REDACTED + "@"
+    return REDACTED
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with the built-in secret patterns replaced by ``[REDACTED]``."""
+    return _PATTERN.sub(_replace, text)
+
+
+def redact(text: str, hook: Redactor | None) -> str:
+    """Built-in patterns, then the user's hook; a failing or misbehaving hook withholds."""
+    text = redact_secrets(text)
+    if hook is None:
+        return text
+    try:
+        result = hook(text)
+    except Exception:
+        return WITHHELD
+    return result if isinstance(result, str) else WITHHELD

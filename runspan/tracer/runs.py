@@ -1,0 +1,129 @@
+"""The tracer's state: the runs that are open and the traces they belong to.
+
+Everything here is released when its trace ends. A run leaves the live map when it ends, but its
+span context stays with its trace until the root ends, so that a child which starts after its
+parent ended (LangGraph and async fan-outs do this) still links to it. When the root ends, the
+trace goes, with every run that never reported its end.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanContext
+
+
+@dataclass(slots=True, eq=False)
+class TraceState:
+    """The runs of one LangChain root: those still open, and the ids of those that ended."""
+
+    root_id: UUID
+    start_ns: int
+    runs: dict[UUID, LiveRun] = field(default_factory=dict)
+    ended_ids: list[UUID] = field(default_factory=list)
+
+
+@dataclass(slots=True, eq=False)
+class LiveRun:
+    """A run whose span is open."""
+
+    run_id: UUID
+    span: Span
+    trace: TraceState
+    operation: str | None = None  # the GenAI operation of a model run, None otherwise
+    first_chunk_ns: int | None = None
+    ended: bool = False
+    # id() of the frame that started the run; unique while the run is current, since that
+    # frame is still executing then. Tells sibling roots of one batch from nested ones.
+    caller_id: int = 0
+    # Set when the run's span was made current: the context before, and the one attached.
+    context_before: Context | None = None
+    context_attached: Context | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class EndedRun:
+    """What a late child needs of a parent that already ended."""
+
+    span_context: SpanContext
+    trace: TraceState
+
+
+class RunRegistry:
+    """Thread-safe lookups of runs by id. Each call is O(1), apart from the runs it returns."""
+
+    def __init__(self, max_live_traces: int) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[UUID, LiveRun] = {}
+        self._ended: dict[UUID, EndedRun] = {}
+        self._traces: dict[UUID, TraceState] = {}  # by root id, oldest first
+        self._max_live_traces = max_live_traces
+
+    def sizes(self) -> dict[str, int]:
+        """How much state is held: all zero once every trace has ended."""
+        return {"live_runs": len(self._live), "ended_runs": len(self._ended),
+                "traces": len(self._traces)}
+
+    def get(self, run_id: UUID) -> LiveRun | None:
+        return self._live.get(run_id)
+
+    def parent(self, parent_run_id: UUID) -> LiveRun | EndedRun | None:
+        """The live parent run, or what is left of a parent that ended in a live trace."""
+        live = self._live.get(parent_run_id)
+        if live is not None:
+            return live
+        return self._ended.get(parent_run_id)
+
+    def add(self, run: LiveRun) -> bool:
+        """Register a started run; ``False`` if a run with its id is already live."""
+        with self._lock:
+            if run.run_id in self._live:
+                return False
+            self._live[run.run_id] = run
+            run.trace.runs[run.run_id] = run
+            if run.trace.root_id == run.run_id:
+                self._traces[run.run_id] = run.trace
+            return True
+
+    def remove(self, run_id: UUID) -> LiveRun | None:
+        """Take an ending run out, keeping its span context while its trace lives."""
+        with self._lock:
+            run = self._live.pop(run_id, None)
+            if run is None:
+                return None
+            trace = run.trace
+            trace.runs.pop(run_id, None)
+            if trace.root_id != run_id:
+                self._ended[run_id] = EndedRun(run.span.get_span_context(), trace)
+                trace.ended_ids.append(run_id)
+            return run
+
+    def close_trace(self, trace: TraceState) -> list[LiveRun]:
+        """Forget a trace whose root ended; return its runs that are still open."""
+        with self._lock:
+            self._traces.pop(trace.root_id, None)
+            for run_id in trace.ended_ids:
+                self._ended.pop(run_id, None)
+            trace.ended_ids.clear()
+            leftovers = list(trace.runs.values())
+            trace.runs.clear()
+            for run in leftovers:
+                self._live.pop(run.run_id, None)
+            return leftovers
+
+    def expired_traces(self, now_ns: int, max_age_ns: int) -> list[TraceState]:
+        """Traces older than ``max_age_ns``, and the oldest beyond the live-trace limit."""
+        expired: list[TraceState] = []
+        with self._lock:
+            while self._traces:
+                oldest = next(iter(self._traces.values()))
+                # Called before a new root is added, so leave room for it.
+                too_many = len(self._traces) >= self._max_live_traces
+                if not too_many and now_ns - oldest.start_ns <= max_age_ns:
+                    break
+                del self._traces[oldest.root_id]
+                expired.append(oldest)
+        return expired
