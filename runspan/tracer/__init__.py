@@ -5,7 +5,7 @@ This subpackage knows LangChain and the OpenTelemetry API; it knows nothing of S
 
 from runspan.tracer.handler import TracingCallbackHandler
 from runspan.tracer.ids import RunIdGenerator
-from runspan.tracer.instrument import instrument, instrumented_handler, uninstrument
+from runspan.tracer.instrumentation import instrument, instrumented_handler, uninstrument
 
 __all__ = [
     "RunIdGenerator",

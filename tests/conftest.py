@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.util._once import Once
+
+import runspan.config
+import runspan.provider
+from runspan.testing import SpanCapture
+import runspan
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "logs_warnings: the test provokes warnings on purpose and checks them itself"
+    )
+
+
+@pytest.fixture(autouse=True)
+def context_restored_and_nothing_logged(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> Iterator[None]:
+    """After every scenario the thread's OpenTelemetry context is what it was before, and
+    nothing (no "Failed to detach context", no runspan failure) was logged as a warning."""
+    caplog.set_level(logging.WARNING)
+    before = otel_context.get_current()
+    yield
+    assert otel_context.get_current() is before, "the test left an OpenTelemetry context behind"
+    if request.node.get_closest_marker("logs_warnings") is None:
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert not warnings, [r.getMessage() for r in warnings]
+
+
+@pytest.fixture
+def capture() -> Iterator[SpanCapture]:
+    spans = SpanCapture()
+    yield spans
+    spans.provider.shutdown()
+
+
+@pytest.fixture
+def collector() -> RunCollectorCallbackHandler:
+    """LangChain's own record of the run tree, to compare the spans with."""
+    return RunCollectorCallbackHandler()
+
+
+@pytest.fixture
+def fresh_globals() -> Iterator[None]:
+    """A process with no global tracer provider, no runspan configuration, no instrument()."""
+
+    def reset() -> None:
+        # OpenTelemetry allows setting the global provider once per process; tests need more.
+        trace._TRACER_PROVIDER_SET_ONCE = Once()
+        trace._TRACER_PROVIDER = None
+        if runspan.provider._provider is not None:
+            runspan.provider._provider.shutdown()
+        runspan.provider._provider = None
+        runspan.config.set_default_tracer_settings(runspan.config.TracerSettings())
+        runspan.uninstrument()
+
+    reset()
+    yield
+    reset()

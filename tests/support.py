@@ -1,0 +1,192 @@
+"""Offline models, a retriever and the check that spans match LangChain's own run tree."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.language_models import BaseChatModel, GenericFakeChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
+from langchain_core.tracers.schemas import Run
+from opentelemetry.sdk.trace import ReadableSpan
+
+from runspan.testing import SpanCapture
+
+
+def fake_chat(text: str = "three apples", **message_fields: Any) -> GenericFakeChatModel:
+    """langchain-core's offline chat model, answering ``text`` forever."""
+    return GenericFakeChatModel(
+        messages=itertools.repeat(AIMessage(content=text, **message_fields))
+    )
+
+
+class UsageChatModel(BaseChatModel):
+    """A chat model that reports token usage in one of the shapes real providers use."""
+
+    shape: str = "usage_metadata"
+    model: str = "gpt-test"
+    temperature: float | None = 0.2
+    max_tokens: int | None = 64
+    reply: str = "four"
+
+    @property
+    def _llm_type(self) -> str:
+        return "usage-test"
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "openai"
+        return params
+
+    def _result(self) -> tuple[AIMessage, dict[str, Any] | None, dict[str, Any]]:
+        llm_output: dict[str, Any] | None = None
+        metadata: dict[str, Any] = {"model_name": f"{self.model}-2025", "id": "resp-123",
+                                    "finish_reason": "stop"}
+        fields: dict[str, Any] = {}
+        if self.shape == "usage_metadata":
+            fields["usage_metadata"] = {
+                "input_tokens": 11, "output_tokens": 7, "total_tokens": 18,
+                "input_token_details": {"cache_read": 3, "cache_creation": 2},
+                "output_token_details": {"reasoning": 5},
+            }
+        elif self.shape == "openai_llm_output":
+            llm_output = {"token_usage": {
+                "prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+                "prompt_tokens_details": {"cached_tokens": 3},
+                "completion_tokens_details": {"reasoning_tokens": 5},
+            }, "model_name": f"{self.model}-2025"}
+        elif self.shape == "anthropic_llm_output":
+            llm_output = {"usage": {
+                "input_tokens": 11, "output_tokens": 7,
+                "cache_read_input_tokens": 3, "cache_creation_input_tokens": 2,
+            }}
+        elif self.shape == "response_metadata":
+            metadata["token_usage"] = {"prompt_tokens": 11, "completion_tokens": 7}
+        elif self.shape != "none":
+            raise ValueError(self.shape)
+        return AIMessage(content=self.reply, response_metadata=metadata, **fields), llm_output, \
+            metadata
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        message, llm_output, _ = self._result()
+        return ChatResult(generations=[ChatGeneration(message=message)], llm_output=llm_output)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        message, _, metadata = self._result()
+        words = str(message.content).split(" ")
+        for index, word in enumerate(words):
+            last = index == len(words) - 1
+            chunk = ChatGenerationChunk(message=AIMessageChunk(
+                content=word,
+                usage_metadata=message.usage_metadata if last else None,
+                response_metadata=metadata if last else {},
+            ))
+            if run_manager:
+                run_manager.on_llm_new_token(word, chunk=chunk)
+            yield chunk
+
+
+class ToolCallingChatModel(BaseChatModel):
+    """Answers every prompt with one call of the ``add`` tool."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "tool-calling-test"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        call = {"name": "add", "args": {"a": 1, "b": 2}, "id": "call_abc123", "type": "tool_call"}
+        message = AIMessage(content="", tool_calls=[call])
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+class FruitRetriever(BaseRetriever):
+    """Finds fruit facts by a word of the query."""
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        facts = ["apples are red", "bananas are yellow", "apples grow on trees"]
+        words = query.lower().split()
+        return [Document(page_content=f, metadata={"source": "facts"}) for f in facts
+                if any(w in f for w in words)]
+
+
+def all_runs(collector: RunCollectorCallbackHandler) -> list[Run]:
+    runs: list[Run] = []
+
+    def add(run: Run) -> None:
+        runs.append(run)
+        for child in run.child_runs:
+            add(child)
+
+    for root in collector.traced_runs:
+        add(root)
+    return runs
+
+
+def spans_by_run_id(spans: list[ReadableSpan]) -> dict[str, ReadableSpan]:
+    return {str(s.attributes["langchain.run_id"]): s for s in spans
+            if s.attributes and "langchain.run_id" in s.attributes}
+
+
+def assert_matches_langchain(
+    capture: SpanCapture, collector: RunCollectorCallbackHandler, *, outer: ReadableSpan |
+    None = None
+) -> list[ReadableSpan]:
+    """The spans are LangChain's run tree: one per run, same parents, one trace per root,
+    every child inside its parent's time. Returns the root spans."""
+    runs = all_runs(collector)
+    run_spans = spans_by_run_id(capture.spans)
+    assert len(runs) > 0
+    assert len(run_spans) == len(runs), (len(run_spans), len(runs))
+    assert {str(r.id) for r in runs} == set(run_spans)
+    roots = []
+    for run in runs:
+        span = run_spans[str(run.id)]
+        assert span.context is not None
+        assert span.end_time is not None and span.start_time is not None
+        assert span.start_time <= span.end_time
+        if run.parent_run_id is None:
+            roots.append(span)
+            if outer is None:
+                assert span.parent is None, span.name
+            else:
+                assert outer.context is not None and span.parent is not None
+                assert span.parent.span_id == outer.context.span_id
+            continue
+        parent = run_spans[str(run.parent_run_id)]
+        assert parent.context is not None and span.parent is not None, span.name
+        assert span.parent.span_id == parent.context.span_id, (span.name, parent.name)
+        assert span.context.trace_id == parent.context.trace_id
+        assert span.attributes is not None
+        assert span.attributes["langchain.parent_run_id"] == str(run.parent_run_id)
+        assert parent.start_time is not None and parent.end_time is not None
+        assert parent.start_time <= span.start_time
+        assert span.end_time <= parent.end_time
+    if outer is None:
+        assert len({r.context.trace_id for r in roots if r.context}) == len(roots)
+    return roots
