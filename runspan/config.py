@@ -108,12 +108,19 @@ class TracerSettings:
         chars = max_value_chars
         if chars is None:
             env_chars = _env_number(MAX_VALUE_CHARS_ENV, env)
-            if env_chars is not None and not env_chars.is_integer():
-                raise ValueError(f"{MAX_VALUE_CHARS_ENV}={env_chars!r} is not an integer")
+            if env_chars is not None and (not env_chars.is_integer() or env_chars < 64):
+                raise ValueError(
+                    f"{MAX_VALUE_CHARS_ENV}={env.get(MAX_VALUE_CHARS_ENV)!r}:"
+                    " use an integer of at least 64"
+                )
             chars = int(env_chars) if env_chars is not None else start.max_value_chars
         age = max_run_age_seconds
         if age is None:
             env_age = _env_number(MAX_RUN_AGE_ENV, env)
+            if env_age is not None and not env_age > 0:
+                raise ValueError(
+                    f"{MAX_RUN_AGE_ENV}={env.get(MAX_RUN_AGE_ENV)!r}: use a positive number"
+                )
             age = env_age if env_age is not None else start.max_run_age_seconds
         capture = capture_content
         if capture is None:

@@ -402,44 +402,48 @@ class TracingCallbackHandler(BaseCallbackHandler):
         run = self._runs.remove(run_id)
         if run is None:
             return
-        run.ended = True
-        current.leave(run)
-        span = run.span
-        if inputs is not _NO_INPUT and inputs is not None:
-            span.set_attributes(input_attributes(inputs, self.settings))
-        span.set_attributes(output_attributes(outputs, self.settings))
-        if attributes:
-            span.set_attributes(attributes)
-        span.end(end_time=end_ns)
-        if run.trace.root_id == run_id:
-            self._close_trace(run.trace, end_ns, "root_ended")
+        try:
+            span = run.span
+            if inputs is not _NO_INPUT and inputs is not None:
+                span.set_attributes(input_attributes(inputs, self.settings))
+            span.set_attributes(output_attributes(outputs, self.settings))
+            if attributes:
+                span.set_attributes(attributes)
+        finally:  # whatever failed above, the span ends and the trace is released
+            self._finish(run, end_ns)
 
     def _fail(self, run_id: UUID, error: BaseException) -> None:
         end_ns = time.time_ns()
         run = self._runs.remove(run_id)
         if run is None:
             return
+        try:
+            span = run.span
+            kind = errors.classify(error)
+            if kind == "error":
+                span.add_event("exception", errors.exception_event(error, self.settings), end_ns)
+                span.set_attribute(errors.ERROR_TYPE, errors.type_name(error))
+                span.set_status(Status(StatusCode.ERROR, errors.message(error, self.settings)))
+            elif kind == "control_flow":
+                span.add_event(
+                    "langgraph.control_flow",
+                    {"exception.type": errors.type_name(error),
+                     "exception.message": errors.message(error, self.settings)},
+                    end_ns,
+                )
+            else:
+                span.set_attributes({UNFINISHED: True, UNFINISHED_REASON: kind})
+        finally:
+            self._finish(run, end_ns)
+
+    def _finish(self, run: LiveRun, end_ns: int) -> None:
         run.ended = True
-        current.leave(run)
-        span = run.span
-        kind = errors.classify(error)
-        if kind == "error":
-            error_type = errors.type_name(error)
-            span.add_event("exception", errors.exception_event(error, self.settings), end_ns)
-            span.set_attribute(errors.ERROR_TYPE, error_type)
-            span.set_status(Status(StatusCode.ERROR, errors.message(error, self.settings)))
-        elif kind == "control_flow":
-            span.add_event(
-                "langgraph.control_flow",
-                {"exception.type": errors.type_name(error),
-                 "exception.message": errors.message(error, self.settings)},
-                end_ns,
-            )
-        else:
-            span.set_attributes({UNFINISHED: True, UNFINISHED_REASON: kind})
-        span.end(end_time=end_ns)
-        if run.trace.root_id == run_id:
-            self._close_trace(run.trace, end_ns, "root_ended")
+        try:
+            current.leave(run)
+        finally:
+            run.span.end(end_time=end_ns)
+            if run.trace.root_id == run.run_id:
+                self._close_trace(run.trace, end_ns, "root_ended")
 
     def _event(self, run_id: UUID, name: str, attributes: dict[str, AttributeValue]) -> None:
         run = self._runs.get(run_id)

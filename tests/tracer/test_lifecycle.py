@@ -1,0 +1,62 @@
+"""A long-running process: the handler's state is released and memory does not grow."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from collections.abc import Sequence
+
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+from runspan import RunIdGenerator, TracingCallbackHandler
+from tests.support import fake_chat
+
+
+class CountingExporter(SpanExporter):
+    """Counts spans and keeps none, so that only runspan's own memory is measured."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+def test_5000_invokes_leave_no_state_and_memory_flat() -> None:
+    """After 5,000 invokes on one handler its state is empty, and the memory allocated by
+    the second half of them is not more than noise."""
+    exporter = CountingExporter()
+    provider = TracerProvider(id_generator=RunIdGenerator(), shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    handler = TracingCallbackHandler(provider)
+    chain = (ChatPromptTemplate.from_template("{q}") | fake_chat() | StrOutputParser())
+    config = {"callbacks": [handler]}
+
+    for i in range(1000):  # warm up LangChain's and Python's caches
+        chain.invoke({"q": str(i)}, config=config)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        first = tracemalloc.take_snapshot()
+        for i in range(4000):
+            chain.invoke({"q": str(i)}, config=config)
+        gc.collect()
+        second = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    assert exporter.count == 5000 * 4
+    assert handler.state_sizes() == {"live_runs": 0, "ended_runs": 0, "traces": 0}
+    runspan_growth = sum(
+        stat.size_diff for stat in second.compare_to(first, "filename")
+        if "runspan" in stat.traceback[0].filename
+    )
+    total_growth = sum(stat.size_diff for stat in second.compare_to(first, "filename"))
+    # 4,000 invokes that each held a few KB while running: a leak of even 100 bytes per
+    # invoke would show as 400 KB.
+    assert runspan_growth < 20_000, runspan_growth
+    assert total_growth < 200_000, total_growth
+    provider.shutdown()
