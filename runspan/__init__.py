@@ -1,6 +1,6 @@
 """runspan: every LangChain run as an OpenTelemetry span.
 
-    chain.with_config(callbacks=[runspan.TracingCallbackHandler()]).invoke(...)
+chain.with_config(callbacks=[runspan.TracingCallbackHandler()]).invoke(...)
 """
 
 from importlib.metadata import PackageNotFoundError, version

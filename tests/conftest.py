@@ -9,10 +9,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.util._once import Once
 
+import runspan
 import runspan.config
 import runspan.provider
 from runspan.testing import SpanCapture
-import runspan
 
 
 def pytest_configure(config: pytest.Config) -> None:

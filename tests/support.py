@@ -46,32 +46,49 @@ class UsageChatModel(BaseChatModel):
 
     def _result(self) -> tuple[AIMessage, dict[str, Any] | None, dict[str, Any]]:
         llm_output: dict[str, Any] | None = None
-        metadata: dict[str, Any] = {"model_name": f"{self.model}-2025", "id": "resp-123",
-                                    "finish_reason": "stop"}
+        metadata: dict[str, Any] = {
+            "model_name": f"{self.model}-2025",
+            "id": "resp-123",
+            "finish_reason": "stop",
+        }
         fields: dict[str, Any] = {}
         if self.shape == "usage_metadata":
             fields["usage_metadata"] = {
-                "input_tokens": 11, "output_tokens": 7, "total_tokens": 18,
+                "input_tokens": 11,
+                "output_tokens": 7,
+                "total_tokens": 18,
                 "input_token_details": {"cache_read": 3, "cache_creation": 2},
                 "output_token_details": {"reasoning": 5},
             }
         elif self.shape == "openai_llm_output":
-            llm_output = {"token_usage": {
-                "prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
-                "prompt_tokens_details": {"cached_tokens": 3},
-                "completion_tokens_details": {"reasoning_tokens": 5},
-            }, "model_name": f"{self.model}-2025"}
+            llm_output = {
+                "token_usage": {
+                    "prompt_tokens": 11,
+                    "completion_tokens": 7,
+                    "total_tokens": 18,
+                    "prompt_tokens_details": {"cached_tokens": 3},
+                    "completion_tokens_details": {"reasoning_tokens": 5},
+                },
+                "model_name": f"{self.model}-2025",
+            }
         elif self.shape == "anthropic_llm_output":
-            llm_output = {"usage": {
-                "input_tokens": 11, "output_tokens": 7,
-                "cache_read_input_tokens": 3, "cache_creation_input_tokens": 2,
-            }}
+            llm_output = {
+                "usage": {
+                    "input_tokens": 11,
+                    "output_tokens": 7,
+                    "cache_read_input_tokens": 3,
+                    "cache_creation_input_tokens": 2,
+                }
+            }
         elif self.shape == "response_metadata":
             metadata["token_usage"] = {"prompt_tokens": 11, "completion_tokens": 7}
         elif self.shape != "none":
             raise ValueError(self.shape)
-        return AIMessage(content=self.reply, response_metadata=metadata, **fields), llm_output, \
-            metadata
+        return (
+            AIMessage(content=self.reply, response_metadata=metadata, **fields),
+            llm_output,
+            metadata,
+        )
 
     def _generate(
         self,
@@ -94,11 +111,13 @@ class UsageChatModel(BaseChatModel):
         words = str(message.content).split(" ")
         for index, word in enumerate(words):
             last = index == len(words) - 1
-            chunk = ChatGenerationChunk(message=AIMessageChunk(
-                content=word,
-                usage_metadata=message.usage_metadata if last else None,
-                response_metadata=metadata if last else {},
-            ))
+            chunk = ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content=word,
+                    usage_metadata=message.usage_metadata if last else None,
+                    response_metadata=metadata if last else {},
+                )
+            )
             if run_manager:
                 run_manager.on_llm_new_token(word, chunk=chunk)
             yield chunk
@@ -131,8 +150,11 @@ class FruitRetriever(BaseRetriever):
     ) -> list[Document]:
         facts = ["apples are red", "bananas are yellow", "apples grow on trees"]
         words = query.lower().split()
-        return [Document(page_content=f, metadata={"source": "facts"}) for f in facts
-                if any(w in f for w in words)]
+        return [
+            Document(page_content=f, metadata={"source": "facts"})
+            for f in facts
+            if any(w in f for w in words)
+        ]
 
 
 def all_runs(collector: RunCollectorCallbackHandler) -> list[Run]:
@@ -149,13 +171,18 @@ def all_runs(collector: RunCollectorCallbackHandler) -> list[Run]:
 
 
 def spans_by_run_id(spans: list[ReadableSpan]) -> dict[str, ReadableSpan]:
-    return {str(s.attributes["langchain.run_id"]): s for s in spans
-            if s.attributes and "langchain.run_id" in s.attributes}
+    return {
+        str(s.attributes["langchain.run_id"]): s
+        for s in spans
+        if s.attributes and "langchain.run_id" in s.attributes
+    }
 
 
 def assert_matches_langchain(
-    capture: SpanCapture, collector: RunCollectorCallbackHandler, *, outer: ReadableSpan |
-    None = None
+    capture: SpanCapture,
+    collector: RunCollectorCallbackHandler,
+    *,
+    outer: ReadableSpan | None = None,
 ) -> list[ReadableSpan]:
     """The spans are LangChain's run tree: one per run, same parents, one trace per root,
     every child inside its parent's time. Returns the root spans."""
@@ -168,23 +195,27 @@ def assert_matches_langchain(
     for run in runs:
         span = run_spans[str(run.id)]
         assert span.context is not None
-        assert span.end_time is not None and span.start_time is not None
+        assert span.end_time is not None
+        assert span.start_time is not None
         assert span.start_time <= span.end_time
         if run.parent_run_id is None:
             roots.append(span)
             if outer is None:
                 assert span.parent is None, span.name
             else:
-                assert outer.context is not None and span.parent is not None
+                assert outer.context is not None
+                assert span.parent is not None
                 assert span.parent.span_id == outer.context.span_id
             continue
         parent = run_spans[str(run.parent_run_id)]
-        assert parent.context is not None and span.parent is not None, span.name
+        assert parent.context is not None
+        assert span.parent is not None, span.name
         assert span.parent.span_id == parent.context.span_id, (span.name, parent.name)
         assert span.context.trace_id == parent.context.trace_id
         assert span.attributes is not None
         assert span.attributes["langchain.parent_run_id"] == str(run.parent_run_id)
-        assert parent.start_time is not None and parent.end_time is not None
+        assert parent.start_time is not None
+        assert parent.end_time is not None
         assert parent.start_time <= span.start_time
         assert span.end_time <= parent.end_time
     if outer is None:

@@ -40,8 +40,9 @@ class TestConfigure:
         assert trace.get_tracer_provider() is provider
         assert runspan.configured_provider() is provider
         assert provider.resource.attributes["service.name"] == "checkout"
-        RunnableLambda(lambda x: x).invoke(1, config={"callbacks": [
-            runspan.TracingCallbackHandler()]})
+        RunnableLambda(lambda x: x).invoke(
+            1, config={"callbacks": [runspan.TracingCallbackHandler()]}
+        )
         assert runspan.flush() is True
         assert [s.name for s in exporter.spans] == ["RunnableLambda"]
         [span] = exporter.spans
@@ -104,8 +105,9 @@ class TestConfigure:
         """shutdown() hands over every ended span before it stops the provider."""
         exporter = ListExporter()
         runspan.configure(span_processors=[BatchSpanProcessor(exporter)])
-        RunnableLambda(lambda x: x).invoke(1, config={"callbacks": [
-            runspan.TracingCallbackHandler()]})
+        RunnableLambda(lambda x: x).invoke(
+            1, config={"callbacks": [runspan.TracingCallbackHandler()]}
+        )
         runspan.shutdown()
         assert len(exporter.spans) == 1
 

@@ -8,19 +8,21 @@ import runspan.testing
 
 def test_exported_names() -> None:
     """runspan exports these names and no others."""
-    assert sorted(runspan.__all__) == sorted([
-        "RunIdGenerator",
-        "TracerSettings",
-        "TracingCallbackHandler",
-        "__version__",
-        "configure",
-        "configured_provider",
-        "flush",
-        "instrument",
-        "instrumented_handler",
-        "shutdown",
-        "uninstrument",
-    ])
+    assert sorted(runspan.__all__) == sorted(
+        [
+            "RunIdGenerator",
+            "TracerSettings",
+            "TracingCallbackHandler",
+            "__version__",
+            "configure",
+            "configured_provider",
+            "flush",
+            "instrument",
+            "instrumented_handler",
+            "shutdown",
+            "uninstrument",
+        ]
+    )
     for name in runspan.__all__:
         assert hasattr(runspan, name), name
 
@@ -28,7 +30,11 @@ def test_exported_names() -> None:
 def test_testing_helpers_exported() -> None:
     """runspan.testing exports its helpers."""
     assert sorted(runspan.testing.__all__) == [
-        "SpanCapture", "SpanNode", "capture_spans", "render_tree", "span_tree",
+        "SpanCapture",
+        "SpanNode",
+        "capture_spans",
+        "render_tree",
+        "span_tree",
     ]
 
 

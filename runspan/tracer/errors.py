@@ -22,8 +22,9 @@ ERROR_TYPE = "error.type"
 ErrorKind = Literal["error", "control_flow", "cancelled", "abandoned"]
 
 # LangGraph's bubble-up base class, matched by name so that runspan does not import LangGraph.
-_CONTROL_FLOW_BASES = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt",
-                                 "ParentCommand"})
+_CONTROL_FLOW_BASES = frozenset(
+    {"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"}
+)
 
 
 def classify(error: BaseException) -> ErrorKind:

@@ -1,13 +1,14 @@
 """OpenTelemetry GenAI attributes of model and tool runs.
 
-Each extractor reads one concern from what LangChain passes to a callback and yields
-``(attribute, value)`` pairs; :func:`collect` runs them with fault isolation, so one odd model
-response costs its own attributes, never the span.
+Each extractor reads one concern from what LangChain passes to a callback into the attributes;
+:func:`collect` runs them with fault isolation, so one odd model response costs its own
+attributes, never the span. They are plain functions over plain loops: they run on every model
+call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
@@ -31,7 +32,9 @@ CHAT = "chat"
 TEXT_COMPLETION = "text_completion"
 EXECUTE_TOOL = "execute_tool"
 
-Pairs = Iterator[tuple[str, AttributeValue]]
+Attributes = dict[str, AttributeValue]
+# An extractor reads one concern from a callback's arguments into the attributes.
+Extractor = Callable[[Attributes, Any, Any], None]
 
 # LangChain's ls_provider names mapped to the GenAI convention's well-known provider names;
 # others pass through as LangChain gives them.
@@ -58,8 +61,11 @@ _PROVIDERS = {
 # Request parameters: (attribute, metadata key LangChain sets, invocation parameter names).
 _REQUEST_PARAMETERS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("gen_ai.request.temperature", "ls_temperature", ("temperature",)),
-    ("gen_ai.request.max_tokens", "ls_max_tokens",
-     ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict")),
+    (
+        "gen_ai.request.max_tokens",
+        "ls_max_tokens",
+        ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict"),
+    ),
     ("gen_ai.request.top_p", None, ("top_p",)),
     ("gen_ai.request.top_k", None, ("top_k",)),
     ("gen_ai.request.frequency_penalty", None, ("frequency_penalty",)),
@@ -68,22 +74,19 @@ _REQUEST_PARAMETERS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
 )
 
 
-def collect(extractors: Iterable[Callable[[], Pairs]]) -> dict[str, AttributeValue]:
-    """Run each extractor; one that fails is logged and skipped, keeping what it yielded."""
-    attributes: dict[str, AttributeValue] = {}
+def collect(extractors: Iterable[Extractor], first: Any, second: Any) -> Attributes:
+    """Run each extractor; one that fails is logged and skipped, the others still count."""
+    attributes: Attributes = {}
     for extractor in extractors:
         try:
-            for key, value in extractor():
-                attributes[key] = value
+            extractor(attributes, first, second)
         except Exception:
             failures.exception(extractor.__name__, f"runspan: {extractor.__name__} failed")
     return attributes
 
 
 def _number(value: object) -> int | float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return value
+    return value if type(value) is int or type(value) is float else None
 
 
 def model_name(metadata: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> str | None:
@@ -100,100 +103,129 @@ def model_name(metadata: Mapping[str, Any] | None, params: Mapping[str, Any] | N
     return None
 
 
+# --- at the start of a model run: (attributes, metadata, invocation parameters) ----------
+
+
+def _requested_model(
+    attributes: Attributes, meta: Mapping[str, Any], params: Mapping[str, Any]
+) -> None:
+    name = model_name(meta, params)
+    if name:
+        attributes[REQUEST_MODEL] = name
+
+
+def _provider(attributes: Attributes, meta: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    raw = meta.get("ls_provider")
+    if isinstance(raw, str) and raw:
+        attributes[PROVIDER] = _PROVIDERS.get(raw.lower(), raw.lower())
+
+
+def _parameters(attributes: Attributes, meta: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    for attribute, meta_key, param_keys in _REQUEST_PARAMETERS:
+        value = _number(meta.get(meta_key)) if meta_key else None
+        if value is None:
+            for key in param_keys:
+                value = _number(params.get(key))
+                if value is not None:
+                    break
+        if value is not None:
+            attributes[attribute] = value
+
+
+def _stop_sequences(
+    attributes: Attributes, meta: Mapping[str, Any], params: Mapping[str, Any]
+) -> None:
+    stop = meta.get("ls_stop") or params.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if isinstance(stop, (list, tuple)) and stop and all(isinstance(s, str) for s in stop):
+        attributes["gen_ai.request.stop_sequences"] = tuple(stop)
+
+
+_REQUEST_EXTRACTORS: tuple[Extractor, ...] = (
+    _requested_model,
+    _provider,
+    _parameters,
+    _stop_sequences,
+)
+
+
 def request_attributes(
     operation: str,
     metadata: Mapping[str, Any] | None,
     params: Mapping[str, Any] | None,
-) -> dict[str, AttributeValue]:
+) -> Attributes:
     """Operation, provider, model and request parameters of a model run at its start."""
-    meta: Mapping[str, Any] = metadata or {}
-    invocation: Mapping[str, Any] = params or {}
-
-    def operation_and_model() -> Pairs:
-        yield OPERATION, operation
-        name = model_name(meta, invocation)
-        if name:
-            yield REQUEST_MODEL, name
-
-    def provider() -> Pairs:
-        raw = meta.get("ls_provider")
-        if isinstance(raw, str) and raw:
-            yield PROVIDER, _PROVIDERS.get(raw.lower(), raw.lower())
-
-    def parameters() -> Pairs:
-        for attribute, meta_key, param_keys in _REQUEST_PARAMETERS:
-            value = _number(meta.get(meta_key)) if meta_key else None
-            for key in param_keys:
-                if value is not None:
-                    break
-                value = _number(invocation.get(key))
-            if value is not None:
-                yield attribute, value
-
-    def stop_sequences() -> Pairs:
-        stop = meta.get("ls_stop") or invocation.get("stop")
-        if isinstance(stop, str):
-            stop = [stop]
-        if isinstance(stop, (list, tuple)) and stop and all(isinstance(s, str) for s in stop):
-            yield "gen_ai.request.stop_sequences", list(stop)
-
-    return collect((operation_and_model, provider, parameters, stop_sequences))
+    attributes = collect(_REQUEST_EXTRACTORS, metadata or {}, params or {})
+    attributes[OPERATION] = operation
+    return attributes
 
 
-def response_attributes(generations: list[Any], llm_output: Mapping[str, Any] | None) -> dict[
-    str, AttributeValue
-]:
-    """Model, id, finish reasons and token usage of a finished model run."""
-    messages = [g.message for g in generations if getattr(g, "message", None) is not None]
-    output: Mapping[str, Any] = llm_output if isinstance(llm_output, Mapping) else {}
+# --- at the end of a model run: (attributes, generations, llm_output) --------------------
 
-    def _metadata() -> Iterator[Mapping[str, Any]]:
-        for message in messages:
-            metadata = getattr(message, "response_metadata", None)
-            if isinstance(metadata, Mapping):
-                yield metadata
-        yield output
 
-    def response_model() -> Pairs:
-        for source in _metadata():
-            for key in ("model_name", "model"):
-                name = source.get(key)
-                if isinstance(name, str) and name:
-                    yield RESPONSE_MODEL, name
-                    return
+def _response_metadata(
+    generations: list[Any], output: Mapping[str, Any]
+) -> list[Mapping[str, Any]]:
+    sources: list[Mapping[str, Any]] = []
+    for generation in generations:
+        metadata = getattr(getattr(generation, "message", None), "response_metadata", None)
+        if isinstance(metadata, Mapping):
+            sources.append(metadata)
+    sources.append(output)
+    return sources
 
-    def response_id() -> Pairs:
-        for source in _metadata():
+
+def _response_model_and_id(
+    attributes: Attributes, generations: list[Any], output: Mapping[str, Any]
+) -> None:
+    for source in _response_metadata(generations, output):
+        if RESPONSE_MODEL not in attributes:
+            name = source.get("model_name") or source.get("model")
+            if isinstance(name, str) and name:
+                attributes[RESPONSE_MODEL] = name
+        if RESPONSE_ID not in attributes:
             value = source.get("id")
             if isinstance(value, str) and value:
-                yield RESPONSE_ID, value
-                return
+                attributes[RESPONSE_ID] = value
 
-    def finish_reasons() -> Pairs:
-        reasons: list[str] = []
-        for generation in generations:
-            info = getattr(generation, "generation_info", None) or {}
-            message = getattr(generation, "message", None)
-            metadata = getattr(message, "response_metadata", None) or {}
-            for source in (info, metadata):
-                reason = source.get("finish_reason") or source.get("stop_reason")
-                if isinstance(reason, str) and reason:
-                    reasons.append(reason)
-                    break
-        if reasons:
-            yield FINISH_REASONS, reasons
 
-    def usage() -> Pairs:
-        yield from reported_usage(messages, output).items()
+def _finish_reasons(
+    attributes: Attributes, generations: list[Any], output: Mapping[str, Any]
+) -> None:
+    reasons: list[str] = []
+    for generation in generations:
+        info = generation.generation_info or {}
+        message = getattr(generation, "message", None)
+        metadata = getattr(message, "response_metadata", None) or {}
+        for source in (info, metadata):
+            reason = source.get("finish_reason") or source.get("stop_reason")
+            if isinstance(reason, str) and reason:
+                reasons.append(reason)
+                break
+    if reasons:
+        attributes[FINISH_REASONS] = tuple(reasons)
 
-    return collect((response_model, response_id, finish_reasons, usage))
+
+def _usage(attributes: Attributes, generations: list[Any], output: Mapping[str, Any]) -> None:
+    messages = [g.message for g in generations if getattr(g, "message", None) is not None]
+    attributes.update(reported_usage(messages, output))
+
+
+_RESPONSE_EXTRACTORS: tuple[Extractor, ...] = (_response_model_and_id, _finish_reasons, _usage)
+
+
+def response_attributes(generations: list[Any], llm_output: Mapping[str, Any] | None) -> Attributes:
+    """Model, id, finish reasons and token usage of a finished model run."""
+    output = llm_output if isinstance(llm_output, Mapping) else {}
+    return collect(_RESPONSE_EXTRACTORS, generations, output)
 
 
 def tool_attributes(
     name: str, serialized: Mapping[str, Any] | None, tool_call_id: object
-) -> dict[str, AttributeValue]:
+) -> Attributes:
     """The GenAI attributes of a tool run."""
-    attributes: dict[str, AttributeValue] = {
+    attributes: Attributes = {
         OPERATION: EXECUTE_TOOL,
         TOOL_NAME: name,
         TOOL_TYPE: "function",

@@ -19,11 +19,11 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
     NonRecordingSpan,
+    Span,
     SpanKind,
     Status,
     StatusCode,
     TracerProvider,
-    set_span_in_context,
 )
 from opentelemetry.util.types import AttributeValue
 
@@ -31,8 +31,8 @@ from runspan.config import Redactor, TracerSettings, default_tracer_settings
 from runspan.tracer import current, errors, genai
 from runspan.tracer.content import input_attributes, output_attributes, safe_text
 from runspan.tracer.guard import never_raises
-from runspan.tracer.ids import offered_ids
-from runspan.tracer.runs import EndedRun, LiveRun, RunRegistry, TraceState
+from runspan.tracer.runs import LiveRun, RunRegistry, TraceState
+from runspan.tracer.spans import SpanStarter, record, starter_for
 
 RUN_ID = "langchain.run_id"
 PARENT_RUN_ID = "langchain.parent_run_id"
@@ -43,7 +43,6 @@ ORPHAN = "runspan.orphan"
 UNFINISHED = "runspan.unfinished"
 UNFINISHED_REASON = "runspan.unfinished.reason"
 
-_TRACER_NAME = "runspan"
 _NO_INPUT = object()
 
 
@@ -106,10 +105,9 @@ class TracingCallbackHandler(BaseCallbackHandler):
             max_live_traces=max_live_traces,
             base=default_tracer_settings(),
         )
-        from runspan import __version__  # noqa: PLC0415 - the package imports this module
-
-        # With no provider this is a proxy that follows the global provider once it is set.
-        self._tracer = trace.get_tracer(_TRACER_NAME, __version__, tracer_provider)
+        self._provider = tracer_provider
+        self._starter: SpanStarter | None = None
+        self._starter_provider: TracerProvider | None = None
         self._runs = RunRegistry(self.settings.max_live_traces)
         self._max_age_ns = int(self.settings.max_run_age_seconds * 1e9)
 
@@ -120,6 +118,18 @@ class TracingCallbackHandler(BaseCallbackHandler):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TracingCallbackHandler:
         return self
+
+    def _spans(self) -> SpanStarter:
+        """The span starter for the provider in use; without one, the global provider, which
+        may be set after this handler was made."""
+        provider = self._provider or trace.get_tracer_provider()
+        starter = self._starter
+        if starter is None or provider is not self._starter_provider:
+            from runspan import __version__  # noqa: PLC0415 - the package imports this module
+
+            starter = self._starter = starter_for(provider, __version__)
+            self._starter_provider = provider
+        return starter
 
     def state_sizes(self) -> dict[str, int]:
         """How many runs and traces the handler holds: all zero once every run has ended."""
@@ -141,8 +151,17 @@ class TracingCallbackHandler(BaseCallbackHandler):
     ) -> None:
         run_type = kwargs.get("run_type") or "chain"
         name = _run_name(serialized, kwargs, run_type)
-        self._start(run_id, parent_run_id, name=name, kind=SpanKind.INTERNAL, run_type=run_type,
-                    tags=tags, metadata=metadata, inputs=inputs, attributes={})
+        self._start(
+            run_id,
+            parent_run_id,
+            name=name,
+            kind=SpanKind.INTERNAL,
+            run_type=run_type,
+            tags=tags,
+            metadata=metadata,
+            inputs=inputs,
+            attributes={},
+        )
 
     @never_raises
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -169,8 +188,16 @@ class TracingCallbackHandler(BaseCallbackHandler):
     ) -> None:
         # LangChain starts one run per prompt, so there is one message list.
         prompt: Any = messages[0] if len(messages) == 1 else messages
-        self._start_model(run_id, parent_run_id, operation=genai.CHAT, serialized=serialized,
-                          prompt=prompt, tags=tags, metadata=metadata, kwargs=kwargs)
+        self._start_model(
+            run_id,
+            parent_run_id,
+            operation=genai.CHAT,
+            serialized=serialized,
+            prompt=prompt,
+            tags=tags,
+            metadata=metadata,
+            kwargs=kwargs,
+        )
 
     @never_raises
     def on_llm_start(
@@ -185,9 +212,16 @@ class TracingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         prompt: Any = prompts[0] if len(prompts) == 1 else prompts
-        self._start_model(run_id, parent_run_id, operation=genai.TEXT_COMPLETION,
-                          serialized=serialized, prompt=prompt, tags=tags, metadata=metadata,
-                          kwargs=kwargs)
+        self._start_model(
+            run_id,
+            parent_run_id,
+            operation=genai.TEXT_COMPLETION,
+            serialized=serialized,
+            prompt=prompt,
+            tags=tags,
+            metadata=metadata,
+            kwargs=kwargs,
+        )
 
     @never_raises
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -196,9 +230,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
             return
         now = time.time_ns()
         run.first_chunk_ns = now
-        start = getattr(run.span, "start_time", None)
-        if isinstance(start, int):
-            run.span.set_attribute(genai.TIME_TO_FIRST_CHUNK, (now - start) / 1e9)
+        record(run.span, {genai.TIME_TO_FIRST_CHUNK: (now - run.start_ns) / 1e9})
         run.span.add_event("gen_ai.first_chunk", timestamp=now)
 
     @never_raises
@@ -233,9 +265,17 @@ class TracingCallbackHandler(BaseCallbackHandler):
     ) -> None:
         tool = _run_name(serialized, kwargs, "tool")
         attributes = genai.tool_attributes(tool, serialized, kwargs.get("tool_call_id"))
-        self._start(run_id, parent_run_id, name=f"{genai.EXECUTE_TOOL} {tool}",
-                    kind=SpanKind.INTERNAL, run_type="tool", tags=tags, metadata=metadata,
-                    inputs=input_str if inputs is None else inputs, attributes=attributes)
+        self._start(
+            run_id,
+            parent_run_id,
+            name=f"{genai.EXECUTE_TOOL} {tool}",
+            kind=SpanKind.INTERNAL,
+            run_type="tool",
+            tags=tags,
+            metadata=metadata,
+            inputs=input_str if inputs is None else inputs,
+            attributes=attributes,
+        )
 
     @never_raises
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -258,8 +298,17 @@ class TracingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         name = _run_name(serialized, kwargs, "retriever")
-        self._start(run_id, parent_run_id, name=name, kind=SpanKind.CLIENT, run_type="retriever",
-                    tags=tags, metadata=metadata, inputs=query, attributes={})
+        self._start(
+            run_id,
+            parent_run_id,
+            name=name,
+            kind=SpanKind.CLIENT,
+            run_type="retriever",
+            tags=tags,
+            metadata=metadata,
+            inputs=query,
+            attributes={},
+        )
 
     @never_raises
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
@@ -300,9 +349,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
         self._event(run_id, "retry", attributes)
 
     @never_raises
-    def on_custom_event(
-        self, name: str, data: Any, *, run_id: UUID, **kwargs: Any
-    ) -> None:
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
         attributes: dict[str, AttributeValue] = {}
         if self.settings.capture_content:
             attributes["data"] = safe_text(data, self.settings)
@@ -326,9 +373,18 @@ class TracingCallbackHandler(BaseCallbackHandler):
         attributes = genai.request_attributes(operation, metadata, params)
         model = attributes.get(genai.REQUEST_MODEL)
         name = f"{operation} {model}" if model else _run_name(serialized, kwargs, operation)
-        self._start(run_id, parent_run_id, name=name, kind=SpanKind.CLIENT, run_type="llm",
-                    tags=tags, metadata=metadata, inputs=prompt, attributes=attributes,
-                    operation=operation)
+        self._start(
+            run_id,
+            parent_run_id,
+            name=name,
+            kind=SpanKind.CLIENT,
+            run_type="llm",
+            tags=tags,
+            metadata=metadata,
+            inputs=prompt,
+            attributes=attributes,
+            operation=operation,
+        )
 
     def _start(
         self,
@@ -348,42 +404,53 @@ class TracingCallbackHandler(BaseCallbackHandler):
         caller = current.calling_frame(sys._getframe(1))
         if self._runs.get(run_id) is not None:
             return  # the same run reported twice (two managers sharing this handler)
-        attributes[RUN_ID] = str(run_id)
+        run_id_text = str(run_id)
+        attributes[RUN_ID] = run_id_text
         attributes[RUN_TYPE] = run_type
         if tags:
-            attributes[TAGS] = [str(tag) for tag in tags]
+            attributes[TAGS] = tuple(tag if type(tag) is str else str(tag) for tag in tags)
         if metadata:
-            attributes[METADATA] = safe_text(metadata, self.settings)
+            # LangChain's ls_* and lc_* keys describe the model (already in gen_ai.*) and
+            # LangChain's own versions; what is left is the application's.
+            own = {k: v for k, v in metadata.items() if not k.startswith(("ls_", "lc_"))}
+            if own:
+                attributes[METADATA] = safe_text(own, self.settings)
         attributes.update(input_attributes(inputs, self.settings))
 
         parent = self._runs.parent(parent_run_id) if parent_run_id is not None else None
-        parent_context: Context
-        if parent_run_id is not None:
-            attributes[PARENT_RUN_ID] = str(parent_run_id)
-        if isinstance(parent, LiveRun):
-            parent_context = set_span_in_context(parent.span, Context())
-            trace_state = parent.trace
-        elif isinstance(parent, EndedRun):
-            parent_context = set_span_in_context(NonRecordingSpan(parent.span_context), Context())
+        parent_span: Span | None = None
+        root_context: Context | None = None
+        if parent is not None:
+            attributes[PARENT_RUN_ID] = parent.run_id_text
+            parent_span = parent.span
+            if parent.ended:  # a late child: link to what is left of its parent
+                parent_span = NonRecordingSpan(parent_span.get_span_context())
             trace_state = parent.trace
         else:
             # A root, or a child whose parent runspan never saw (an orphan, made a root).
             if parent_run_id is not None:
+                attributes[PARENT_RUN_ID] = str(parent_run_id)
                 attributes[ORPHAN] = True
             self._expire_old_traces(start_ns)
             trace_state = TraceState(run_id, start_ns)
-            parent_context = (
+            root_context = (
                 Context()
                 if self.settings.separate_trace
                 else current.current_parent_context(id(caller))
             )
 
-        with offered_ids(run_id):
-            span = self._tracer.start_span(
-                name, context=parent_context, kind=kind, attributes=attributes,
-                start_time=start_ns,
-            )
-        run = LiveRun(run_id, span, trace_state, operation, caller_id=id(caller))
+        span = self._spans().start(
+            name,
+            kind,
+            attributes,
+            start_ns=start_ns,
+            run_id=run_id,
+            parent_run_span=parent_span,
+            root_context=root_context,
+        )
+        run = LiveRun(
+            run_id, run_id_text, span, trace_state, start_ns, operation, caller_id=id(caller)
+        )
         if not self._runs.add(run):
             return
         # Only where the code that fired the callback cannot suspend before the end does the
@@ -405,10 +472,10 @@ class TracingCallbackHandler(BaseCallbackHandler):
         try:
             span = run.span
             if inputs is not _NO_INPUT and inputs is not None:
-                span.set_attributes(input_attributes(inputs, self.settings))
-            span.set_attributes(output_attributes(outputs, self.settings))
+                record(span, input_attributes(inputs, self.settings))
+            record(span, output_attributes(outputs, self.settings))
             if attributes:
-                span.set_attributes(attributes)
+                record(span, attributes)
         finally:  # whatever failed above, the span ends and the trace is released
             self._finish(run, end_ns)
 
@@ -422,17 +489,19 @@ class TracingCallbackHandler(BaseCallbackHandler):
             kind = errors.classify(error)
             if kind == "error":
                 span.add_event("exception", errors.exception_event(error, self.settings), end_ns)
-                span.set_attribute(errors.ERROR_TYPE, errors.type_name(error))
+                record(span, {errors.ERROR_TYPE: errors.type_name(error)})
                 span.set_status(Status(StatusCode.ERROR, errors.message(error, self.settings)))
             elif kind == "control_flow":
                 span.add_event(
                     "langgraph.control_flow",
-                    {"exception.type": errors.type_name(error),
-                     "exception.message": errors.message(error, self.settings)},
+                    {
+                        "exception.type": errors.type_name(error),
+                        "exception.message": errors.message(error, self.settings),
+                    },
                     end_ns,
                 )
             else:
-                span.set_attributes({UNFINISHED: True, UNFINISHED_REASON: kind})
+                record(span, {UNFINISHED: True, UNFINISHED_REASON: kind})
         finally:
             self._finish(run, end_ns)
 
@@ -456,7 +525,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
             leftover.ended = True
             # Not left here: the context it entered may not be this one; healing takes care.
             leftover.context_attached = None
-            leftover.span.set_attributes({UNFINISHED: True, UNFINISHED_REASON: reason})
+            record(leftover.span, {UNFINISHED: True, UNFINISHED_REASON: reason})
             leftover.span.end(end_time=end_ns)
 
     def _expire_old_traces(self, now_ns: int) -> None:

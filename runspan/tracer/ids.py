@@ -1,53 +1,29 @@
 """Trace and span ids taken from LangChain run UUIDs.
 
-The handler offers the run's UUID just before it starts the span; a provider built with
-:class:`RunIdGenerator` takes it, so the trace id of a root run *is* its run id and a run id found
-in a log finds its trace in Jaeger. Any other provider ignores the offer and keeps its own ids.
+A provider built with :class:`RunIdGenerator` (``runspan.configure()`` builds one) lets runspan
+use the run's UUID as the trace id of a root run and derive each span id from its run's UUID, so
+that a run id found in a log finds its trace in Jaeger. Spans that are not LangChain runs, and
+providers built without it, get random ids.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from uuid import UUID
 
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 _SPAN_ID_MASK = (1 << 64) - 1
 
 
-class _Offer(threading.local):
-    # Class attributes are per-thread defaults of a threading.local subclass.
-    trace_id: int = 0
-    span_id: int = 0
+class RunIdGenerator(RandomIdGenerator):
+    """Random ids for other spans; tells runspan that run UUIDs may be used for runs."""
 
 
-_offer = _Offer()
+def trace_id_of(run_id: UUID) -> int:
+    """The trace id of a root run: its 128-bit UUID."""
+    return run_id.int
 
 
-@contextmanager
-def offered_ids(run_id: UUID) -> Iterator[None]:
-    """Offer ``run_id`` as the next trace id and span id generated on this thread."""
-    _offer.trace_id = run_id.int
-    _offer.span_id = run_id.int & _SPAN_ID_MASK
-    try:
-        yield
-    finally:
-        _offer.trace_id = 0
-        _offer.span_id = 0
-
-
-class RunIdGenerator(IdGenerator):
-    """Uses the run UUID the tracer offers, and random ids for every other span."""
-
-    def __init__(self) -> None:
-        self._random = RandomIdGenerator()
-
-    def generate_trace_id(self) -> int:
-        offered, _offer.trace_id = _offer.trace_id, 0
-        return offered or self._random.generate_trace_id()
-
-    def generate_span_id(self) -> int:
-        offered, _offer.span_id = _offer.span_id, 0
-        return offered or self._random.generate_span_id()
+def span_id_of(run_id: UUID) -> int:
+    """The span id of a run: the low 64 bits of its UUID, which are random in UUIDv4 and v7."""
+    return run_id.int & _SPAN_ID_MASK

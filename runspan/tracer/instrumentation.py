@@ -31,8 +31,9 @@ _registered = False
 _lock = threading.Lock()
 
 
-def instrument(handler: TracingCallbackHandler | None = None, **settings: Any) -> \
-        TracingCallbackHandler:
+def instrument(
+    handler: TracingCallbackHandler | None = None, **settings: Any
+) -> TracingCallbackHandler:
     """Trace every LangChain run in this process; returns the handler that does it.
 
     Pass a handler, or the keyword arguments of :class:`TracingCallbackHandler` to build one.

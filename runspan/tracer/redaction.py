@@ -1,8 +1,13 @@
 """Secrets removed from text before it becomes a span attribute.
 
 The built-in patterns catch the credentials that most often end up in prompts, tool inputs and
-error messages. They run first, in one pass of one compiled expression; the user's hook runs after
-them. A hook that fails withholds the value instead of letting it through unredacted.
+error messages. They run first; the user's hook runs after them. A hook that fails withholds the
+value instead of letting it through unredacted.
+
+Every pattern starts with a fixed marker. Scanning for the markers with ``str.__contains__`` is
+a few hundred nanoseconds, while running the expression over text that holds none of them costs
+tens of microseconds per kilobyte, on every value of every run: the expression runs only when a
+marker is there.
 """
 
 from __future__ import annotations
@@ -31,9 +36,26 @@ _SECRET_PATTERNS = (
 )
 _BEARER = r"(?P<bearer>\b[Bb]earer\s+)[A-Za-z0-9._~+/=-]{8,}"
 # scheme://user:password@host - keep the user and host, drop the password.
-_URL_PASSWORD = r"(?P<url>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@\"']+:)[^\s@/\"']+(?P<at>@)"
+_URL_PASSWORD = r"(?P<url>://[^\s:/@\"']+:)[^\s@/\"']+@"
 
 _PATTERN = re.compile("|".join((*_SECRET_PATTERNS, _BEARER, _URL_PASSWORD)))
+# A text holding none of these cannot match any pattern above.
+_MARKERS = (
+    "sk-",
+    "AKIA",
+    "ASIA",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "AIza",
+    "xox",
+    "eyJ",
+    "earer",
+    "://",
+)
 
 
 def _replace(match: re.Match[str]) -> str:
@@ -46,7 +68,10 @@ def _replace(match: re.Match[str]) -> str:
 
 def redact_secrets(text: str) -> str:
     """``text`` with the built-in secret patterns replaced by ``[REDACTED]``."""
-    return _PATTERN.sub(_replace, text)
+    for marker in _MARKERS:
+        if marker in text:
+            return _PATTERN.sub(_replace, text)
+    return text
 
 
 def redact(text: str, hook: Redactor | None) -> str:

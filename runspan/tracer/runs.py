@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanContext
+from opentelemetry.trace import Span
 
 
 @dataclass(slots=True, eq=False)
@@ -31,8 +31,10 @@ class LiveRun:
     """A run whose span is open."""
 
     run_id: UUID
+    run_id_text: str
     span: Span
     trace: TraceState
+    start_ns: int
     operation: str | None = None  # the GenAI operation of a model run, None otherwise
     first_chunk_ns: int | None = None
     ended: bool = False
@@ -44,38 +46,30 @@ class LiveRun:
     context_attached: Context | None = None
 
 
-@dataclass(slots=True, frozen=True)
-class EndedRun:
-    """What a late child needs of a parent that already ended."""
-
-    span_context: SpanContext
-    trace: TraceState
-
-
 class RunRegistry:
     """Thread-safe lookups of runs by id. Each call is O(1), apart from the runs it returns."""
 
     def __init__(self, max_live_traces: int) -> None:
         self._lock = threading.Lock()
         self._live: dict[UUID, LiveRun] = {}
-        self._ended: dict[UUID, EndedRun] = {}
+        self._ended: dict[UUID, LiveRun] = {}  # ended runs of live traces, for late children
         self._traces: dict[UUID, TraceState] = {}  # by root id, oldest first
         self._max_live_traces = max_live_traces
 
     def sizes(self) -> dict[str, int]:
         """How much state is held: all zero once every trace has ended."""
-        return {"live_runs": len(self._live), "ended_runs": len(self._ended),
-                "traces": len(self._traces)}
+        return {
+            "live_runs": len(self._live),
+            "ended_runs": len(self._ended),
+            "traces": len(self._traces),
+        }
 
     def get(self, run_id: UUID) -> LiveRun | None:
         return self._live.get(run_id)
 
-    def parent(self, parent_run_id: UUID) -> LiveRun | EndedRun | None:
-        """The live parent run, or what is left of a parent that ended in a live trace."""
-        live = self._live.get(parent_run_id)
-        if live is not None:
-            return live
-        return self._ended.get(parent_run_id)
+    def parent(self, parent_run_id: UUID) -> LiveRun | None:
+        """The parent run: live, or ended in a trace that is still live (check ``ended``)."""
+        return self._live.get(parent_run_id) or self._ended.get(parent_run_id)
 
     def add(self, run: LiveRun) -> bool:
         """Register a started run; ``False`` if a run with its id is already live."""
@@ -97,7 +91,7 @@ class RunRegistry:
             trace = run.trace
             trace.runs.pop(run_id, None)
             if trace.root_id != run_id:
-                self._ended[run_id] = EndedRun(run.span.get_span_context(), trace)
+                self._ended[run_id] = run
                 trace.ended_ids.append(run_id)
             return run
 

@@ -19,7 +19,7 @@ from pathlib import PurePath
 from typing import Any
 
 from langchain_core.documents import Document
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.prompt_values import PromptValue
 from pydantic import BaseModel
 
@@ -32,12 +32,11 @@ def _message(message: BaseMessage) -> dict[str, Any]:
     data: dict[str, Any] = {"role": message.type, "content": message.content}
     if message.name:
         data["name"] = message.name
-    tool_calls = getattr(message, "tool_calls", None)
-    if tool_calls:
-        data["tool_calls"] = tool_calls
-    tool_call_id = getattr(message, "tool_call_id", None)
-    if tool_call_id:
-        data["tool_call_id"] = tool_call_id
+    # isinstance first: a missing attribute on a pydantic model is a slow AttributeError.
+    if isinstance(message, AIMessage) and message.tool_calls:
+        data["tool_calls"] = message.tool_calls
+    elif isinstance(message, ToolMessage):
+        data["tool_call_id"] = message.tool_call_id
     return data
 
 
@@ -107,17 +106,18 @@ def _walk(value: Any, ancestors: set[int], depth: int) -> Any:
         ancestors.discard(marker)
 
 
+# Built once: json.dumps with non-default options builds a new encoder on every call.
+_FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=plain)
+_CAREFUL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_safe_repr)
+
+
 def to_json(value: Any) -> str:
     """``value`` as compact JSON text; any object serializes, nothing raises."""
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
     try:
-        return json.dumps(value, default=plain, ensure_ascii=False, separators=(",", ":"))
+        return _FAST.encode(value)
     except (ValueError, RecursionError, TypeError):
         pass
     try:
-        return json.dumps(
-            _walk(value, set(), 0), default=_safe_repr, ensure_ascii=False, separators=(",", ":")
-        )
+        return _CAREFUL.encode(_walk(value, set(), 0))
     except Exception:
-        return json.dumps(_safe_repr(value))
+        return _CAREFUL.encode(_safe_repr(value))

@@ -22,10 +22,16 @@ REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 # Gemini: *_token_count; Ollama: *eval_count.
 _RAW_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     INPUT_TOKENS: (
-        ("input_tokens",), ("prompt_tokens",), ("prompt_token_count",), ("prompt_eval_count",),
+        ("input_tokens",),
+        ("prompt_tokens",),
+        ("prompt_token_count",),
+        ("prompt_eval_count",),
     ),
     OUTPUT_TOKENS: (
-        ("output_tokens",), ("completion_tokens",), ("candidates_token_count",), ("eval_count",),
+        ("output_tokens",),
+        ("completion_tokens",),
+        ("candidates_token_count",),
+        ("eval_count",),
     ),
     CACHE_READ_TOKENS: (
         ("input_token_details", "cache_read"),
@@ -99,8 +105,39 @@ def _usage_sources(
                 yield metadata
 
 
+def _from_usage_metadata(usage: Mapping[str, Any]) -> dict[str, int] | None:
+    """LangChain's normalized shape, read directly: the common case, so no path search."""
+    found: dict[str, int] = {}
+    for attribute, key in ((INPUT_TOKENS, "input_tokens"), (OUTPUT_TOKENS, "output_tokens")):
+        value = _count(usage.get(key))
+        if value is None:
+            return None
+        found[attribute] = value
+    details = usage.get("input_token_details")
+    if details:
+        for attribute, key in (
+            (CACHE_READ_TOKENS, "cache_read"),
+            (CACHE_CREATION_TOKENS, "cache_creation"),
+        ):
+            value = _count(details.get(key))
+            if value is not None:
+                found[attribute] = value
+    details = usage.get("output_token_details")
+    if details:
+        value = _count(details.get("reasoning"))
+        if value is not None:
+            found[REASONING_TOKENS] = value
+    return found
+
+
 def reported_usage(messages: list[Any], llm_output: Mapping[str, Any] | None) -> dict[str, int]:
     """Usage of one model call: the first source that reports tokens, filled from the rest."""
+    if len(messages) == 1:
+        usage = getattr(messages[0], "usage_metadata", None)
+        if type(usage) is dict:
+            fast = _from_usage_metadata(usage)
+            if fast is not None:
+                return fast
     found: dict[str, int] = {}
     for source in _usage_sources(messages, llm_output):
         for attribute, value in usage_attributes(source).items():

@@ -50,7 +50,8 @@ class TestSeedShape:
         chain.invoke({"number": "2"}, config={"callbacks": [capture.handler], "tags": ["t1"]})
         root = capture.span("RunnableSequence")
         parser = capture.span("StrOutputParser")
-        assert root.attributes is not None and parser.attributes is not None
+        assert root.attributes is not None
+        assert parser.attributes is not None
         assert root.attributes["langchain.run_type"] == "chain"
         assert "langchain.parent_run_id" not in root.attributes
         assert parser.attributes["langchain.run_type"] == "parser"
@@ -69,11 +70,13 @@ class TestSeedShape:
             return x
 
         before = time.time_ns()
-        (RunnableLambda(slow) | StrOutputParser()).invoke("x", config={"callbacks": [
-            capture.handler]})
+        (RunnableLambda(slow) | StrOutputParser()).invoke(
+            "x", config={"callbacks": [capture.handler]}
+        )
         after = time.time_ns()
         span = capture.span("slow")
-        assert span.start_time is not None and span.end_time is not None
+        assert span.start_time is not None
+        assert span.end_time is not None
         assert before <= span.start_time < span.end_time <= after
         assert span.end_time - span.start_time >= 50_000_000
 
@@ -91,15 +94,17 @@ class TestNesting:
         outer = RunnableLambda(lambda x: {"number": x}) | RunnableLambda(middle)
         assert outer.invoke("2", config={"callbacks": [capture.handler, collector]})
         assert_matches_langchain(capture, collector)
-        assert capture.render() == "\n".join([
-            "RunnableSequence",
-            "  RunnableLambda",
-            "  middle",
-            "    RunnableSequence",
-            "      ChatPromptTemplate",
-            "      GenericFakeChatModel",
-            "      StrOutputParser",
-        ])
+        assert capture.render() == "\n".join(
+            [
+                "RunnableSequence",
+                "  RunnableLambda",
+                "  middle",
+                "    RunnableSequence",
+                "      ChatPromptTemplate",
+                "      GenericFakeChatModel",
+                "      StrOutputParser",
+            ]
+        )
 
     def test_runnable_parallel(
         self, capture: SpanCapture, collector: RunCollectorCallbackHandler
@@ -139,11 +144,14 @@ class TestConcurrency:
         chain = PROMPT | fake_chat() | StrOutputParser()
 
         async def main() -> list[str]:
-            return await asyncio.gather(*(
-                chain.ainvoke({"number": str(i)}, config={"callbacks": [capture.handler,
-                                                                        collector]})
-                for i in range(50)
-            ))
+            return await asyncio.gather(
+                *(
+                    chain.ainvoke(
+                        {"number": str(i)}, config={"callbacks": [capture.handler, collector]}
+                    )
+                    for i in range(50)
+                )
+            )
 
         assert len(asyncio.run(main())) == 50
         roots = assert_matches_langchain(capture, collector)
@@ -153,26 +161,29 @@ class TestConcurrency:
     def test_abatch(self, capture: SpanCapture, collector: RunCollectorCallbackHandler) -> None:
         """abatch gives one trace per input."""
         chain = PROMPT | fake_chat() | StrOutputParser()
-        outputs = asyncio.run(chain.abatch(
-            [{"number": str(i)} for i in range(6)],
-            config={"callbacks": [capture.handler, collector], "max_concurrency": 3},
-        ))
+        outputs = asyncio.run(
+            chain.abatch(
+                [{"number": str(i)} for i in range(6)],
+                config={"callbacks": [capture.handler, collector], "max_concurrency": 3},
+            )
+        )
         assert len(outputs) == 6
         assert len(assert_matches_langchain(capture, collector)) == 6
 
-    def test_runs_from_many_threads_on_one_handler(
-        self, capture: SpanCapture
-    ) -> None:
+    def test_runs_from_many_threads_on_one_handler(self, capture: SpanCapture) -> None:
         """One handler shared by threads that invoke at the same time keeps traces apart."""
         from concurrent.futures import ThreadPoolExecutor
 
         chain = PROMPT | fake_chat() | StrOutputParser()
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(
-                lambda i: chain.invoke({"number": str(i)}, config={"callbacks": [
-                    capture.handler]}),
-                range(40),
-            ))
+            list(
+                pool.map(
+                    lambda i: chain.invoke(
+                        {"number": str(i)}, config={"callbacks": [capture.handler]}
+                    ),
+                    range(40),
+                )
+            )
         roots = capture.tree()
         assert len(roots) == 40
         assert all(len(root.children) == 3 for root in roots)

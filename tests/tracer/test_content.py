@@ -66,8 +66,7 @@ class TestSerialization:
     ) -> None:
         """Every kind of object becomes JSON; the chain's own result is untouched."""
         value = hostile_value()
-        result = RunnableLambda(lambda x: x).invoke(value, config={"callbacks": [
-            capture.handler]})
+        result = RunnableLambda(lambda x: x).invoke(value, config={"callbacks": [capture.handler]})
         assert result is value
         [span] = capture.spans
         attrs = dict(span.attributes or {})
@@ -177,9 +176,7 @@ class TestCaptureOff:
         assert "input.value" not in attrs
         capture.provider.shutdown()
 
-    def test_bad_environment_value_is_a_clear_error(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_bad_environment_value_is_a_clear_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A typo in the variable fails when the handler is built, naming the variable."""
         monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "nope")
         with pytest.raises(ValueError, match="OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE"):

@@ -43,8 +43,11 @@ def _parent_name(capture: SpanCapture, span: ReadableSpan) -> str | None:
 
 
 def _app_spans(capture: SpanCapture) -> list[ReadableSpan]:
-    return [s for s in capture.spans if s.instrumentation_scope
-            and s.instrumentation_scope.name == "app"]
+    return [
+        s
+        for s in capture.spans
+        if s.instrumentation_scope and s.instrumentation_scope.name == "app"
+    ]
 
 
 def _assert_clean_next_invoke(capture: SpanCapture) -> None:
@@ -65,7 +68,8 @@ class TestApplicationSpansNestUnderRuns:
                 return x + 1
 
         (RunnableLambda(work) | RunnableLambda(lambda x: x)).invoke(
-            1, config={"callbacks": [capture.handler]})
+            1, config={"callbacks": [capture.handler]}
+        )
         [app] = _app_spans(capture)
         assert _parent_name(capture, app) == "work"
         assert app.context is not None
@@ -81,8 +85,11 @@ class TestApplicationSpansNestUnderRuns:
                 await asyncio.sleep(0)
                 return x + 1
 
-        asyncio.run((RunnableLambda(work) | RunnableLambda(lambda x: x)).ainvoke(
-            1, config={"callbacks": [capture.handler]}))
+        asyncio.run(
+            (RunnableLambda(work) | RunnableLambda(lambda x: x)).ainvoke(
+                1, config={"callbacks": [capture.handler]}
+            )
+        )
         [app] = _app_spans(capture)
         assert _parent_name(capture, app) == "work"
         _assert_clean_next_invoke(capture)
@@ -107,7 +114,8 @@ class TestApplicationSpansNestUnderRuns:
         assert len(apps) == 12
         works = {s.context.span_id: s for s in capture.spans if s.name == "work" and s.context}
         for app in apps:
-            assert app.parent is not None and app.parent.span_id in works
+            assert app.parent is not None
+            assert app.parent.span_id in works
             parent = works[app.parent.span_id]
             assert parent.attributes is not None
             assert parent.attributes["input.value"] == app.name.split(".")[1]
@@ -140,8 +148,10 @@ class TestApplicationSpansNestUnderRuns:
                 await asyncio.sleep(0)
                 return f"sunny in {city}"
 
-        assert asyncio.run(alookup.ainvoke({"city": "Oslo"}, config={"callbacks": [
-            capture.handler]})) == "sunny in Oslo"
+        assert (
+            asyncio.run(alookup.ainvoke({"city": "Oslo"}, config={"callbacks": [capture.handler]}))
+            == "sunny in Oslo"
+        )
         [app] = _app_spans(capture)
         assert _parent_name(capture, app) == "execute_tool alookup"
 
@@ -157,7 +167,8 @@ class TestApplicationSpansNestUnderRuns:
                     return [Document(page_content=query)]
 
         (RunnableLambda(lambda x: x) | VectorStoreRetriever()).invoke(
-            "q", config={"callbacks": [capture.handler]})
+            "q", config={"callbacks": [capture.handler]}
+        )
         [app] = _app_spans(capture)
         assert _parent_name(capture, app) == "VectorStoreRetriever"
 
@@ -170,9 +181,12 @@ class TestApplicationSpansNestUnderRuns:
                 return x
 
         chain = RunnableLambda(lambda x: x) | RunnableLambda(work)
-        threads = [threading.Thread(target=chain.invoke, args=(i,),
-                                    kwargs={"config": {"callbacks": [capture.handler]}})
-                   for i in range(6)]
+        threads = [
+            threading.Thread(
+                target=chain.invoke, args=(i,), kwargs={"config": {"callbacks": [capture.handler]}}
+            )
+            for i in range(6)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -189,8 +203,9 @@ class TestRoots:
         """By default a root run is a child of the application's current span."""
         tracer = _app_tracer(capture)
         with tracer.start_as_current_span("http.request") as request:
-            (PROMPT | fake_chat()).invoke({"number": "2"}, config={"callbacks": [
-                capture.handler, collector]})
+            (PROMPT | fake_chat()).invoke(
+                {"number": "2"}, config={"callbacks": [capture.handler, collector]}
+            )
         outer = next(s for s in capture.spans if s.name == "http.request")
         assert_matches_langchain(capture, collector, outer=outer)
         root = capture.span("RunnableSequence")
@@ -201,8 +216,7 @@ class TestRoots:
         """separate_trace=True starts a new trace whatever the application has open."""
         capture = SpanCapture(separate_trace=True)
         with capture.provider.get_tracer("app").start_as_current_span("http.request"):
-            (PROMPT | fake_chat()).invoke({"number": "2"}, config={"callbacks": [
-                capture.handler]})
+            (PROMPT | fake_chat()).invoke({"number": "2"}, config={"callbacks": [capture.handler]})
         root = capture.span("RunnableSequence")
         assert root.parent is None
         capture.provider.shutdown()
@@ -212,8 +226,9 @@ class TestRoots:
         from uuid import uuid4
 
         run_id, parent = uuid4(), uuid4()
-        capture.handler.on_chain_start({}, {"x": 1}, run_id=run_id, parent_run_id=parent,
-                                       name="late")
+        capture.handler.on_chain_start(
+            {}, {"x": 1}, run_id=run_id, parent_run_id=parent, name="late"
+        )
         capture.handler.on_chain_end({"y": 2}, run_id=run_id)
         span = capture.span("late")
         assert span.parent is None
@@ -239,9 +254,7 @@ class TestRoots:
         assert capture.render() == "root\n  parent\n    child"
         assert h.state_sizes() == {"live_runs": 0, "ended_runs": 0, "traces": 0}
 
-    def test_callbacks_from_another_thread_keep_their_parent(
-        self, capture: SpanCapture
-    ) -> None:
+    def test_callbacks_from_another_thread_keep_their_parent(self, capture: SpanCapture) -> None:
         """Parents come from parent_run_id, whatever thread or context the callback runs in."""
         from uuid import uuid4
 
@@ -289,8 +302,7 @@ class TestInstrument:
         runspan.instrument(capture.handler)
         try:
             other = SpanCapture()
-            (PROMPT | fake_chat()).invoke({"number": "2"}, config={"callbacks": [
-                other.handler]})
+            (PROMPT | fake_chat()).invoke({"number": "2"}, config={"callbacks": [other.handler]})
         finally:
             runspan.uninstrument()
         assert len(other.spans) == 3

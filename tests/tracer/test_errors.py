@@ -61,7 +61,8 @@ def _check_failure(capture: SpanCapture, failing: str) -> None:
         assert "quota exhausted" in str(event_attrs["exception.message"])
         assert "Traceback" in str(event_attrs["exception.stacktrace"])
         # the key in the message is redacted before it becomes an attribute
-        assert "sk-abc" not in str(event_attrs) and "sk-abc" not in str(span.status.description)
+        assert "sk-abc" not in str(event_attrs)
+        assert "sk-abc" not in str(span.status.description)
     passed = [s for s in capture.spans if s.status.status_code is not StatusCode.ERROR]
     assert all(not s.events for s in passed)
 
@@ -83,8 +84,11 @@ class TestErrors:
     ) -> None:
         """The same on the async path."""
         with pytest.raises(QuotaError):
-            asyncio.run(three_levels_deep_async().ainvoke(
-                1, config={"callbacks": [capture.handler, collector]}))
+            asyncio.run(
+                three_levels_deep_async().ainvoke(
+                    1, config={"callbacks": [capture.handler, collector]}
+                )
+            )
         assert_matches_langchain(capture, collector)
         _check_failure(capture, "_async_fail")
 
@@ -100,15 +104,17 @@ class TestErrors:
     def test_cancelled_task_is_unfinished_not_failed(self, capture: SpanCapture) -> None:
         """A cancelled run ends marked unfinished, with reason "cancelled"."""
 
+        started: list[bool] = []
+
         async def wait_forever(x: Any) -> Any:
+            started.append(True)
             await asyncio.sleep(3600)
 
         chain = RunnableLambda(lambda x: x) | RunnableLambda(wait_forever)
 
         async def main() -> None:
-            task = asyncio.create_task(chain.ainvoke(1, config={"callbacks": [
-                capture.handler]}))
-            while capture.handler.state_sizes()["live_runs"] < 2:  # the sequence and the wait
+            task = asyncio.create_task(chain.ainvoke(1, config={"callbacks": [capture.handler]}))
+            while not started:
                 await asyncio.sleep(0.001)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

@@ -47,9 +47,7 @@ class TestRunIds:
             assert span.context.span_id != run_id.int & (2**64 - 1)
         provider.shutdown()
 
-    def test_a_root_under_an_application_span_keeps_its_trace(
-        self, capture: SpanCapture
-    ) -> None:
+    def test_a_root_under_an_application_span_keeps_its_trace(self, capture: SpanCapture) -> None:
         """A root that joins an outer span takes the outer trace id; its span id is still its
         run's."""
         with capture.provider.get_tracer("app").start_as_current_span("request") as outer:

@@ -58,16 +58,19 @@ class TestGraphs:
     ) -> None:
         """The graph is the root; the nodes that ran nest under it, with LangChain's tree."""
         graph = two_node_graph()
-        out = graph.invoke({"n": 1, "route": ""},  # type: ignore[attr-defined]
-                           config={"callbacks": [capture.handler, collector]})
+        out = graph.invoke(
+            {"n": 1, "route": ""},  # type: ignore[attr-defined]
+            config={"callbacks": [capture.handler, collector]},
+        )
         assert out["route"] == "shout"
         assert_matches_langchain(capture, collector)
         [root] = capture.tree()
         assert root.name == "LangGraph"
         assert [c.name for c in root.children] == ["think", "shout"]
         think_span = root.children[0].span
-        assert '"langgraph_node":"think"' in str((think_span.attributes or {})[
-            "langchain.metadata"])
+        assert '"langgraph_node":"think"' in str(
+            (think_span.attributes or {})["langchain.metadata"]
+        )
         assert capture.handler.state_sizes() == {"live_runs": 0, "ended_runs": 0, "traces": 0}
 
     def test_interrupt_is_an_event_not_an_error(self, capture: SpanCapture) -> None:

@@ -33,7 +33,7 @@ def test_5000_invokes_leave_no_state_and_memory_flat() -> None:
     provider = TracerProvider(id_generator=RunIdGenerator(), shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     handler = TracingCallbackHandler(provider)
-    chain = (ChatPromptTemplate.from_template("{q}") | fake_chat() | StrOutputParser())
+    chain = ChatPromptTemplate.from_template("{q}") | fake_chat() | StrOutputParser()
     config = {"callbacks": [handler]}
 
     for i in range(1000):  # warm up LangChain's and Python's caches
@@ -51,7 +51,8 @@ def test_5000_invokes_leave_no_state_and_memory_flat() -> None:
     assert exporter.count == 5000 * 4
     assert handler.state_sizes() == {"live_runs": 0, "ended_runs": 0, "traces": 0}
     runspan_growth = sum(
-        stat.size_diff for stat in second.compare_to(first, "filename")
+        stat.size_diff
+        for stat in second.compare_to(first, "filename")
         if "runspan" in stat.traceback[0].filename
     )
     total_growth = sum(stat.size_diff for stat in second.compare_to(first, "filename"))

@@ -26,8 +26,7 @@ class TestChatModelSpans:
     def test_named_after_the_operation_and_model(self, capture: SpanCapture) -> None:
         """A chat model with a known model is "chat <model>", kind CLIENT, with request
         attributes from LangChain's metadata and invocation parameters."""
-        (PROMPT | UsageChatModel()).invoke({"number": "2"}, config={"callbacks": [
-            capture.handler]})
+        (PROMPT | UsageChatModel()).invoke({"number": "2"}, config={"callbacks": [capture.handler]})
         span = capture.span("chat gpt-test")
         assert span.kind is SpanKind.CLIENT
         attrs = dict(span.attributes or {})
@@ -61,13 +60,28 @@ class TestTokenUsage:
     @pytest.mark.parametrize(
         ("shape", "details"),
         [
-            ("usage_metadata", {"gen_ai.usage.cache_read.input_tokens": 3,
-                                "gen_ai.usage.cache_creation.input_tokens": 2,
-                                "gen_ai.usage.reasoning.output_tokens": 5}),
-            ("openai_llm_output", {"gen_ai.usage.cache_read.input_tokens": 3,
-                                   "gen_ai.usage.reasoning.output_tokens": 5}),
-            ("anthropic_llm_output", {"gen_ai.usage.cache_read.input_tokens": 3,
-                                      "gen_ai.usage.cache_creation.input_tokens": 2}),
+            (
+                "usage_metadata",
+                {
+                    "gen_ai.usage.cache_read.input_tokens": 3,
+                    "gen_ai.usage.cache_creation.input_tokens": 2,
+                    "gen_ai.usage.reasoning.output_tokens": 5,
+                },
+            ),
+            (
+                "openai_llm_output",
+                {
+                    "gen_ai.usage.cache_read.input_tokens": 3,
+                    "gen_ai.usage.reasoning.output_tokens": 5,
+                },
+            ),
+            (
+                "anthropic_llm_output",
+                {
+                    "gen_ai.usage.cache_read.input_tokens": 3,
+                    "gen_ai.usage.cache_creation.input_tokens": 2,
+                },
+            ),
             ("response_metadata", {}),
         ],
     )

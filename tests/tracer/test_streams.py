@@ -27,8 +27,9 @@ class TestConsumedStreams:
     ) -> None:
         """A consumed stream gives the same tree as invoke, with the streamed output."""
         chain = PROMPT | fake_chat("one two three") | StrOutputParser()
-        chunks = list(chain.stream({"number": "3"}, config={"callbacks": [capture.handler,
-                                                                           collector]}))
+        chunks = list(
+            chain.stream({"number": "3"}, config={"callbacks": [capture.handler, collector]})
+        )
         assert "".join(chunks) == "one two three"
         assert_matches_langchain(capture, collector)
         root = _attrs(capture, "RunnableSequence")
@@ -44,8 +45,12 @@ class TestConsumedStreams:
         chain = PROMPT | fake_chat("one two three") | StrOutputParser()
 
         async def main() -> list[str]:
-            return [c async for c in chain.astream(
-                {"number": "3"}, config={"callbacks": [capture.handler, collector]})]
+            return [
+                c
+                async for c in chain.astream(
+                    {"number": "3"}, config={"callbacks": [capture.handler, collector]}
+                )
+            ]
 
         assert "".join(asyncio.run(main())) == "one two three"
         assert_matches_langchain(capture, collector)
@@ -58,10 +63,12 @@ class TestConsumedStreams:
         model = capture.span("GenericFakeChatModel")
         assert model.attributes is not None
         ttfc = model.attributes["gen_ai.response.time_to_first_chunk"]
-        assert isinstance(ttfc, float) and ttfc >= 0
+        assert isinstance(ttfc, float)
+        assert ttfc >= 0
         first = [e for e in model.events if e.name == "gen_ai.first_chunk"]
         assert len(first) == 1
-        assert model.start_time is not None and model.end_time is not None
+        assert model.start_time is not None
+        assert model.end_time is not None
         assert model.start_time <= first[0].timestamp <= model.end_time
 
     def test_streamed_usage_is_summed_from_chunks(self, capture: SpanCapture) -> None:
@@ -94,7 +101,8 @@ class TestAbandonedStreams:
         assert unfinished, "the model and parser never reported an end"
         root = capture.span("RunnableSequence")
         for span in unfinished:
-            assert span.end_time is not None and root.end_time is not None
+            assert span.end_time is not None
+            assert root.end_time is not None
             assert span.end_time <= root.end_time
         # The next invoke is a clean root of its own trace.
         capture.clear()
@@ -127,8 +135,11 @@ class TestAbandonedStreams:
         next(stream)
         time.sleep(0.02)
         chain.invoke({"number": "1"}, config={"callbacks": [capture.handler]})
-        expired = [s for s in capture.spans
-                   if (s.attributes or {}).get("runspan.unfinished.reason") == "expired"]
+        expired = [
+            s
+            for s in capture.spans
+            if (s.attributes or {}).get("runspan.unfinished.reason") == "expired"
+        ]
         assert {s.name for s in expired} >= {"RunnableSequence", "GenericFakeChatModel"}
         assert capture.handler.state_sizes() == IDLE
         stream.close()  # its late end callbacks are ignored, not errors

@@ -32,8 +32,9 @@ class TestTools:
         """A tool call becomes "execute_tool <tool>" with the tool name, call id and input."""
         prompt = ChatPromptTemplate.from_template("add {a} and {b}")
         chain = prompt | ToolCallingChatModel() | RunnableLambda(run_tool_calls)
-        [result] = chain.invoke({"a": 1, "b": 2}, config={"callbacks": [capture.handler,
-                                                                         collector]})
+        [result] = chain.invoke(
+            {"a": 1, "b": 2}, config={"callbacks": [capture.handler, collector]}
+        )
         assert result.content == "3"
         assert_matches_langchain(capture, collector)
         span = capture.span("execute_tool add")

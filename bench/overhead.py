@@ -1,0 +1,118 @@
+"""What runspan's handler costs per invoke, next to no handler and a no-op handler.
+
+Two chains: ``prompt | fake chat model | parser`` (4 runs per invoke) and a 10-step chain of
+nested lambdas (21 runs per invoke). Three variants, interleaved round by round in one process
+so that drift hits them alike: no callbacks, a no-op ``BaseCallbackHandler`` with
+``run_inline = True`` (LangChain's own callback machinery, the floor any tracer pays), and
+runspan's handler on an SDK provider whose ``BatchSpanProcessor`` feeds an exporter that drops
+spans. Background CPU is the process CPU time not spent on the main thread during runspan's
+rounds: the batch processor's worker thread.
+
+    python bench/overhead.py [--rounds 15] [--invokes 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable, RunnableLambda
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from runspan import RunIdGenerator, TracingCallbackHandler
+
+
+class NoOpHandler(BaseCallbackHandler):
+    run_inline = True
+
+
+class DropExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def prompt_model_parser() -> Runnable[Any, Any]:
+    model = GenericFakeChatModel(messages=itertools.repeat(AIMessage(content="three")))
+    return ChatPromptTemplate.from_template("What is 1 + {number}?") | model | StrOutputParser()
+
+
+def nested_ten_steps() -> Runnable[Any, Any]:
+    chain: Runnable[Any, Any] = RunnableLambda(lambda x: x)
+    for _ in range(9):
+        inner = chain
+        chain = RunnableLambda(lambda x: x) | RunnableLambda(inner.invoke)
+    return chain
+
+
+def time_invokes(invoke: Callable[[], Any], count: int) -> tuple[float, float, float]:
+    """Wall µs, main-thread CPU µs and process CPU µs per invoke."""
+    wall, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
+    for _ in range(count):
+        invoke()
+    return (
+        (time.perf_counter() - wall) / count * 1e6,
+        (time.thread_time() - cpu) / count * 1e6,
+        (time.process_time() - process) / count * 1e6,
+    )
+
+
+def measure(name: str, chain: Runnable[Any, Any], payload: Any, rounds: int, invokes: int) -> None:
+    provider = TracerProvider(id_generator=RunIdGenerator(), shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(DropExporter()))
+    variants: dict[str, list[BaseCallbackHandler]] = {
+        "no handler": [],
+        "no-op handler": [NoOpHandler()],
+        "runspan": [TracingCallbackHandler(provider)],
+    }
+    wall: dict[str, list[float]] = {v: [] for v in variants}
+    background: list[float] = []
+    for _ in range(3):  # warm-up
+        for callbacks in variants.values():
+            chain.invoke(payload, config={"callbacks": callbacks})
+    for _ in range(rounds):
+        for variant, callbacks in variants.items():
+            config: Any = {"callbacks": callbacks}
+            per_invoke, main_cpu, process_cpu = time_invokes(
+                lambda config=config: chain.invoke(payload, config=config), invokes
+            )
+            wall[variant].append(per_invoke)
+            if variant == "runspan":
+                provider.force_flush()  # the worker's export counts towards this round
+                background.append(max(0.0, process_cpu - main_cpu))
+    provider.shutdown()
+
+    base = statistics.median(wall["no handler"])
+    noop = statistics.median(wall["no-op handler"])
+    ours = statistics.median(wall["runspan"])
+    bg = statistics.median(background)
+    print(f"\n{name}")
+    print(f"  no handler      {base:9.1f} µs/invoke")
+    print(f"  no-op handler   {noop:9.1f} µs/invoke  (+{noop - base:.1f})")
+    print(f"  runspan         {ours:9.1f} µs/invoke  (+{ours - base:.1f})")
+    print(f"  background CPU  {bg:9.1f} µs/invoke  (batch processor thread)")
+    print(f"  runspan / no-op: {ours / noop:.2f}x  with background CPU: {(ours + bg) / noop:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--invokes", type=int, default=200)
+    args = parser.parse_args()
+    measure("prompt | fake chat model | parser (4 runs)", prompt_model_parser(),
+            {"number": "2"}, args.rounds, args.invokes)
+    measure("10-step nested chain (21 runs)", nested_ten_steps(), 1, args.rounds,
+            args.invokes // 4)
+
+
+if __name__ == "__main__":
+    main()
