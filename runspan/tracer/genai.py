@@ -58,20 +58,24 @@ _PROVIDERS = {
     "ibm": "ibm.watsonx.ai",
 }
 
-# Request parameters: (attribute, metadata key LangChain sets, invocation parameter names).
-_REQUEST_PARAMETERS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
-    ("gen_ai.request.temperature", "ls_temperature", ("temperature",)),
-    (
-        "gen_ai.request.max_tokens",
-        "ls_max_tokens",
-        ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict"),
-    ),
-    ("gen_ai.request.top_p", None, ("top_p",)),
-    ("gen_ai.request.top_k", None, ("top_k",)),
-    ("gen_ai.request.frequency_penalty", None, ("frequency_penalty",)),
-    ("gen_ai.request.presence_penalty", None, ("presence_penalty",)),
-    ("gen_ai.request.seed", None, ("seed",)),
-)
+# Request parameters: invocation parameter names, and the metadata keys LangChain sets, by the
+# attribute they fill. Metadata wins: LangChain has already normalized it.
+_PARAMETER_ATTRIBUTES = {
+    "temperature": "gen_ai.request.temperature",
+    "max_tokens": "gen_ai.request.max_tokens",
+    "max_completion_tokens": "gen_ai.request.max_tokens",
+    "max_output_tokens": "gen_ai.request.max_tokens",
+    "num_predict": "gen_ai.request.max_tokens",
+    "top_p": "gen_ai.request.top_p",
+    "top_k": "gen_ai.request.top_k",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+    "seed": "gen_ai.request.seed",
+}
+_METADATA_ATTRIBUTES = {
+    "ls_temperature": "gen_ai.request.temperature",
+    "ls_max_tokens": "gen_ai.request.max_tokens",
+}
 
 
 def collect(extractors: Iterable[Extractor], first: Any, second: Any) -> Attributes:
@@ -121,15 +125,12 @@ def _provider(attributes: Attributes, meta: Mapping[str, Any], params: Mapping[s
 
 
 def _parameters(attributes: Attributes, meta: Mapping[str, Any], params: Mapping[str, Any]) -> None:
-    for attribute, meta_key, param_keys in _REQUEST_PARAMETERS:
-        value = _number(meta.get(meta_key)) if meta_key else None
-        if value is None:
-            for key in param_keys:
-                value = _number(params.get(key))
-                if value is not None:
-                    break
-        if value is not None:
-            attributes[attribute] = value
+    # Walk what the call has, not every parameter there could be: this runs per model call.
+    for source, names in ((params, _PARAMETER_ATTRIBUTES), (meta, _METADATA_ATTRIBUTES)):
+        for key, value in source.items():
+            attribute = names.get(key)
+            if attribute is not None and (type(value) is int or type(value) is float):
+                attributes[attribute] = value
 
 
 def _stop_sequences(

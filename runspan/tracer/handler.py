@@ -511,7 +511,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
             current.leave(run)
         finally:
             run.span.end(end_time=end_ns)
-            if run.trace.root_id == run.run_id:
+            if run.trace.root_id.int == run.run_id.int:
                 self._close_trace(run.trace, end_ns, "root_ended")
 
     def _event(self, run_id: UUID, name: str, attributes: dict[str, AttributeValue]) -> None:

@@ -22,8 +22,8 @@ class TraceState:
 
     root_id: UUID
     start_ns: int
-    runs: dict[UUID, LiveRun] = field(default_factory=dict)
-    ended_ids: list[UUID] = field(default_factory=list)
+    runs: dict[int, LiveRun] = field(default_factory=dict)
+    ended_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
@@ -47,13 +47,17 @@ class LiveRun:
 
 
 class RunRegistry:
-    """Thread-safe lookups of runs by id. Each call is O(1), apart from the runs it returns."""
+    """Thread-safe lookups of runs by id. Each call is O(1), apart from the runs it returns.
+
+    Maps are keyed by ``UUID.int``: hashing an int is done in C, hashing a UUID in Python, and
+    there are several lookups per callback.
+    """
 
     def __init__(self, max_live_traces: int) -> None:
         self._lock = threading.Lock()
-        self._live: dict[UUID, LiveRun] = {}
-        self._ended: dict[UUID, LiveRun] = {}  # ended runs of live traces, for late children
-        self._traces: dict[UUID, TraceState] = {}  # by root id, oldest first
+        self._live: dict[int, LiveRun] = {}
+        self._ended: dict[int, LiveRun] = {}  # ended runs of live traces, for late children
+        self._traces: dict[int, TraceState] = {}  # by root id, oldest first
         self._max_live_traces = max_live_traces
 
     def sizes(self) -> dict[str, int]:
@@ -65,47 +69,50 @@ class RunRegistry:
         }
 
     def get(self, run_id: UUID) -> LiveRun | None:
-        return self._live.get(run_id)
+        return self._live.get(run_id.int)
 
     def parent(self, parent_run_id: UUID) -> LiveRun | None:
         """The parent run: live, or ended in a trace that is still live (check ``ended``)."""
-        return self._live.get(parent_run_id) or self._ended.get(parent_run_id)
+        key = parent_run_id.int
+        return self._live.get(key) or self._ended.get(key)
 
     def add(self, run: LiveRun) -> bool:
         """Register a started run; ``False`` if a run with its id is already live."""
+        key = run.run_id.int
         with self._lock:
-            if run.run_id in self._live:
+            if key in self._live:
                 return False
-            self._live[run.run_id] = run
-            run.trace.runs[run.run_id] = run
-            if run.trace.root_id == run.run_id:
-                self._traces[run.run_id] = run.trace
+            self._live[key] = run
+            run.trace.runs[key] = run
+            if run.trace.root_id.int == key:
+                self._traces[key] = run.trace
             return True
 
     def remove(self, run_id: UUID) -> LiveRun | None:
         """Take an ending run out, keeping its span context while its trace lives."""
+        key = run_id.int
         with self._lock:
-            run = self._live.pop(run_id, None)
+            run = self._live.pop(key, None)
             if run is None:
                 return None
             trace = run.trace
-            trace.runs.pop(run_id, None)
-            if trace.root_id != run_id:
-                self._ended[run_id] = run
-                trace.ended_ids.append(run_id)
+            trace.runs.pop(key, None)
+            if trace.root_id.int != key:
+                self._ended[key] = run
+                trace.ended_ids.append(key)
             return run
 
     def close_trace(self, trace: TraceState) -> list[LiveRun]:
         """Forget a trace whose root ended; return its runs that are still open."""
         with self._lock:
-            self._traces.pop(trace.root_id, None)
-            for run_id in trace.ended_ids:
-                self._ended.pop(run_id, None)
+            self._traces.pop(trace.root_id.int, None)
+            for key in trace.ended_ids:
+                self._ended.pop(key, None)
             trace.ended_ids.clear()
             leftovers = list(trace.runs.values())
             trace.runs.clear()
             for run in leftovers:
-                self._live.pop(run.run_id, None)
+                self._live.pop(run.run_id.int, None)
             return leftovers
 
     def expired_traces(self, now_ns: int, max_age_ns: int) -> list[TraceState]:
@@ -118,6 +125,6 @@ class RunRegistry:
                 too_many = len(self._traces) >= self._max_live_traces
                 if not too_many and now_ns - oldest.start_ns <= max_age_ns:
                     break
-                del self._traces[oldest.root_id]
+                del self._traces[oldest.root_id.int]
                 expired.append(oldest)
         return expired

@@ -12,8 +12,9 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
@@ -49,41 +50,70 @@ def _safe_repr(value: object) -> str:
 
 def plain(value: Any) -> Any:
     """One step from ``value`` towards JSON: a str, number, list or dict, never an error."""
+    kind = type(value)
+    convert = _converters.get(kind)
+    if convert is None:
+        convert = _converter_for(value)
+        if len(_converters) < _MAX_CACHED_TYPES:
+            _converters[kind] = convert
     try:
-        return _plain(value)
+        return convert(value)
     except Exception:
         return _safe_repr(value)
 
 
-def _plain(value: Any) -> Any:
+def _document(value: Document) -> dict[str, Any]:
+    return {"page_content": value.page_content, "metadata": value.metadata}
+
+
+def _dataclass(value: Any) -> dict[str, Any]:
+    return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+
+
+def _mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    return {str(key): item for key, item in value.items()}
+
+
+def _set(value: set[Any] | frozenset[Any]) -> list[Any]:
+    items = list(value)
+    with contextlib.suppress(TypeError):  # mixed types keep their set order
+        items.sort()
+    return items
+
+
+def _converter_for(value: Any) -> Callable[[Any], Any]:
+    """How to make values of ``value``'s type plain; decided once per type."""
     if isinstance(value, BaseMessage):
-        return _message(value)
+        return _message
     if isinstance(value, Document):
-        return {"page_content": value.page_content, "metadata": value.metadata}
+        return _document
     if isinstance(value, PromptValue):
-        return value.to_messages()
+        return PromptValue.to_messages
     if isinstance(value, BaseModel):
-        return value.model_dump()
+        return BaseModel.model_dump
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+        return _dataclass
     if isinstance(value, Mapping):
-        return {str(key): item for key, item in value.items()}
+        return _mapping
     if isinstance(value, (set, frozenset)):
-        items = list(value)
-        with contextlib.suppress(TypeError):  # mixed types keep their set order
-            items.sort()
-        return items
+        return _set
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return f"<{len(value)} bytes>"
+        return lambda v: f"<{len(v)} bytes>"
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
+        return lambda v: v.isoformat()
     if isinstance(value, enum.Enum):
-        return value.value
+        return lambda v: v.value
     if isinstance(value, (uuid.UUID, Decimal, PurePath)):
-        return str(value)
+        return str
     if isinstance(value, BaseException):
-        return f"{type(value).__qualname__}: {value}"
-    return _safe_repr(value)
+        return lambda v: f"{type(v).__qualname__}: {v}"
+    return _safe_repr
+
+
+# Type to converter, filled as types are met; a plain dict read is atomic, so threads share it
+# without a lock. Bounded, since a program may create classes on the fly.
+_MAX_CACHED_TYPES = 1024
+_converters: dict[type, Callable[[Any], Any]] = {}
 
 
 def _walk(value: Any, ancestors: set[int], depth: int) -> Any:
@@ -106,18 +136,66 @@ def _walk(value: Any, ancestors: set[int], depth: int) -> Any:
         ancestors.discard(marker)
 
 
-# Built once: json.dumps with non-default options builds a new encoder on every call.
-_FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=plain)
-_CAREFUL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_safe_repr)
+class _Encoders(threading.local):
+    """One compact JSON encoder per thread, built once.
+
+    ``json.dumps`` with options builds a ``JSONEncoder`` and then a C encoder on every call,
+    which costs more than encoding a small input. The C encoder is built here once per thread:
+    it keeps a table of the containers it is inside (to detect cycles), which must not be
+    shared by two threads encoding the same object.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.encode = _build_encoder(plain)
+
+
+def _build_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
+    encoder = json.JSONEncoder(
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=default,
+    )
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # not CPython: the pure-Python encoder, built per call
+        return encoder.encode
+    try:
+        c_encoder = make(
+            {},
+            default,
+            json.encoder.encode_basestring,
+            None,
+            ":",  # key separator
+            ",",  # item separator
+            False,
+            False,
+            True,
+        )
+    except TypeError:  # the private constructor changed: the public path still works
+        return encoder.encode
+    encode_string = json.encoder.encode_basestring
+
+    def encode(value: Any) -> str:
+        if isinstance(value, str):
+            return encode_string(value)
+        return "".join(c_encoder(value, 0))
+
+    return encode
+
+
+_encoders = _Encoders()
+_careful = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_safe_repr)
 
 
 def to_json(value: Any) -> str:
     """``value`` as compact JSON text; any object serializes, nothing raises."""
     try:
-        return _FAST.encode(value)
+        return _encoders.encode(value)
     except (ValueError, RecursionError, TypeError):
-        pass
+        _encoders.reset()  # a failed encoding may leave its cycle table dirty
     try:
-        return _CAREFUL.encode(_walk(value, set(), 0))
+        return _careful.encode(_walk(value, set(), 0))
     except Exception:
-        return _CAREFUL.encode(_safe_repr(value))
+        return _careful.encode(_safe_repr(value))

@@ -39,6 +39,8 @@ _MAX_ATTRIBUTES = 128
 _MAX_EVENTS = 128
 _MAX_LINKS = 128
 _PRIMITIVES = (str, bool, int, float)
+# SpanContext builds a new empty TraceState whenever it is given none; share one.
+_NO_TRACE_STATE = TraceState()
 
 
 def _valid_value(value: object) -> AttributeValue | None:
@@ -249,7 +251,7 @@ class SdkSpanStarter:
             decision = sampling.decision
             sampled = decision is Decision.RECORD_AND_SAMPLE
             flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-            trace_state = sampling.trace_state
+            trace_state = sampling.trace_state or _NO_TRACE_STATE
             recording = sampled or decision is Decision.RECORD_ONLY
             if recording and sampling.attributes:
                 attributes.update(sampling.attributes)
