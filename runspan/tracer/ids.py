@@ -3,7 +3,8 @@
 A provider built with :class:`RunIdGenerator` (``runspan.configure()`` builds one) lets runspan
 use the run's UUID as the trace id of a root run and derive each span id from its run's UUID, so
 that a run id found in a log finds its trace in Jaeger. Spans that are not LangChain runs, and
-providers built without it, get random ids.
+providers built without it, get random ids; so do root runs under a sampler that reads trace
+ids (see ``runspan.tracer.spans``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import Decision, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     Link,
@@ -205,6 +205,21 @@ class SpanStarter(Protocol):
         whatever span ``root_context`` holds (none, for a new trace)."""
 
 
+def _ignores_trace_ids(sampler: Sampler) -> bool:
+    """Whether ``sampler`` decides without reading trace ids, as the SDK's default does.
+
+    Ratio samplers read the low 64 bits of a trace id as a uniform random number. A UUID's are
+    not uniform (its variant bits sit at the top of them), so under such a sampler a root's trace
+    id must stay random: it is then not its run id, which ``langchain.run_id`` still carries.
+    Samplers runspan does not recognize are treated the same way.
+    """
+    description = sampler.get_description()
+    constant = ("AlwaysOnSampler", "AlwaysOffSampler")
+    if description in constant:
+        return True
+    return any(description.startswith(f"ParentBased{{root:{root},") for root in constant)
+
+
 class SdkSpanStarter:
     """Starts :class:`RunSpan` objects with an SDK tracer's sampler, ids and processors."""
 
@@ -214,6 +229,7 @@ class SdkSpanStarter:
         self._processor = tracer.span_processor
         self._ids = tracer.id_generator
         self._run_ids = isinstance(tracer.id_generator, RunIdGenerator)
+        self._run_trace_ids = self._run_ids and _ignores_trace_ids(tracer.sampler)
         self._scope = scope
 
     def start(
@@ -234,7 +250,7 @@ class SdkSpanStarter:
             parent = trace_api.get_current_span(root_context).get_span_context()
         if parent is None or not parent.is_valid:
             parent = None
-            trace_id = trace_id_of(run_id) if self._run_ids else self._ids.generate_trace_id()
+            trace_id = trace_id_of(run_id) if self._run_trace_ids else self._ids.generate_trace_id()
         else:
             trace_id = parent.trace_id
         span_id = span_id_of(run_id) if self._run_ids else 0
