@@ -73,7 +73,9 @@ class TestGraphs:
         )
         assert capture.handler.state_sizes() == {"live_runs": 0, "ended_runs": 0, "traces": 0}
 
-    def test_interrupt_is_an_event_not_an_error(self, capture: SpanCapture) -> None:
+    def test_interrupt_is_an_event_not_an_error(
+        self, capture: SpanCapture, collector: RunCollectorCallbackHandler
+    ) -> None:
         """A node that interrupts is not failed: it carries a control-flow event, and the
         resumed run completes."""
         graph = StateGraph(State)
@@ -81,14 +83,16 @@ class TestGraphs:
         graph.add_edge(START, "ask")
         graph.add_edge("ask", END)
         app = graph.compile(checkpointer=InMemorySaver())
-        config = {"callbacks": [capture.handler], "configurable": {"thread_id": "t1"}}
+        config = {"callbacks": [capture.handler, collector], "configurable": {"thread_id": "t1"}}
         first = app.invoke({"n": 0, "route": ""}, config=config)  # type: ignore[arg-type]
         assert "__interrupt__" in first
+        assert_matches_langchain(capture, collector)
         assert not [s for s in capture.spans if s.status.status_code is StatusCode.ERROR]
         ask_span = capture.span("ask")
         events = [e.name for e in ask_span.events]
         assert events == ["langgraph.control_flow"]
         capture.clear()
+        config["callbacks"] = [capture.handler]
         resumed = app.invoke(Command(resume="yes"), config=config)  # type: ignore[arg-type]
         assert resumed["route"] == "yes"
         assert not [s for s in capture.spans if s.status.status_code is StatusCode.ERROR]
