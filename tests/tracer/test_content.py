@@ -119,6 +119,8 @@ class TestRedaction:
             ("sk-proj-abcdefghijklmnopqrstuvwxyz0123", None),
             ("AKIAIOSFODNN7EXAMPLE", None),
             ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", None),
+            ("AIzaSyA1234567890abcdefghijklmnopqrstuv", None),
+            ("xoxb-1234567890-abcdefghij", None),
             ("Authorization: Bearer abc.def-ghi_jkl", "Bearer [REDACTED]"),
             ("postgresql://app:s3cret@db:5432/runs", "postgresql://app:[REDACTED]@db:5432/runs"),
             ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N", None),

@@ -116,3 +116,54 @@ class TestCompletionModels:
         assert attrs["gen_ai.operation.name"] == "text_completion"
         assert attrs["input.value"] == '"1 + 3 ="'
         assert attrs["output.value"] == '"4"'
+
+
+class TestProviderUsageShapes:
+    """Raw usage shapes of providers whose LangChain integrations pass them through."""
+
+    def test_gemini_counts(self) -> None:
+        """Gemini's *_token_count fields, including cached and thinking tokens."""
+        from runspan.tracer.usage import usage_attributes
+
+        assert usage_attributes(
+            {
+                "prompt_token_count": 20,
+                "candidates_token_count": 5,
+                "total_token_count": 40,
+                "cached_content_token_count": 4,
+                "thoughts_token_count": 15,
+            }
+        ) == {
+            "gen_ai.usage.input_tokens": 20,
+            "gen_ai.usage.output_tokens": 5,
+            "gen_ai.usage.cache_read.input_tokens": 4,
+            "gen_ai.usage.reasoning.output_tokens": 15,
+        }
+
+    def test_ollama_counts_at_the_top_of_response_metadata(self) -> None:
+        """Ollama reports prompt_eval_count and eval_count beside its other metadata."""
+        from langchain_core.messages import AIMessage
+
+        from runspan.tracer.usage import reported_usage
+
+        message = AIMessage(
+            content="hi",
+            response_metadata={
+                "model": "llama3",
+                "prompt_eval_count": 12,
+                "eval_count": 3,
+            },
+        )
+        assert reported_usage([message], None) == {
+            "gen_ai.usage.input_tokens": 12,
+            "gen_ai.usage.output_tokens": 3,
+        }
+
+    def test_nonsense_counts_are_ignored(self) -> None:
+        """Negative, boolean or textual counts are not usage."""
+        from runspan.tracer.usage import usage_attributes
+
+        assert (
+            usage_attributes({"input_tokens": -1, "output_tokens": True, "prompt_tokens": "12"})
+            == {}
+        )
