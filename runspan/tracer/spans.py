@@ -47,10 +47,10 @@ def _valid_value(value: object) -> AttributeValue | None:
     if isinstance(value, _PRIMITIVES):
         return value
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        # OpenTelemetry allows sequences of one primitive type only.
         items = tuple(value)
-        if all(isinstance(item, str) for item in items) or all(
-            isinstance(item, _PRIMITIVES) and not isinstance(item, str) for item in items
-        ):
+        kind = type(items[0]) if items else str
+        if kind in _PRIMITIVES and all(type(item) is kind for item in items):
             return items
     return None
 

@@ -65,7 +65,7 @@ class TestWhatOthersSeeOfARunSpan:
             span = trace.get_current_span()
             span.set_attribute("app.user", "u1")
             span.set_attribute("app.bad", {"not": "allowed"})  # type: ignore[arg-type]
-            span.set_attributes({"app.ids": [1, 2, 3]})
+            span.set_attributes({"app.ids": [1, 2, 3], "app.mixed": [1, "a"]})
             span.add_event("cache.miss", {"key": "k1"})
             span.set_status(StatusCode.ERROR, "handled upstream")
             return x
@@ -76,6 +76,7 @@ class TestWhatOthersSeeOfARunSpan:
         assert attrs["app.user"] == "u1"
         assert attrs["app.ids"] == (1, 2, 3)
         assert "app.bad" not in attrs
+        assert "app.mixed" not in attrs
         assert [e.name for e in span.events] == ["cache.miss"]
         assert span.status.status_code is StatusCode.ERROR
 
