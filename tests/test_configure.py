@@ -115,3 +115,24 @@ class TestConfigure:
         """Calling them without configure() does nothing and does not fail."""
         assert runspan.flush() is True
         runspan.shutdown()
+
+
+class TestTheWholeSetUp:
+    def test_configure_then_instrument(self) -> None:
+        """The two-line set-up: configure() then instrument(); every chain is traced into
+        the configured provider, with run ids as trace ids."""
+        from uuid import UUID
+
+        exporter = ListExporter()
+        runspan.configure(service_name="app", span_processors=[BatchSpanProcessor(exporter)])
+        runspan.instrument()
+        try:
+            RunnableLambda(lambda x: x).invoke(1)
+        finally:
+            runspan.uninstrument()
+        runspan.flush()
+        [span] = exporter.spans
+        run_id = UUID(str((span.attributes or {})["langchain.run_id"]))
+        assert span.context is not None
+        assert span.context.trace_id == run_id.int
+        assert span.resource.attributes["service.name"] == "app"
