@@ -28,21 +28,21 @@ TEXT_MIME = "text/plain"
 _REDACTION_MARGIN = 512
 
 
-def capped(text: str, limit: int, original_size: int | None = None) -> tuple[str, bool]:
+def capped(text: str, limit: int, original_size: int) -> tuple[str, bool]:
     """``text`` cut to ``limit`` characters with a marker naming the original size."""
-    size = len(text) if original_size is None else original_size
-    if size <= limit:
+    if original_size <= limit:
         return text, False
-    marker = f"...[runspan: truncated, {size} chars in all]"
+    marker = f"...[runspan: truncated, {original_size} chars in all]"
     return text[: max(0, limit - len(marker))] + marker, True
 
 
 def redacted_and_capped(text: str, settings: TracerSettings) -> tuple[str, bool]:
     """Redact, then cap; a long text is cut near the cap before it is scanned."""
     size = len(text)
-    if size > settings.max_value_chars + _REDACTION_MARGIN:
-        text = text[: settings.max_value_chars + _REDACTION_MARGIN]
-    return capped(redact(text, settings.redact), settings.max_value_chars, size)
+    limit = settings.max_value_chars
+    if size <= limit:  # the common case, kept to one call
+        return redact(text, settings.redact), False
+    return capped(redact(text[: limit + _REDACTION_MARGIN], settings.redact), limit, size)
 
 
 def safe_text(value: Any, settings: TracerSettings) -> str:

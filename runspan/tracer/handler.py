@@ -408,7 +408,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
         attributes[RUN_ID] = run_id_text
         attributes[RUN_TYPE] = run_type
         if tags:
-            attributes[TAGS] = tuple(tag if type(tag) is str else str(tag) for tag in tags)
+            attributes[TAGS] = tuple(map(str, tags))
         if metadata:
             # LangChain's ls_* and lc_* keys describe the model (already in gen_ai.*) and
             # LangChain's own versions; what is left is the application's.
@@ -470,12 +470,12 @@ class TracingCallbackHandler(BaseCallbackHandler):
         if run is None:
             return
         try:
-            span = run.span
+            ending = output_attributes(outputs, self.settings)
             if inputs is not _NO_INPUT and inputs is not None:
-                record(span, input_attributes(inputs, self.settings))
-            record(span, output_attributes(outputs, self.settings))
+                ending.update(input_attributes(inputs, self.settings))
             if attributes:
-                record(span, attributes)
+                ending.update(attributes)
+            record(run.span, ending)
         finally:  # whatever failed above, the span ends and the trace is released
             self._finish(run, end_ns)
 

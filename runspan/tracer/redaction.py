@@ -66,17 +66,12 @@ def _replace(match: re.Match[str]) -> str:
     return REDACTED
 
 
-def redact_secrets(text: str) -> str:
-    """``text`` with the built-in secret patterns replaced by ``[REDACTED]``."""
-    for marker in _MARKERS:
-        if marker in text:
-            return _PATTERN.sub(_replace, text)
-    return text
-
-
 def redact(text: str, hook: Redactor | None) -> str:
     """Built-in patterns, then the user's hook; a failing or misbehaving hook withholds."""
-    text = redact_secrets(text)
+    for marker in _MARKERS:
+        if marker in text:
+            text = _PATTERN.sub(_replace, text)
+            break
     if hook is None:
         return text
     try:
