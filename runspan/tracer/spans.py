@@ -95,15 +95,17 @@ class RunSpan(sdk_trace.Span):
             parent=parent,
             resource=resource,
             attributes=attributes,
-            events=[],
-            links=[],
+            events=(),  # most runs have none: a list is made at the first one
+            links=(),
             kind=kind,
             start_time=start_time,
             instrumentation_scope=scope,
         )
         self._processor = processor
-        self._record_exception = True
-        self._set_status_on_exception = True
+
+    # What the SDK span's __exit__ reads; class-wide, since runspan never changes them.
+    _record_exception = True
+    _set_status_on_exception = True
 
     def __repr__(self) -> str:
         return f"RunSpan(name={self._name!r}, context={self._context})"
@@ -141,14 +143,18 @@ class RunSpan(sdk_trace.Span):
     def add_event(
         self, name: str, attributes: Attributes = None, timestamp: int | None = None
     ) -> None:
-        events: list[Event] = self._events  # type: ignore[assignment]
-        if self._end_time is None and len(events) < _MAX_EVENTS:
-            events.append(Event(name, _valid_attributes(attributes), timestamp or time.time_ns()))
+        if self._end_time is not None or len(self._events) >= _MAX_EVENTS:
+            return
+        if not isinstance(self._events, list):
+            self._events = []
+        self._events.append(Event(name, _valid_attributes(attributes), timestamp or time.time_ns()))
 
     def add_link(self, context: SpanContext, attributes: Attributes = None) -> None:
-        links: list[Link] = self._links  # type: ignore[assignment]
-        if self._end_time is None and context.is_valid and len(links) < _MAX_LINKS:
-            links.append(Link(context, _valid_attributes(attributes)))
+        if self._end_time is not None or not context.is_valid or len(self._links) >= _MAX_LINKS:
+            return
+        if not isinstance(self._links, list):
+            self._links = []
+        self._links.append(Link(context, _valid_attributes(attributes)))
 
     def update_name(self, name: str) -> None:
         if self._end_time is None:
