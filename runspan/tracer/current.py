@@ -60,6 +60,15 @@ def healed(ctx: Context) -> Context:
     return ctx
 
 
+def heal_current() -> Context:
+    """Heal the calling context in place if ended runs sit on top of it; return it."""
+    ctx = otel_context.get_current()
+    clean = healed(ctx)
+    if clean is not ctx:
+        otel_context.attach(clean)
+    return clean
+
+
 def current_parent_context(caller_id: int) -> Context:
     """The context a new root run joins: the caller's, healed, without sibling roots.
 
@@ -67,10 +76,7 @@ def current_parent_context(caller_id: int) -> Context:
     made current are the new root's siblings (``batch`` starts every input's run before any of
     them executes), not its parents, so they are skipped.
     """
-    ctx = otel_context.get_current()
-    clean = healed(ctx)
-    if clean is not ctx:
-        otel_context.attach(clean)
+    clean = heal_current()
     run = otel_context.get_value(_RUN_KEY, clean)
     while (
         isinstance(run, LiveRun)
@@ -94,9 +100,15 @@ def enter(run: LiveRun) -> None:
 
 
 def leave(run: LiveRun) -> None:
-    """Restore the context ``run`` entered, if it is still the one on top; heal what is below."""
+    """Restore the context ``run`` entered if it is still on top, else heal what is on top.
+
+    Out of order (a batch), the run's context is under a later one: it is left for that one's
+    end to heal. Runs ended early (their root ended, or they expired) are healed away at the
+    next callback that ends a run in that context.
+    """
     attached, run.context_attached = run.context_attached, None
-    if attached is None or run.context_before is None:
-        return
-    if otel_context.get_current() is attached:
-        otel_context.attach(healed(run.context_before))
+    before = run.context_before
+    if attached is not None and before is not None and otel_context.get_current() is attached:
+        otel_context.attach(healed(before))
+    else:
+        heal_current()

@@ -467,7 +467,8 @@ class TracingCallbackHandler(BaseCallbackHandler):
     ) -> None:
         end_ns = time.time_ns()
         run = self._runs.remove(run_id)
-        if run is None:
+        if run is None:  # ended early (root ended, or expired): only its context may remain
+            current.heal_current()
             return
         try:
             ending = output_attributes(outputs, self.settings)
@@ -483,6 +484,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
         end_ns = time.time_ns()
         run = self._runs.remove(run_id)
         if run is None:
+            current.heal_current()
             return
         try:
             span = run.span
@@ -508,11 +510,12 @@ class TracingCallbackHandler(BaseCallbackHandler):
     def _finish(self, run: LiveRun, end_ns: int) -> None:
         run.ended = True
         try:
-            current.leave(run)
-        finally:
             run.span.end(end_time=end_ns)
             if run.trace.root_id.int == run.run_id.int:
                 self._close_trace(run.trace, end_ns, "root_ended")
+        finally:
+            # Last, so that the runs the root's end just closed are healed away with it.
+            current.leave(run)
 
     def _event(self, run_id: UUID, name: str, attributes: dict[str, AttributeValue]) -> None:
         run = self._runs.get(run_id)

@@ -61,3 +61,28 @@ def test_5000_invokes_leave_no_state_and_memory_flat() -> None:
     assert runspan_growth < 20_000, runspan_growth
     assert total_growth < 200_000, total_growth
     provider.shutdown()
+
+
+def test_live_traces_are_bounded() -> None:
+    """Beyond max_live_traces open traces, the oldest is ended as unfinished, so a process
+    whose runs never end keeps bounded state."""
+    from uuid import uuid4
+
+    from runspan.testing import SpanCapture
+
+    capture = SpanCapture(max_live_traces=3)
+    handler = capture.handler
+    roots = [uuid4() for _ in range(5)]
+    for root in roots:
+        handler.on_chain_start({}, {}, run_id=root, name=f"root-{roots.index(root)}")
+        handler.on_chain_start({}, {}, run_id=uuid4(), parent_run_id=root, name="child")
+    assert handler.state_sizes()["traces"] == 3
+    assert sorted(s.name for s in capture.spans) == ["child", "child", "root-0", "root-1"]
+    for span in capture.spans:
+        assert (span.attributes or {})["runspan.unfinished.reason"] == "expired"
+    for root in roots:
+        handler.on_chain_end({}, run_id=root)  # ends of expired roots are ignored
+    assert handler.state_sizes() == {"live_runs": 0, "ended_runs": 0, "traces": 0}
+    assert len(capture.spans) == 10
+    # The contexts those runs were made current in are restored too (checked by conftest).
+    capture.provider.shutdown()
