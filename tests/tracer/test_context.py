@@ -317,3 +317,54 @@ class TestCopying:
 
         assert copy.copy(capture.handler) is capture.handler
         assert copy.deepcopy(capture.handler) is capture.handler
+
+
+class TestAnyOrderOfCallbacks:
+    def test_random_interleavings_restore_the_context(self) -> None:
+        """Whatever order runs start and end in, with some ends never coming, once the rest
+        have ended the context is what it was, the handler holds nothing, and every run's
+        span has the parent LangChain gave it (or, started after its whole trace ended, is
+        an orphan that names that parent)."""
+        import random
+        from uuid import UUID, uuid4
+
+        rng = random.Random(20261124)
+        for _ in range(200):
+            capture = SpanCapture()
+            handler = capture.handler
+            before = otel_context.get_current()
+            parents: dict[UUID, UUID | None] = {}
+            open_runs: list[UUID] = []
+            roots: list[UUID] = []
+            for _step in range(rng.randint(1, 12)):
+                if open_runs and rng.random() < 0.4:
+                    run = open_runs.pop(rng.randrange(len(open_runs)))
+                    if run in roots or rng.random() < 0.8:  # some children never end
+                        handler.on_chain_end({}, run_id=run)
+                    continue
+                parent = rng.choice(open_runs) if open_runs and rng.random() < 0.7 else None
+                run = uuid4()
+                parents[run] = parent
+                if parent is None:
+                    roots.append(run)
+                handler.on_chain_start({}, {}, run_id=run, parent_run_id=parent, name=str(run))
+                open_runs.append(run)
+            rng.shuffle(open_runs)
+            for run in open_runs + roots:
+                handler.on_chain_end({}, run_id=run)
+            assert otel_context.get_current() is before
+            assert handler.state_sizes() == {"live_runs": 0, "ended_runs": 0, "traces": 0}
+            spans = {s.name: s for s in capture.spans}
+            assert set(spans) == {str(run) for run in parents}
+            for run, parent in parents.items():
+                span = spans[str(run)]
+                attributes = span.attributes or {}
+                if parent is None:
+                    assert span.parent is None
+                elif attributes.get("runspan.orphan"):
+                    assert span.parent is None
+                    assert attributes["langchain.parent_run_id"] == str(parent)
+                else:
+                    assert span.parent is not None
+                    assert span.parent.span_id == spans[str(parent)].context.span_id  # type: ignore[union-attr]
+            capture.provider.shutdown()
