@@ -8,7 +8,9 @@ trace goes, with every run that never reported its end.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -46,6 +48,12 @@ class LiveRun:
     context_attached: Context | None = None
 
 
+def _reset_lock(registry: weakref.ref[RunRegistry]) -> None:
+    alive = registry()
+    if alive is not None:
+        alive._lock = threading.Lock()
+
+
 class RunRegistry:
     """Thread-safe lookups of runs by id. Each call is O(1), apart from the runs it returns.
 
@@ -59,6 +67,11 @@ class RunRegistry:
         self._ended: dict[int, LiveRun] = {}  # ended runs of live traces, for late children
         self._traces: dict[int, TraceState] = {}  # by root id, oldest first
         self._max_live_traces = max_live_traces
+        if hasattr(os, "register_at_fork"):
+            # A fork while another thread holds the lock would leave it held forever in the
+            # child. The weak reference lets the registry go when its handler does.
+            registry = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _reset_lock(registry))
 
     def sizes(self) -> dict[str, int]:
         """How much state is held: all zero once every trace has ended."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import os
 import tracemalloc
 from collections.abc import Sequence
 
+import pytest
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -85,4 +87,51 @@ def test_live_traces_are_bounded() -> None:
     assert handler.state_sizes() == {"live_runs": 0, "ended_runs": 0, "traces": 0}
     assert len(capture.spans) == 10
     # The contexts those runs were made current in are restored too (checked by conftest).
+    capture.provider.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_a_forked_child_can_trace_even_if_the_fork_caught_the_lock() -> None:
+    """A fork while another thread is inside the handler leaves the child able to trace
+    (the child gets a fresh lock instead of one held forever)."""
+    import threading
+    import time
+
+    from langchain_core.runnables import RunnableLambda
+
+    from runspan.testing import SpanCapture
+
+    capture = SpanCapture()
+    handler = capture.handler
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with handler._runs._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: trace one run and report through the exit code
+        try:
+            RunnableLambda(lambda x: x).invoke(1, config={"callbacks": [handler]})
+            os._exit(0 if len(capture.spans) == 1 else 1)
+        except BaseException:
+            os._exit(2)
+    release.set()
+    holder.join()
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the handler's lock")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
     capture.provider.shutdown()
