@@ -89,10 +89,6 @@ def collect(extractors: Iterable[Extractor], first: Any, second: Any) -> Attribu
     return attributes
 
 
-def _number(value: object) -> int | float | None:
-    return value if type(value) is int or type(value) is float else None
-
-
 def model_name(metadata: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> str | None:
     """The requested model, as LangChain reports it in metadata or invocation parameters."""
     if metadata:

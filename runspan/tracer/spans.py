@@ -32,6 +32,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import Attributes, AttributeValue
 
+from runspan.tracer.errors import type_name
 from runspan.tracer.ids import RunIdGenerator, span_id_of, trace_id_of
 
 # The SDK's default limits, applied to what code other than runspan adds to a run's span.
@@ -180,7 +181,7 @@ class RunSpan(sdk_trace.Span):
             traceback.format_exception(type(exception), exception, exception.__traceback__)
         )
         event: dict[str, AttributeValue] = {
-            "exception.type": type(exception).__qualname__,
+            "exception.type": type_name(exception),
             "exception.message": str(exception),
             "exception.stacktrace": stack,
             "exception.escaped": str(escaped),
