@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import math
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -118,8 +119,11 @@ _converters: dict[type, Callable[[Any], Any]] = {}
 
 def _walk(value: Any, ancestors: set[int], depth: int) -> Any:
     """The careful path: follows containers by hand, marks cycles, cuts at a depth."""
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if value is None or isinstance(value, (str, int, bool)):
         return value
+    if isinstance(value, float):
+        # NaN and the infinities are not JSON: databases and OTLP receivers reject them.
+        return value if math.isfinite(value) else str(value)
     if depth >= _MAX_DEPTH:
         return "[runspan: nested too deep]"
     marker = id(value)
@@ -157,6 +161,7 @@ def _build_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
         ensure_ascii=False,
         separators=(",", ":"),
         default=default,
+        allow_nan=False,
     )
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # not CPython: the pure-Python encoder, built per call
@@ -171,7 +176,7 @@ def _build_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
             ",",  # item separator
             False,
             False,
-            True,
+            False,  # allow_nan: a NaN raises, and the careful path writes it as a string
         )
     except TypeError:  # the private constructor changed: the public path still works
         return encoder.encode
@@ -186,7 +191,9 @@ def _build_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
 
 
 _encoders = _Encoders()
-_careful = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_safe_repr)
+_careful = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), default=_safe_repr, allow_nan=False
+)
 
 
 def to_json(value: Any) -> str:

@@ -212,6 +212,6 @@ class TestFailuresInsideTheHandler:
 
 def test_logging_uses_the_runspan_logger() -> None:
     """Users can silence or route runspan's messages by the logger name."""
-    from runspan.tracer.guard import logger
+    from runspan.logs import logger
 
     assert logger is logging.getLogger("runspan")

@@ -1,0 +1,199 @@
+"""Database URLs and engines: SQLite tuned for several writers, PostgreSQL through psycopg 3.
+
+A URL comes from the argument, else ``RUNSPAN_DATABASE_URL``, else ``sqlite:///runspan.db``.
+Whatever goes wrong, the password of a URL never appears in a message: URLs are shown through
+:func:`safe_url` only, and driver errors through :func:`scrubbed`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import NullPool, Pool, StaticPool
+
+from runspan.storage.errors import ConfigurationError, DatabaseNotFoundError
+
+DATABASE_URL_ENV = "RUNSPAN_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///runspan.db"
+
+# Seconds a SQLite writer waits for another process's write lock before giving up. Writers
+# hold it for one batch (milliseconds), so this only runs out when something is stuck.
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def database_url_from(argument: str | URL | None, environ: Mapping[str, str] | None = None) -> URL:
+    """The database URL: the argument, ``RUNSPAN_DATABASE_URL``, or ``sqlite:///runspan.db``.
+
+    Raises:
+        ConfigurationError: the URL cannot be parsed or names a database runspan does not
+            support, or its driver is not installed.
+    """
+    env = os.environ if environ is None else environ
+    raw: str | URL = argument if argument is not None else env.get(DATABASE_URL_ENV, "").strip()
+    source = "database_url" if argument is not None else DATABASE_URL_ENV
+    if not raw:
+        raw = DEFAULT_DATABASE_URL
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        shown = raw if isinstance(raw, URL) else _redacted_text(raw)
+        raise ConfigurationError(
+            f"{source}={shown!r} is not a database URL: use sqlite:///path/to/runspan.db"
+            " or postgresql+psycopg://user@host/dbname"
+        ) from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend == "postgresql":
+        if driver not in ("", "psycopg"):
+            raise ConfigurationError(
+                f"{source}={safe_url(url)!r}: runspan talks to PostgreSQL through psycopg 3;"
+                " use a postgresql+psycopg:// URL"
+            )
+        url = url.set(drivername="postgresql+psycopg")
+        try:
+            import psycopg  # noqa: F401, PLC0415 - only needed for PostgreSQL URLs
+        except ImportError:
+            raise ConfigurationError(
+                "PostgreSQL needs psycopg 3: pip install 'runspan[postgres]'"
+            ) from None
+    elif backend == "sqlite":
+        if driver not in ("", "pysqlite"):
+            raise ConfigurationError(
+                f"{source}={safe_url(url)!r}: use a plain sqlite:/// URL (the built-in driver)"
+            )
+    else:
+        raise ConfigurationError(
+            f"{source}={safe_url(url)!r}: runspan stores runs in SQLite or PostgreSQL;"
+            " use sqlite:///path/to/runspan.db or postgresql+psycopg://user@host/dbname"
+        )
+    return url
+
+
+def _redacted_text(raw: str) -> str:
+    # An unparseable URL may still hold a password between "://user:" and "@".
+    scheme, sep, rest = raw.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if sep and at and ":" in credentials:
+        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    return raw
+
+
+def safe_url(url: URL) -> str:
+    """The URL as text with its password masked: the only way runspan shows a URL."""
+    return url.render_as_string(hide_password=True)
+
+
+def scrubbed(message: str, url: URL) -> str:
+    """``message`` with the URL's password masked, for errors that drivers word themselves."""
+    password = url.password
+    if password:
+        message = message.replace(str(password), "***")
+    return message
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL; ``None`` for an in-memory database."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    return Path(database)
+
+
+def _set_sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers never block the writer and the writer never blocks readers, so `runspan`
+    # queries run while the app writes, and several processes can share one file.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL is durable across application crashes in WAL mode; only a power loss can undo the
+    # last commits, and it saves an fsync per batch.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    # Another process writing its batch holds the lock briefly: wait for it rather than fail.
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+    # Enforce foreign keys if a user adds some; runspan itself defines none between runs.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _set_sqlite_read_only(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+    # Belt and braces over mode=ro: no statement on this connection may change the file.
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def create_writer_engine(url: URL) -> Engine:
+    """An engine for the span writer, with the settings each database needs for it."""
+    if is_sqlite(url):
+        path = sqlite_path(url)
+        if path is not None and not path.parent.exists():
+            raise ConfigurationError(
+                f"the folder of the SQLite database {str(path)!r} does not exist: create it or"
+                " point RUNSPAN_DATABASE_URL elsewhere"
+            )
+        # The writer thread and the app's flush both write: access is serialized by the
+        # writer's lock, so a connection may move between threads.
+        options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        pool = _sqlite_pool(url)
+        if pool is not None:
+            options["poolclass"] = pool
+        engine = create_engine(url, **options)
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=2,
+        connect_args={"connect_timeout": 10, "application_name": "runspan"},
+    )
+
+
+def _sqlite_pool(url: URL) -> type[Pool] | None:
+    # An in-memory database lives as long as its one connection: share that connection.
+    return StaticPool if sqlite_path(url) is None else None
+
+
+def create_reader_engine(url: URL) -> Engine:
+    """An engine that cannot change the database: SQLite opened read-only, PostgreSQL sessions
+    that default to read-only transactions.
+
+    Raises:
+        DatabaseNotFoundError: a SQLite file that does not exist (it is never created here).
+    """
+    if is_sqlite(url):
+        path = sqlite_path(url)
+        if path is None:
+            raise ConfigurationError("an in-memory SQLite database has no runs to read")
+        if not path.is_file():
+            raise DatabaseNotFoundError(
+                f"no runspan database at {str(path)!r}: run an app with runspan.configure()"
+                " (or `runspan demo`) first, or pass --database-url / set RUNSPAN_DATABASE_URL"
+            )
+        uri = f"file:{path.resolve().as_posix()}?mode=ro"
+        engine = create_engine(
+            "sqlite://",
+            creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+            poolclass=NullPool,
+        )
+        event.listen(engine, "connect", _set_sqlite_read_only)
+        return engine
+    return create_engine(
+        url,
+        poolclass=NullPool,
+        connect_args={
+            "connect_timeout": 10,
+            "application_name": "runspan-cli",
+            "options": "-c default_transaction_read_only=on",
+        },
+    )

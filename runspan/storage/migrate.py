@@ -1,0 +1,163 @@
+"""Schema migrations with Alembic, run by runspan itself.
+
+A new database is created and migrated on first use by the writer; an older one is upgraded the
+same way. Readers (the CLI, the query API) never change the schema: they say what to run.
+Migrations take a lock first (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), so
+several processes starting at once migrate one at a time, and a migration that fails leaves the
+database as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from runspan.storage.engine import (
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    is_sqlite,
+    safe_url,
+    scrubbed,
+    sqlite_path,
+)
+from runspan.storage.errors import DatabaseUnavailable, SchemaError
+
+VERSION_TABLE = "runspan_schema_version"
+_MIGRATIONS = Path(__file__).with_name("migrations")
+# Any constant will do: it names runspan's lock among the database's advisory locks.
+_PG_LOCK_KEY = 0x72756E7370616E  # "runspan"
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    """The schema version this runspan writes."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The database's schema version; ``None`` if runspan has not migrated it yet."""
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def _known(revision: str) -> bool:
+    scripts = ScriptDirectory.from_config(_config())
+    return any(script.revision == revision for script in scripts.walk_revisions())
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise unless the database is a runspan database at the version this code reads.
+
+    Raises:
+        SchemaError: not a runspan database, or at another version; the message says what to do.
+        DatabaseUnavailable: the database cannot be reached.
+    """
+    try:
+        with engine.connect() as connection:
+            revision = current_revision(connection)
+            names = set(inspect(connection).get_table_names()) if revision is None else set()
+    except DBAPIError as error:
+        raise _unavailable(engine, error) from None
+    head = head_revision()
+    if revision == head:
+        return
+    where = safe_url(engine.url)
+    if revision is None:
+        what = "has tables but is not a runspan database" if names else "has no runspan schema"
+        raise SchemaError(
+            f"{where} {what}: point --database-url / RUNSPAN_DATABASE_URL at runspan's"
+            " database, or create the schema with `runspan db upgrade`"
+        )
+    if not _known(revision):
+        raise SchemaError(
+            f"{where} was written by a newer runspan (schema {revision}, this one knows up to"
+            f" {head}): upgrade runspan with pip install -U runspan"
+        )
+    raise SchemaError(
+        f"{where} is at schema {revision}, this runspan reads {head}:"
+        " run `runspan db upgrade` (or start an app with runspan.configure())"
+    )
+
+
+def upgrade(engine: Engine) -> str:
+    """Create or migrate runspan's schema to the latest version; returns that version.
+
+    Raises:
+        SchemaError: the database holds other tables named like runspan's, or was written by
+            a newer runspan.
+        DatabaseUnavailable: the database cannot be reached.
+    """
+    head = head_revision()
+    migrator = _migration_engine(engine)
+    try:
+        with migrator.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY}
+                )
+            revision = current_revision(connection)
+            if revision == head:
+                return head
+            if revision is not None and not _known(revision):
+                raise SchemaError(
+                    f"{safe_url(engine.url)} was written by a newer runspan (schema {revision}):"
+                    " upgrade runspan with pip install -U runspan"
+                )
+            if revision is None and "runs" in inspect(connection).get_table_names():
+                raise SchemaError(
+                    f"{safe_url(engine.url)} already has a 'runs' table that is not runspan's:"
+                    " give runspan a database (or SQLite file) of its own"
+                )
+            config = _config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except DBAPIError as error:
+        raise _unavailable(engine, error) from None
+    finally:
+        if migrator is not engine:
+            migrator.dispose()
+    return head
+
+
+def _migration_engine(engine: Engine) -> Engine:
+    """An engine whose transactions really enclose DDL, with the write lock taken up front.
+
+    Python's sqlite3 runs DDL outside transactions; on this engine runspan issues ``BEGIN
+    IMMEDIATE`` itself, which both makes the migration atomic and makes a second process wait
+    for the first (up to the busy timeout) instead of creating the same tables at once.
+    """
+    if not is_sqlite(engine.url) or sqlite_path(engine.url) is None:
+        return engine  # PostgreSQL's DDL is transactional; in memory there is one process
+    migrator = create_engine(
+        engine.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, poolclass=NullPool
+    )
+
+    @event.listens_for(migrator, "connect")
+    def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(migrator, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return migrator
+
+
+def _unavailable(engine: Engine, error: DBAPIError) -> DatabaseUnavailable:
+    detail = scrubbed(str(error.orig), engine.url).strip().splitlines()
+    first = detail[0] if detail else type(error.orig).__name__
+    return DatabaseUnavailable(f"cannot use the database {safe_url(engine.url)}: {first}")

@@ -1,0 +1,151 @@
+"""The tables users query: ``traces``, ``runs`` and ``model_prices``, one definition for both
+databases.
+
+Column names are part of runspan's API: people write SQL against them. Times are integer
+nanoseconds since the epoch, as OpenTelemetry has them (the ``runs_v``, ``traces_v`` and
+``llm_calls`` views, made by the migrations, add readable ``start_time``/``end_time``).
+Parent links carry no foreign key: children end, and are written, before their parents.
+
+This module serves the running code; each Alembic revision freezes its own copy of the types.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import JSON, TypeDecorator, TypeEngine
+
+# Constraint names that are the same on both databases, so migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite's INTEGER PRIMARY KEY is already 64-bit; PostgreSQL needs BIGINT for as many rows.
+Identifier = Integer().with_variant(BigInteger(), "postgresql")
+
+
+class JSONDocument(TypeDecorator[Any]):
+    """JSON on SQLite, JSONB on PostgreSQL, written from JSON text that is already valid.
+
+    The tracer serialized inputs and outputs once, on the callback path; the writer hands that
+    text straight to the database instead of parsing and dumping it again. Reads return Python
+    values as the JSON type does.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None  # values are JSON text already (see :mod:`runspan.storage.rows`)
+
+
+traces = Table(
+    "traces",
+    metadata,
+    Column("trace_id", String(32), primary_key=True),
+    Column("root_run_id", String(36)),
+    Column("root_span_id", String(16)),
+    Column("service_name", Text),
+    Column("name", Text),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger),
+    Column("duration_ms", Float),
+    Column("status", String(16), nullable=False),
+    Column("run_count", Integer, nullable=False),
+    Column("error_count", Integer, nullable=False),
+    Column("input_tokens", BigInteger),
+    Column("output_tokens", BigInteger),
+    Column("total_tokens", BigInteger),
+    Index(None, "start_ns"),
+    Index(None, "duration_ms"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Identifier, primary_key=True, autoincrement=True),
+    Column("run_id", String(36)),
+    Column("parent_run_id", String(36)),
+    Column("trace_id", String(32), nullable=False),
+    Column("span_id", String(16), nullable=False),
+    Column("parent_span_id", String(16)),
+    Column("service_name", Text),
+    Column("name", Text, nullable=False),
+    Column("run_type", String(32)),
+    Column("span_kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error_type", Text),
+    Column("error_message", Text),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger),
+    Column("duration_ms", Float),
+    Column("model_name", Text),
+    Column("provider", Text),
+    Column("input_tokens", BigInteger),
+    Column("output_tokens", BigInteger),
+    Column("total_tokens", BigInteger),
+    Column("cache_read_tokens", BigInteger),
+    Column("cache_creation_tokens", BigInteger),
+    Column("reasoning_tokens", BigInteger),
+    Column("ttft_ms", Float),
+    Column("tags", JSONDocument),
+    Column("metadata", JSONDocument),
+    Column("attributes", JSONDocument),
+    Column("events", JSONDocument),
+    Column("inputs", JSONDocument),
+    Column("outputs", JSONDocument),
+    # The same span written twice is one row.
+    UniqueConstraint("trace_id", "span_id"),
+    Index(None, "run_id"),
+    # A run's subtree, walked down by WITH RECURSIVE.
+    Index(None, "parent_run_id"),
+    Index(None, "start_ns"),
+    Index(None, "duration_ms"),
+    # Error rate per name per day; tokens per model per day; runs still running.
+    Index(None, "name", "start_ns"),
+    Index(None, "model_name", "start_ns"),
+    Index(None, "status", "start_ns"),
+)
+
+model_prices = Table(
+    "model_prices",
+    metadata,
+    Column("id", Identifier, primary_key=True, autoincrement=True),
+    # A SQL LIKE pattern over the lower-cased model name, such as 'gpt-4o-mini%'.
+    Column("model_pattern", Text, nullable=False),
+    Column("input_usd_per_mtok", Float, nullable=False),
+    Column("output_usd_per_mtok", Float, nullable=False),
+    Column("cache_read_usd_per_mtok", Float),
+    Column("cache_write_usd_per_mtok", Float),
+    Column("valid_from_ns", BigInteger, nullable=False),
+    Column("source", Text),
+    UniqueConstraint("model_pattern", "valid_from_ns"),
+)
+
+#: Run statuses as stored: ``running`` until the run ends.
+STATUSES = ("running", "ok", "error", "unfinished")

@@ -1,0 +1,101 @@
+"""A throwaway PostgreSQL cluster for the tests, from the machine's initdb and pg_ctl.
+
+``RUNSPAN_TEST_POSTGRES_URL`` points the tests at a server someone else runs. Otherwise the
+cluster lives in a temporary folder, listens on a free loopback port only, and is stopped and
+removed when the tests end. ``initdb`` refuses to run as root, so as root it runs as the
+``postgres`` user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+URL_ENV = "RUNSPAN_TEST_POSTGRES_URL"
+
+
+@dataclass
+class PostgresServer:
+    url: str  # an admin URL to the 'postgres' database
+    data_dir: Path | None = None
+    pg_ctl: Path | None = None
+    run_as: list[str] | None = None
+
+    def stop(self) -> None:
+        if self.data_dir is None or self.pg_ctl is None:
+            return
+        subprocess.run(
+            [*(self.run_as or []), str(self.pg_ctl), "stop", "-D", str(self.data_dir), "-m", "fast"],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+
+def _binaries() -> Path | None:
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    return Path(candidates[0]).parent if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start() -> PostgresServer:
+    """Start a cluster, or use ``RUNSPAN_TEST_POSTGRES_URL``.
+
+    Raises:
+        FileNotFoundError: no PostgreSQL binaries on this machine (the reason to skip).
+        RuntimeError: the binaries exist but the cluster did not start.
+    """
+    given = os.environ.get(URL_ENV)
+    if given:
+        return PostgresServer(url=given)
+    bindir = _binaries()
+    if bindir is None:
+        raise FileNotFoundError(f"no PostgreSQL binaries (initdb) here, and {URL_ENV} is unset")
+    run_as: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="runspan-pg-"))
+    if os.geteuid() == 0:
+        run_as = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, user="postgres")
+    data = root / "data"
+    port = _free_port()
+    steps = [
+        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        [
+            str(bindir / "pg_ctl"),
+            "start",
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(root / "server.log"),
+            "-o",
+            f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off"
+            " -c max_connections=200",
+        ],
+    ]
+    for step in steps:
+        done = subprocess.run([*run_as, *step], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            shutil.rmtree(root, ignore_errors=True)
+            raise RuntimeError(f"{step[0]} failed: {done.stderr or done.stdout}")
+    return PostgresServer(
+        url=f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+        data_dir=data,
+        pg_ctl=bindir / "pg_ctl",
+        run_as=run_as,
+    )
