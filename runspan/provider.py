@@ -19,6 +19,7 @@ from runspan.config import (
     service_name_from,
     set_default_tracer_settings,
 )
+from runspan.storage.writer import StorageSpanProcessor
 from runspan.tracer.ids import RunIdGenerator
 
 _lock = threading.Lock()
@@ -33,6 +34,8 @@ def configure(
     redact: Redactor | None = None,
     separate_trace: bool | None = None,
     max_run_age_seconds: float | None = None,
+    database_url: str | None = None,
+    storage: bool = True,
     span_processors: Iterable[SpanProcessor] = (),
     set_global: bool = True,
 ) -> TracerProvider:
@@ -43,12 +46,18 @@ def configure(
             ``langchain-app``.
         capture_content, max_value_chars, redact, separate_trace, max_run_age_seconds: defaults
             for every :class:`~runspan.TracingCallbackHandler` made afterwards.
+        database_url: where runs are stored; else ``RUNSPAN_DATABASE_URL``, else
+            ``sqlite:///runspan.db`` (in the working directory). The schema is created or
+            upgraded here; an unreachable database is retried in the background.
+        storage: ``False`` stores nothing (spans still reach ``span_processors``).
         span_processors: more processors for the provider, such as your own exporter's.
         set_global: install the provider as OpenTelemetry's global one, so that handlers made
             without ``tracer_provider=`` and the application's own spans share it.
 
     Raises:
-        ValueError: a bad argument or environment variable.
+        ValueError: a bad argument or environment variable (storage's
+            :class:`~runspan.storage.ConfigurationError` is one).
+        runspan.storage.SchemaError: the database is not runspan's, or a newer runspan's.
         RuntimeError: called twice, or another global tracer provider is already installed.
     """
     global _provider  # noqa: PLW0603 - one provider per process, like OpenTelemetry's global
@@ -73,10 +82,13 @@ def configure(
                 " runspan.configure(set_global=False), or give your provider to"
                 " TracingCallbackHandler(tracer_provider=...)."
             )
+        processors = list(span_processors)
+        if storage:
+            processors.insert(0, StorageSpanProcessor(database_url))
         provider = TracerProvider(
             resource=Resource.create({SERVICE_NAME: name}), id_generator=RunIdGenerator()
         )
-        for processor in span_processors:
+        for processor in processors:
             provider.add_span_processor(processor)
         if set_global:
             trace.set_tracer_provider(provider)
@@ -91,7 +103,8 @@ def configured_provider() -> TracerProvider | None:
 
 
 def flush(timeout_millis: int = 30_000) -> bool:
-    """Hand every span ended so far to the sinks; ``False`` if that did not finish in time."""
+    """Hand every span ended so far to the sinks: when it returns ``True``, every run ended so far
+    is in the database. ``False`` if that did not finish in time or the database is unreachable."""
     provider = _provider
     return True if provider is None else provider.force_flush(timeout_millis)
 

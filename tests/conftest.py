@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
@@ -50,8 +51,10 @@ def collector() -> RunCollectorCallbackHandler:
 
 
 @pytest.fixture
-def fresh_globals() -> Iterator[None]:
-    """A process with no global tracer provider, no runspan configuration, no instrument()."""
+def fresh_globals(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """A process with no global tracer provider, no runspan configuration, no instrument(), and
+    runspan's default database in a temporary folder."""
+    monkeypatch.setenv("RUNSPAN_DATABASE_URL", f"sqlite:///{tmp_path / 'runspan.db'}")
 
     def reset() -> None:
         # OpenTelemetry allows setting the global provider once per process; tests need more.

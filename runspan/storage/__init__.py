@@ -1,4 +1,44 @@
-"""Run history in SQL (SQLite by default, PostgreSQL for teams).
+"""Run history in SQL: the span writer, the schema, and the query API.
 
-The schema, the span writer and the query API arrive with the storage work; nothing here yet.
+Write: ``runspan.configure()`` adds a :class:`StorageSpanProcessor` to its provider; add one to
+any SDK provider yourself with ``provider.add_span_processor(StorageSpanProcessor(url))``.
+Read: :class:`RunStore`, the ``runspan`` command, or plain SQL over ``runs``, ``traces``,
+``runs_v``, ``traces_v``, ``llm_calls`` and ``model_prices``.
 """
+
+from runspan.storage.engine import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, safe_url
+from runspan.storage.errors import (
+    ConfigurationError,
+    DatabaseNotFoundError,
+    DatabaseUnavailable,
+    NotFoundError,
+    QueryError,
+    SchemaError,
+    StorageError,
+)
+from runspan.storage.maintenance import Pruned, prune, upgrade_database
+from runspan.storage.queries import Run, RunFilter, RunStore, SqlResult, Stat
+from runspan.storage.writer import SqlSpanExporter, StorageSpanProcessor
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "DEFAULT_DATABASE_URL",
+    "ConfigurationError",
+    "DatabaseNotFoundError",
+    "DatabaseUnavailable",
+    "NotFoundError",
+    "Pruned",
+    "QueryError",
+    "Run",
+    "RunFilter",
+    "RunStore",
+    "SchemaError",
+    "SqlResult",
+    "SqlSpanExporter",
+    "Stat",
+    "StorageError",
+    "StorageSpanProcessor",
+    "prune",
+    "safe_url",
+    "upgrade_database",
+]

@@ -67,6 +67,11 @@ def _document(value: Document) -> dict[str, Any]:
     return {"page_content": value.page_content, "metadata": value.metadata}
 
 
+def _prompt_value(value: PromptValue) -> list[BaseMessage]:
+    # Through the instance: PromptValue.to_messages itself is the abstract method.
+    return value.to_messages()
+
+
 def _dataclass(value: Any) -> dict[str, Any]:
     return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
 
@@ -89,7 +94,7 @@ def _converter_for(value: Any) -> Callable[[Any], Any]:
     if isinstance(value, Document):
         return _document
     if isinstance(value, PromptValue):
-        return PromptValue.to_messages
+        return _prompt_value
     if isinstance(value, BaseModel):
         return BaseModel.model_dump
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

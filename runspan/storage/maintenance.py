@@ -1,0 +1,75 @@
+"""Changing a runspan database on purpose: schema upgrades and retention."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import URL, delete, select
+from sqlalchemy.exc import DBAPIError
+
+from runspan.storage.engine import create_writer_engine, database_url_from, safe_url, scrubbed
+from runspan.storage.errors import DatabaseUnavailable
+from runspan.storage.migrate import check_schema, upgrade
+from runspan.storage.schema import runs, traces
+
+# Traces deleted per transaction, so that pruning a large history never holds the write lock
+# long enough to stall the apps writing to it.
+_PRUNE_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Pruned:
+    traces: int
+    runs: int
+
+
+def upgrade_database(database_url: str | URL | None = None) -> str:
+    """Create or migrate the schema; returns the schema version now in the database."""
+    engine = create_writer_engine(database_url_from(database_url))
+    try:
+        return upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def prune(
+    older_than_seconds: float,
+    database_url: str | URL | None = None,
+    *,
+    now_ns: int | None = None,
+) -> Pruned:
+    """Delete every trace that started more than ``older_than_seconds`` ago, with its runs,
+    including runs left ``running`` by a process that died."""
+    if not older_than_seconds > 0:
+        raise ValueError(f"older_than_seconds={older_than_seconds!r}: use a positive number")
+    cutoff = (time.time_ns() if now_ns is None else now_ns) - int(older_than_seconds * 1e9)
+    engine = create_writer_engine(database_url_from(database_url))
+    removed_traces = removed_runs = 0
+    try:
+        check_schema(engine)
+        while True:
+            with engine.begin() as connection:
+                chunk = list(
+                    connection.execute(
+                        select(traces.c.trace_id)
+                        .where(traces.c.start_ns < cutoff)
+                        .limit(_PRUNE_CHUNK)
+                    ).scalars()
+                )
+                if not chunk:
+                    break
+                removed_runs += connection.execute(
+                    delete(runs).where(runs.c.trace_id.in_(chunk))
+                ).rowcount
+                removed_traces += connection.execute(
+                    delete(traces).where(traces.c.trace_id.in_(chunk))
+                ).rowcount
+    except DBAPIError as error:
+        detail = scrubbed(str(error.orig), engine.url).strip().splitlines()
+        raise DatabaseUnavailable(
+            f"cannot prune {safe_url(engine.url)}: {detail[0] if detail else error}"
+        ) from None
+    finally:
+        engine.dispose()
+    return Pruned(traces=removed_traces, runs=removed_runs)

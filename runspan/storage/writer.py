@@ -1,0 +1,431 @@
+"""The span writer: an OpenTelemetry span processor with a SQL exporter behind it.
+
+Batching is the SDK's: :class:`StorageSpanProcessor` is a ``BatchSpanProcessor`` (bounded queue,
+background thread, safe across fork) that also queues each span when it starts, so a run shows
+up as ``running`` if it is still open when its batch is written. :class:`SqlSpanExporter` writes
+a batch in one transaction: an idempotent upsert of the ``runs`` rows (the same span twice is
+one row, and a finished row is never turned back into a running one), then the totals of every
+trace the batch touched, recomputed from ``runs`` so they are exact in whatever order spans come.
+
+When the database cannot be reached, rows wait in a bounded buffer and are retried in the
+background; rows beyond the buffer are dropped, counted and logged. A row the database refuses
+is cleaned and retried alone; if it is still refused it is logged and skipped, and the rest of
+its batch is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from sqlalchemy import URL, Connection, Engine, case, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, StatementError
+
+from runspan.logs import RateLimitedLog, logger
+from runspan.storage.engine import create_writer_engine, database_url_from, safe_url, scrubbed
+from runspan.storage.errors import DatabaseUnavailable, SchemaError
+from runspan.storage.migrate import upgrade
+from runspan.storage.rows import COLUMNS, RowValues, cleaned, span_row
+from runspan.storage.schema import runs, traces
+
+# Rows kept while the database is unreachable. A row is a few kB at most with content capped
+# by the tracer; 20,000 rows ride out minutes of outage for most apps.
+DEFAULT_MAX_BUFFERED_ROWS = 20_000
+# How soon a write is retried after the database went away, growing to the maximum.
+RETRY_INITIAL_SECONDS = 1.0
+RETRY_MAX_SECONDS = 30.0
+# The SDK's batching, tuned for a database: written every second (the most a crash can lose),
+# in batches of up to 512 spans, with room for bursts; each span is queued at start and at end.
+DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
+DEFAULT_MAX_QUEUE_SIZE = 16_384
+DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
+# Trace ids per statement when totals are recomputed, under every database's parameter limit.
+_TRACE_CHUNK = 500
+
+RowKey = tuple[str, str]
+
+_notices = RateLimitedLog(interval=60.0)
+
+
+def _is_disconnect(error: BaseException) -> bool:
+    """Whether the database is unreachable (retry later), rather than refusing these rows."""
+    if isinstance(error, DatabaseUnavailable):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        name = type(error.orig).__name__
+        # Connection failures, and SQLite's lock held past the busy timeout.
+        return name in ("OperationalError", "InterfaceError")
+    return False
+
+
+def _upsert(connection: Connection) -> Any:
+    """``INSERT ... ON CONFLICT DO UPDATE`` of runs rows, in the connection's dialect.
+
+    The update applies only over a ``running`` row: a finished row written again is left as it
+    is, so a late copy of a span's start can never undo its end.
+    """
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(runs)
+    updates = {
+        name: statement.excluded[name] for name in COLUMNS if name not in ("trace_id", "span_id")
+    }
+    return statement.on_conflict_do_update(
+        index_elements=[runs.c.trace_id, runs.c.span_id],
+        set_=updates,
+        where=runs.c.status == "running",
+    )
+
+
+def _trace_rows(connection: Connection, trace_ids: Sequence[str]) -> list[RowValues]:
+    """The ``traces`` rows of ``trace_ids``, computed from what ``runs`` holds now.
+
+    The root is the trace's earliest span (a span without a parent first, when two start in
+    the same nanosecond); the trace's name, status and end are its root's.
+    """
+    totals = (
+        select(
+            runs.c.trace_id,
+            func.min(runs.c.start_ns).label("start_ns"),
+            func.count().label("run_count"),
+            func.sum(case((runs.c.status == "error", 1), else_=0)).label("error_count"),
+            func.sum(runs.c.input_tokens).label("input_tokens"),
+            func.sum(runs.c.output_tokens).label("output_tokens"),
+            func.sum(runs.c.total_tokens).label("total_tokens"),
+        )
+        .where(runs.c.trace_id.in_(trace_ids))
+        .group_by(runs.c.trace_id)
+        .subquery()
+    )
+    query = select(
+        totals,
+        runs.c.run_id,
+        runs.c.span_id,
+        runs.c.parent_span_id,
+        runs.c.name,
+        runs.c.status,
+        runs.c.service_name,
+        runs.c.end_ns,
+    ).join(
+        runs,
+        (runs.c.trace_id == totals.c.trace_id) & (runs.c.start_ns == totals.c.start_ns),
+    )
+    rows: dict[str, RowValues] = {}
+    for found in connection.execute(query).mappings():
+        trace_id = found["trace_id"]
+        if trace_id in rows and rows[trace_id]["_has_parent"] <= (
+            found["parent_span_id"] is not None
+        ):
+            continue
+        end = found["end_ns"] if found["status"] != "running" else None
+        rows[trace_id] = {
+            "trace_id": trace_id,
+            "root_run_id": found["run_id"],
+            "root_span_id": found["span_id"],
+            "service_name": found["service_name"],
+            "name": found["name"],
+            "start_ns": found["start_ns"],
+            "end_ns": end,
+            "duration_ms": (end - found["start_ns"]) / 1e6 if end is not None else None,
+            "status": found["status"],
+            "run_count": found["run_count"],
+            "error_count": found["error_count"],
+            "input_tokens": found["input_tokens"],
+            "output_tokens": found["output_tokens"],
+            "total_tokens": found["total_tokens"],
+            "_has_parent": found["parent_span_id"] is not None,
+        }
+    for row in rows.values():
+        del row["_has_parent"]
+    return list(rows.values())
+
+
+def _upsert_traces(connection: Connection) -> Any:
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(traces)
+    return statement.on_conflict_do_update(
+        index_elements=[traces.c.trace_id],
+        set_={c.name: statement.excluded[c.name] for c in traces.columns if c.name != "trace_id"},
+    )
+
+
+def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
+    """Upsert ``rows`` into ``runs`` and refresh their traces, in the caller's transaction."""
+    if not rows:
+        return
+    connection.execute(_upsert(connection), list(rows))
+    touched = sorted({row["trace_id"] for row in rows})
+    for start in range(0, len(touched), _TRACE_CHUNK):
+        totals = _trace_rows(connection, touched[start : start + _TRACE_CHUNK])
+        if totals:
+            connection.execute(_upsert_traces(connection), totals)
+
+
+def _snapshot(span: ReadableSpan) -> RowValues | None:
+    """The row of a span: final if it has ended, ``running`` if not (``None`` if its attributes
+    are being changed this very moment; its end will be written anyway)."""
+    try:
+        attributes = dict(span.attributes or {})
+    except RuntimeError:  # changed size during the copy: the app thread is recording on it
+        return None
+    return span_row(span, attributes)
+
+
+class SqlSpanExporter(SpanExporter):
+    """Writes spans into runspan's ``runs`` and ``traces`` tables.
+
+    Args:
+        database_url: where; else ``RUNSPAN_DATABASE_URL``, else ``sqlite:///runspan.db``.
+        engine: an engine to use instead of a URL (runspan's own migrations still apply).
+        max_buffered_rows: rows kept while the database is unreachable; beyond that the
+            oldest are dropped, counted and logged.
+        migrate: create or upgrade the schema on first use.
+
+    Raises:
+        ConfigurationError: a bad URL, a missing driver, a folder that does not exist.
+        SchemaError: the database is not runspan's, or a newer runspan's.
+    """
+
+    def __init__(
+        self,
+        database_url: str | URL | None = None,
+        *,
+        engine: Engine | None = None,
+        max_buffered_rows: int = DEFAULT_MAX_BUFFERED_ROWS,
+        migrate: bool = True,
+    ) -> None:
+        if not isinstance(max_buffered_rows, int) or max_buffered_rows < 1:
+            raise ValueError(f"max_buffered_rows={max_buffered_rows!r}: use a positive integer")
+        self.engine = (
+            engine if engine is not None else create_writer_engine(database_url_from(database_url))
+        )
+        self._max_buffered = max_buffered_rows
+        self._lock = threading.RLock()
+        self._pending: dict[RowKey, RowValues] = {}
+        self._dropped = 0
+        self._rejected = 0
+        self._ready = not migrate
+        self._unreachable = False
+        self._retry_delay = RETRY_INITIAL_SECONDS
+        self._retry: threading.Timer | None = None
+        self._closed = False
+        if migrate:
+            try:
+                self._prepare()
+            except DatabaseUnavailable as error:
+                logger.warning(
+                    "runspan: %s; runs are kept (up to %d) and written when it is back",
+                    error,
+                    self._max_buffered,
+                )
+
+    @property
+    def dropped_rows(self) -> int:
+        """Rows lost because the buffer was full while the database was unreachable."""
+        return self._dropped
+
+    @property
+    def rejected_rows(self) -> int:
+        """Rows the database refused even after cleaning, logged and skipped."""
+        return self._rejected
+
+    @property
+    def buffered_rows(self) -> int:
+        """Rows waiting for the database to come back."""
+        return len(self._pending)
+
+    def _prepare(self) -> None:
+        if not self._ready:
+            upgrade(self.engine)
+            self._ready = True
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        batch: dict[RowKey, RowValues] = {}
+        for span in spans:
+            try:
+                row = _snapshot(span)
+            except Exception:
+                _notices.exception("row", "runspan: a span could not be made a row; skipped")
+                continue
+            if row is not None:
+                key = (row["trace_id"], row["span_id"])
+                if row["status"] != "running" or batch.get(key, row)["status"] == "running":
+                    batch[key] = row
+        with self._lock:
+            if self._closed:
+                return SpanExportResult.FAILURE
+            self._merge(batch)
+            return SpanExportResult.SUCCESS if self._write_pending() else SpanExportResult.FAILURE
+
+    def _merge(self, batch: dict[RowKey, RowValues]) -> None:
+        pending = self._pending
+        for key, row in batch.items():
+            held = pending.get(key)
+            if held is None or row["status"] != "running" or held["status"] == "running":
+                pending[key] = row
+        excess = len(pending) - self._max_buffered
+        if excess > 0:
+            for key in list(pending)[:excess]:  # oldest first: dicts keep insertion order
+                del pending[key]
+            self._dropped += excess
+            _notices.log(
+                "dropped",
+                f"runspan: the database {safe_url(self.engine.url)} is unreachable and the"
+                f" buffer of {self._max_buffered} rows is full: dropped {excess} rows"
+                f" ({self._dropped} in all)",
+            )
+
+    def _write_pending(self) -> bool:
+        """Write what is pending; ``True`` when nothing is left. Called under the lock."""
+        if not self._pending:
+            return True
+        rows = list(self._pending.values())
+        try:
+            self._prepare()
+            with self.engine.begin() as connection:
+                write_rows(connection, rows)
+        except SchemaError as error:
+            self._pending.clear()
+            self._dropped += len(rows)
+            _notices.log("schema", f"runspan: cannot write runs: {error}", level=logging.ERROR)
+            return False
+        except Exception as error:
+            if _is_disconnect(error):
+                self._went_away(error)
+                return False
+            try:
+                self._write_one_by_one(rows)
+            except Exception as again:
+                if _is_disconnect(again):
+                    self._went_away(again)
+                    return False
+                self._pending.clear()
+                self._rejected += len(rows)
+                _notices.exception("batch", f"runspan: {len(rows)} rows could not be written")
+                return False
+        self._pending.clear()
+        if self._unreachable:
+            self._unreachable = False
+            self._retry_delay = RETRY_INITIAL_SECONDS
+            logger.info("runspan: the database is back; wrote %d buffered rows", len(rows))
+        return True
+
+    def _write_one_by_one(self, rows: Sequence[RowValues]) -> None:
+        """Write each row in its own savepoint: a row the database refuses costs only itself."""
+        with self.engine.begin() as connection:
+            for row in rows:
+                for attempt in (row, cleaned(row)):
+                    try:
+                        with connection.begin_nested():
+                            write_rows(connection, [attempt])
+                        break
+                    except (DBAPIError, StatementError, UnicodeError, ValueError) as error:
+                        if _is_disconnect(error):
+                            raise
+                        failure = error
+                else:
+                    self._rejected += 1
+                    _notices.log(
+                        "rejected",
+                        f"runspan: the database refused run {row.get('run_id') or row['span_id']}"
+                        f" ({row['name']!r}); skipped it: "
+                        f"{scrubbed(str(failure), self.engine.url).splitlines()[0]}",
+                    )
+
+    def _went_away(self, error: BaseException) -> None:
+        if not self._unreachable:
+            self._unreachable = True
+            detail = scrubbed(str(getattr(error, "orig", error)), self.engine.url)
+            logger.warning(
+                "runspan: cannot write to %s (%s); keeping up to %d rows and retrying",
+                safe_url(self.engine.url),
+                detail.strip().splitlines()[0] if detail.strip() else type(error).__name__,
+                self._max_buffered,
+            )
+        self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        if self._closed or (self._retry is not None and self._retry.is_alive()):
+            return
+        self._retry = threading.Timer(self._retry_delay, self._retry_now)
+        self._retry.daemon = True
+        self._retry.start()
+        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_SECONDS)
+
+    def _retry_now(self) -> None:
+        with self._lock:
+            self._retry = None
+            if not self._closed:
+                self._write_pending()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Write what is buffered now; ``False`` if the database is still unreachable."""
+        with self._lock:
+            return self._write_pending()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._write_pending()
+            self._closed = True
+            if self._retry is not None:
+                self._retry.cancel()
+            if self._pending:
+                logger.warning(
+                    "runspan: %d rows could not be written before shutdown", len(self._pending)
+                )
+        self.engine.dispose()
+
+
+class StorageSpanProcessor(BatchSpanProcessor):
+    """Stores every span in SQL: add it to any SDK ``TracerProvider``.
+
+    ``runspan.configure()`` adds one; on a provider of your own::
+
+        provider.add_span_processor(StorageSpanProcessor("sqlite:///runs.db"))
+
+    Args:
+        database_url: where; else ``RUNSPAN_DATABASE_URL``, else ``sqlite:///runspan.db``.
+        exporter: a :class:`SqlSpanExporter` to use instead of a URL.
+        record_running: also queue spans at their start, so open runs are visible as
+            ``running``.
+        schedule_delay_millis, max_queue_size, max_export_batch_size: the SDK's batching.
+    """
+
+    def __init__(
+        self,
+        database_url: str | URL | None = None,
+        *,
+        exporter: SqlSpanExporter | None = None,
+        record_running: bool = True,
+        schedule_delay_millis: float = DEFAULT_SCHEDULE_DELAY_MILLIS,
+        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+        max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE,
+    ) -> None:
+        self.exporter = exporter if exporter is not None else SqlSpanExporter(database_url)
+        self._record_running = record_running
+        super().__init__(
+            self.exporter,
+            max_queue_size=max_queue_size,
+            schedule_delay_millis=schedule_delay_millis,
+            max_export_batch_size=max_export_batch_size,
+        )
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self._record_running:
+            # The live span joins the queue; its batch writes it as running if it is still open.
+            self.on_end(span)
+
+    def force_flush(self, timeout_millis: int | None = 30_000) -> bool:
+        """Returns when every span ended so far is in the database (``False`` if it is not
+        reachable: those rows stay buffered and are retried)."""
+        queued = super().force_flush(timeout_millis)
+        return self.exporter.force_flush() and queued
