@@ -1,57 +1,307 @@
-"""The ``runspan`` command."""
+"""The ``runspan`` command: the demo, and run history from the database.
+
+Output is for people (tables and trees) unless ``--json`` asks for it for scripts. Every error a
+user can cause (a bad id, filter, URL or statement) ends in one line saying what to do, and exit
+status 1; a database password never appears in it.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
-from runspan.testing import SpanNode
+from runspan.storage import (
+    Run,
+    RunFilter,
+    RunStore,
+    StorageError,
+    prune,
+    safe_url,
+    upgrade_database,
+)
+from runspan.storage.durations import ns_ago, parse_age, parse_moment
+from runspan.storage.engine import database_url_from, is_sqlite, sqlite_path
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @click.group()
 @click.version_option(package_name="runspan")
 def main() -> None:
-    """runspan: every LangChain run as an OpenTelemetry span."""
+    """runspan: every LangChain run as an OpenTelemetry span, stored in SQL."""
 
 
-def _as_json(node: SpanNode) -> dict[str, Any]:
-    span = node.span
-    return {
-        "name": span.name,
-        "trace_id": f"{span.context.trace_id:032x}" if span.context else None,
-        "span_id": f"{span.context.span_id:016x}" if span.context else None,
-        "kind": span.kind.name,
-        "status": span.status.status_code.name,
-        "start_ns": span.start_time,
-        "end_ns": span.end_time,
-        "attributes": dict(span.attributes or {}),
-        "events": [e.name for e in span.events],
-        "children": [_as_json(child) for child in node.children],
-    }
+def _database_option(command: _F) -> _F:
+    return click.option(
+        "--database-url",
+        "database_url",
+        default=None,
+        metavar="URL",
+        help="The database; else RUNSPAN_DATABASE_URL, else sqlite:///runspan.db.",
+    )(command)
+
+
+def _json_option(command: _F) -> _F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")(command)
+
+
+@contextmanager
+def _errors_as_messages() -> Iterator[None]:
+    try:
+        yield
+    except (StorageError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _filter_options(command: _F) -> _F:
+    options = [
+        click.option("--name", help="Runs with this name."),
+        click.option("--type", "run_type", help="chain, llm, tool, retriever, prompt, parser..."),
+        click.option("--status", help="running, ok, error or unfinished."),
+        click.option("--since", help="Started after: an age (2h, 30d) or a date (2026-11-24)."),
+        click.option("--until", help="Started before: an age or a date."),
+        click.option("--older-than", help="Started more than this long ago (5m, 2h, 30d)."),
+        click.option("--min-duration", type=float, help="At least this many milliseconds."),
+        click.option("--max-duration", type=float, help="At most this many milliseconds."),
+        click.option("--model", help="Model runs of this model."),
+        click.option("--tag", help="Runs carrying this tag."),
+        click.option("--metadata", metavar="KEY=VALUE", help="Runs whose metadata has this."),
+        click.option("--contains", metavar="TEXT", help="Inputs or outputs contain this text."),
+        click.option("--roots", is_flag=True, help="Only runs that started a run tree."),
+        click.option("--trace", "trace_id", help="Only runs of this trace."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _run_filter(options: dict[str, Any]) -> RunFilter:
+    metadata = None
+    if options["metadata"] is not None:
+        key, sep, value = options["metadata"].partition("=")
+        if not sep:
+            raise click.BadParameter("use KEY=VALUE", param_hint="--metadata")
+        metadata = (key, value)
+    until = parse_moment(options["until"]) if options["until"] else None
+    if options["older_than"]:
+        older = ns_ago(options["older_than"])
+        until = older if until is None else min(until, older)
+    return RunFilter(
+        name=options["name"],
+        run_type=options["run_type"],
+        status=options["status"],
+        since=parse_moment(options["since"]) if options["since"] else None,
+        until=until,
+        min_duration_ms=options["min_duration"],
+        max_duration_ms=options["max_duration"],
+        model=options["model"],
+        tag=options["tag"],
+        metadata=metadata,
+        text=options["contains"],
+        roots_only=options["roots"],
+        trace_id=options["trace_id"],
+    )
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the spans as JSON, for scripts.")
-def demo(as_json: bool) -> None:
-    """Run a real LangChain chain offline and show the spans runspan recorded."""
-    from runspan.demo import QUESTION, run_demo  # noqa: PLC0415 - imports LangChain pieces
-    from runspan.render import span_tree_view  # noqa: PLC0415
-    from runspan.testing import capture_spans  # noqa: PLC0415
-
-    with capture_spans(service_name="runspan-demo") as capture:
-        answer, streamed = run_demo(capture)
-        roots = capture.tree()
+@_filter_options
+@click.option("--slowest", is_flag=True, help="Slowest first instead of newest first.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@_database_option
+@_json_option
+def runs(
+    slowest: bool, limit: int, database_url: str | None, as_json: bool, **options: Any
+) -> None:
+    """List runs, newest first, filtered."""
+    with _errors_as_messages(), RunStore(database_url) as store:
+        found = store.runs(
+            _run_filter(options), limit=limit, order="slowest" if slowest else "newest"
+        )
     if as_json:
-        json.dump([_as_json(root) for root in roots], sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        _print_json([run.as_dict(children=False) for run in found])
+        return
+    from runspan.render import runs_table  # noqa: PLC0415 - rich tables only when drawing
+
+    console = Console()
+    if not found:
+        console.print("no runs match")
+        return
+    console.print(runs_table(found))
+
+
+@main.command()
+@click.argument("run_or_trace_id")
+@_database_option
+@_json_option
+def show(run_or_trace_id: str, database_url: str | None, as_json: bool) -> None:
+    """Draw the tree of a run (run id) or of a trace (trace id)."""
+    with _errors_as_messages(), RunStore(database_url) as store:
+        roots = store.tree(run_or_trace_id)
+    if as_json:
+        _print_json([root.as_dict() for root in roots])
+        return
+    _print_trees(Console(), roots)
+
+
+def _print_trees(console: Console, roots: list[Run]) -> None:
+    from runspan.render import run_tree_view  # noqa: PLC0415
+
+    count = sum(1 for root in roots for _ in root.walk())
+    trace = roots[0].trace_id
+    console.print(run_tree_view(roots, f"trace {trace} · {count} runs"))
+
+
+@main.command()
+@click.option(
+    "--by",
+    type=click.Choice(["name", "model", "day"]),
+    default="name",
+    show_default=True,
+    help="What to group runs by.",
+)
+@_filter_options
+@_database_option
+@_json_option
+def stats(by: str, database_url: str | None, as_json: bool, **options: Any) -> None:
+    """Latency percentiles, error rates, tokens and cost, grouped."""
+    with _errors_as_messages(), RunStore(database_url) as store:
+        found = store.stats(by, _run_filter(options))  # type: ignore[arg-type]
+    if as_json:
+        _print_json([vars(stat) for stat in found])
+        return
+    from runspan.render import stats_table  # noqa: PLC0415
+
+    Console().print(stats_table(found, by))
+
+
+@main.command()
+@click.argument("statement")
+@_database_option
+@_json_option
+def sql(statement: str, database_url: str | None, as_json: bool) -> None:
+    """Run one read-only SQL statement (SQLite opened read-only, PostgreSQL in a read-only
+    transaction)."""
+    with _errors_as_messages(), RunStore(database_url) as store:
+        result = store.sql(statement)
+    if as_json:
+        _print_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
+        return
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(*result.columns, header_style="bold")
+    for row in result.rows:
+        table.add_row(*("NULL" if value is None else str(value) for value in row))
+    console = Console()
+    console.print(table)
+    console.print(f"{len(result.rows)} rows", style="dim")
+
+
+@main.command(name="prune")
+@click.option("--older-than", required=True, help="Delete traces started longer ago: 30d, 12h.")
+@_database_option
+@_json_option
+def prune_command(older_than: str, database_url: str | None, as_json: bool) -> None:
+    """Delete traces (with their runs) older than an age."""
+    with _errors_as_messages():
+        seconds = parse_age(older_than)
+        removed = prune(seconds, database_url)
+    if as_json:
+        _print_json({"traces": removed.traces, "runs": removed.runs})
+        return
+    click.echo(f"deleted {removed.traces} traces ({removed.runs} runs) older than {older_than}")
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command()
+@_database_option
+def upgrade(database_url: str | None) -> None:
+    """Create runspan's schema, or migrate it to this version."""
+    with _errors_as_messages():
+        url = database_url_from(database_url)
+        version = upgrade_database(url)
+    click.echo(f"{safe_url(url)} is at schema {version}")
+
+
+# --- the demo ------------------------------------------------------------------------------
+
+
+def _queries_to_paste(trace_id: str) -> list[tuple[str, str]]:
+    return [
+        (
+            "This trace, run by run:",
+            "SELECT name, run_type, status, round(duration_ms, 2) AS ms, model_name,"
+            f" total_tokens FROM runs_v WHERE trace_id = '{trace_id}' ORDER BY start_ns;",
+        ),
+        (
+            "The slowest runs:",
+            "SELECT start_time, name, run_type, round(duration_ms, 2) AS ms"
+            " FROM runs_v ORDER BY duration_ms DESC LIMIT 10;",
+        ),
+        (
+            "Tokens per model per day:",
+            "SELECT model_name, date(start_time) AS day, count(*) AS calls,"
+            " sum(input_tokens) AS input, sum(output_tokens) AS output"
+            " FROM llm_calls GROUP BY 1, 2 ORDER BY 2 DESC;",
+        ),
+    ]
+
+
+@main.command()
+@_database_option
+@_json_option
+def demo(database_url: str | None, as_json: bool) -> None:
+    """Run a real LangChain chain offline, store its runs, and show them read back from SQL."""
+    import runspan  # noqa: PLC0415 - the demo needs LangChain; the other commands do not
+    from runspan.demo import QUESTION, run_demo  # noqa: PLC0415
+
+    with _errors_as_messages():
+        url = database_url_from(database_url)
+        started = time.time_ns()
+        runspan.configure(
+            service_name="runspan-demo", database_url=url.render_as_string(hide_password=False)
+        )
+        try:
+            answer, streamed = run_demo(runspan.TracingCallbackHandler())
+            if not runspan.flush():
+                raise click.ClickException(f"could not write the runs to {safe_url(url)}")
+        finally:
+            runspan.shutdown()
+        with RunStore(url) as store:
+            found = store.runs(
+                RunFilter(roots_only=True, name="travel_assistant", since=started), limit=10
+            )
+            trees = [store.tree(run.run_id or run.trace_id) for run in reversed(found)]
+    if as_json:
+        _print_json([root.as_dict() for roots in trees for root in roots])
         return
     console = Console()
     console.print(f"[bold]Question:[/bold] {QUESTION}")
     console.print(f"[bold]Answer:[/bold]   {answer}")
     console.print(f"[bold]Streamed:[/bold] {streamed}\n")
-    count = sum(1 for root in roots for _ in root.walk())
-    console.print(span_tree_view(roots, f"{count} spans in {len(roots)} traces (invoke, stream)"))
+    where = safe_url(url)
+    console.print(f"Stored in {where}, read back from SQL:\n")
+    for roots in trees:
+        _print_trees(console, roots)
+        console.print()
+    client = "psql" if not is_sqlite(url) else f"sqlite3 {sqlite_path(url) or Path('runspan.db')}"
+    console.print(f'[bold]Ask your run history in SQL[/bold] ({client}, or runspan sql "..."):')
+    for title, query in _queries_to_paste(trees[0][0].trace_id if trees else ""):
+        console.print(f"\n[dim]-- {title}[/dim]")
+        console.print(query, highlight=False, soft_wrap=True)

@@ -11,7 +11,11 @@ import itertools
 from collections.abc import Iterator
 from typing import Any, cast
 
-from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
+from langchain_core.callbacks import (
+    BaseCallbackHandler,
+    CallbackManagerForLLMRun,
+    CallbackManagerForRetrieverRun,
+)
 from langchain_core.documents import Document
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -22,8 +26,6 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel
 from langchain_core.tools import tool
-
-from runspan.testing import SpanCapture
 
 QUESTION = "What should I pack for a weekend in Paris?"
 _ANSWER = "Pack a light raincoat, comfortable shoes and a small umbrella."
@@ -103,10 +105,10 @@ def build_chain() -> Runnable[str, str]:
     ).with_config(run_name="travel_assistant")
 
 
-def run_demo(capture: SpanCapture) -> tuple[str, str]:
-    """Invoke the chain once and stream it once, traced into ``capture``."""
+def run_demo(handler: BaseCallbackHandler) -> tuple[str, str]:
+    """Invoke the chain once and stream it once, traced by ``handler``."""
     chain = build_chain()
-    config: Any = {"callbacks": [capture.handler]}
+    config: Any = {"callbacks": [handler]}
     answer = chain.invoke(QUESTION, config=config)
     streamed = "".join(chain.stream(QUESTION, config=config))
     return answer, streamed

@@ -1,71 +1,154 @@
-"""Span trees for people: a rich tree with durations, status, models and tokens."""
+"""Stored runs for people: trees with waterfall bars, and tables."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
-from opentelemetry.trace import StatusCode
+from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from runspan.testing import SpanNode
+from runspan.storage import Run, Stat
 
-_BAR_WIDTH = 20
-
-
-def _duration_ms(node: SpanNode) -> float:
-    span = node.span
-    if span.start_time is None or span.end_time is None:
-        return 0.0
-    return (span.end_time - span.start_time) / 1e6
-
-
-def _status(node: SpanNode) -> Text:
-    attributes = node.span.attributes or {}
-    if attributes.get("runspan.unfinished"):
-        return Text("unfinished", style="yellow")
-    if node.span.status.status_code is StatusCode.ERROR:
-        return Text("error", style="bold red")
-    return Text("ok", style="green")
+_BAR_WIDTH = 24
+_STATUS_STYLES = {
+    "ok": "green",
+    "error": "bold red",
+    "running": "bold yellow",
+    "unfinished": "yellow",
+}
 
 
-def _label(node: SpanNode, total_ms: float) -> Text:
-    attributes = node.span.attributes or {}
-    duration = _duration_ms(node)
-    filled = round(_BAR_WIDTH * duration / total_ms) if total_ms > 0 else 0
+def status_text(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLES.get(status, ""))
+
+
+def duration_text(duration_ms: float | None) -> str:
+    if duration_ms is None:
+        return "—"
+    if duration_ms >= 1000:
+        return f"{duration_ms / 1000:.2f} s"
+    return f"{duration_ms:.2f} ms"
+
+
+def tokens_text(run: Run | Stat) -> str:
+    if run.input_tokens is None and run.output_tokens is None:
+        return ""
+    shown = [str(n) if n is not None else "?" for n in (run.input_tokens, run.output_tokens)]
+    return "→".join(shown)
+
+
+def cost_text(cost: float | None) -> str:
+    return "" if cost is None else f"${cost:.6f}"
+
+
+def _bar(run: Run, origin_ns: int, span_ns: int) -> Text:
+    """Where the run sits in its tree's time: offset, then length, on a fixed width."""
+    if span_ns <= 0:
+        return Text("█", style="cyan")
+    offset = round(_BAR_WIDTH * (run.start_ns - origin_ns) / span_ns)
+    end = run.end_ns if run.end_ns is not None else origin_ns + span_ns
+    length = max(1, round(_BAR_WIDTH * (end - run.start_ns) / span_ns))
+    offset = min(offset, _BAR_WIDTH - 1)
+    length = min(length, _BAR_WIDTH - offset)
+    bar = Text("·" * offset, style="dim")
+    bar.append("█" * length, style="cyan" if run.status != "error" else "red")
+    bar.append("·" * (_BAR_WIDTH - offset - length), style="dim")
+    return bar
+
+
+def _label(run: Run, origin_ns: int, span_ns: int) -> Text:
     label = Text()
-    label.append(node.name, style="bold")
-    label.append("  ")
-    label.append("█" * max(filled, 1), style="cyan")
-    label.append(f" {duration:.2f} ms  ")
-    label.append_text(_status(node))
-    tokens_in = attributes.get("gen_ai.usage.input_tokens")
-    tokens_out = attributes.get("gen_ai.usage.output_tokens")
-    if tokens_in is not None or tokens_out is not None:
-        label.append(
-            f"  tokens {tokens_in if tokens_in is not None else '?'}"
-            f"→{tokens_out if tokens_out is not None else '?'}",
-            style="magenta",
-        )
-    ttfc = attributes.get("gen_ai.response.time_to_first_chunk")
-    if isinstance(ttfc, float):
-        label.append(f"  first chunk {ttfc * 1000:.2f} ms", style="dim")
-    error = attributes.get("error.type")
-    if error:
-        label.append(f"  {error}", style="red")
+    label.append_text(_bar(run, origin_ns, span_ns))
+    label.append(" ")
+    label.append(run.name, style="bold")
+    if run.run_type:
+        label.append(f" {run.run_type}", style="dim")
+    label.append(f"  {duration_text(run.duration_ms)}  ")
+    label.append_text(status_text(run.status))
+    if run.model_name:
+        label.append(f"  {run.model_name}", style="blue")
+    tokens = tokens_text(run)
+    if tokens:
+        label.append(f"  tokens {tokens}", style="magenta")
+    if run.ttft_ms is not None:
+        label.append(f"  first chunk {run.ttft_ms:.2f} ms", style="dim")
+    if run.cost_usd is not None:
+        label.append(f"  {cost_text(run.cost_usd)}", style="green")
+    if run.status == "error":
+        detail = run.error_type or ""
+        if run.error_message:
+            detail = f"{detail}: {run.error_message}" if detail else run.error_message
+        label.append(f"  {detail[:120]}", style="red")
     return label
 
 
-def span_tree_view(roots: Sequence[SpanNode], title: str = "trace") -> Tree:
-    """One rich tree for the given roots, bars scaled to the longest root."""
-    total = max((_duration_ms(root) for root in roots), default=0.0)
+def run_tree_view(roots: Sequence[Run], title: str) -> Tree:
+    """The runs under ``roots`` as one tree, bars on the time scale of all of them."""
     view = Tree(Text(title, style="bold underline"))
+    if not roots:
+        return view
+    everything = [run for root in roots for run in root.walk()]
+    origin = min(run.start_ns for run in everything)
+    ends = [run.end_ns for run in everything if run.end_ns is not None]
+    finish = max([*ends, max(run.start_ns for run in everything)])
 
-    def add(branch: Tree, node: SpanNode) -> None:
-        child = branch.add(_label(node, total))
-        for grandchild in node.children:
+    def add(branch: Tree, run: Run) -> None:
+        child = branch.add(_label(run, origin, finish - origin))
+        for grandchild in run.children:
             add(child, grandchild)
 
     for root in roots:
         add(view, root)
     return view
+
+
+def runs_table(found: Sequence[Run]) -> Table:
+    table = Table(show_lines=False, header_style="bold")
+    for heading, justify in (
+        ("started (UTC)", "left"),
+        ("run id", "left"),
+        ("name", "left"),
+        ("type", "left"),
+        ("status", "left"),
+        ("duration", "right"),
+        ("model", "left"),
+        ("tokens", "right"),
+        ("cost", "right"),
+    ):
+        table.add_column(heading, justify=justify)  # type: ignore[arg-type]
+    for run in found:
+        started = dt.datetime.fromtimestamp(run.start_ns / 1e9, tz=dt.timezone.utc)
+        table.add_row(
+            started.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+            run.run_id or f"span {run.span_id}",
+            run.name,
+            run.run_type or "",
+            status_text(run.status),
+            duration_text(run.duration_ms),
+            run.model_name or "",
+            tokens_text(run),
+            cost_text(run.cost_usd),
+        )
+    return table
+
+
+def stats_table(stats: Sequence[Stat], by: str) -> Table:
+    table = Table(header_style="bold")
+    table.add_column(by)
+    for heading in ("runs", "errors", "error rate", "p50", "p95", "p99", "tokens", "cost"):
+        table.add_column(heading, justify="right")
+    for stat in stats:
+        table.add_row(
+            stat.key if stat.key is not None else "—",
+            str(stat.runs),
+            str(stat.errors),
+            f"{stat.error_rate:.1%}",
+            duration_text(stat.p50_ms),
+            duration_text(stat.p95_ms),
+            duration_text(stat.p99_ms),
+            tokens_text(stat),
+            cost_text(stat.cost_usd),
+        )
+    return table
