@@ -31,7 +31,15 @@ class PostgresServer:
         if self.data_dir is None or self.pg_ctl is None:
             return
         subprocess.run(
-            [*(self.run_as or []), str(self.pg_ctl), "stop", "-D", str(self.data_dir), "-m", "fast"],
+            [
+                *(self.run_as or []),
+                str(self.pg_ctl),
+                "stop",
+                "-D",
+                str(self.data_dir),
+                "-m",
+                "fast",
+            ],
             capture_output=True,
             check=False,
         )

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from sqlalchemy import URL, Connection, Engine, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import DBAPIError
 
 from runspan.logs import RateLimitedLog, logger
 from runspan.storage.engine import create_writer_engine, database_url_from, safe_url, scrubbed
@@ -49,8 +49,6 @@ DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
 _TRACE_CHUNK = 500
 
 RowKey = tuple[str, str]
-
-_notices = RateLimitedLog(interval=60.0)
 
 
 def _is_disconnect(error: BaseException) -> bool:
@@ -207,6 +205,7 @@ class SqlSpanExporter(SpanExporter):
             engine if engine is not None else create_writer_engine(database_url_from(database_url))
         )
         self._max_buffered = max_buffered_rows
+        self._notices = RateLimitedLog(interval=60.0)  # per database: one line a minute each
         self._lock = threading.RLock()
         self._pending: dict[RowKey, RowValues] = {}
         self._dropped = 0
@@ -252,7 +251,7 @@ class SqlSpanExporter(SpanExporter):
             try:
                 row = _snapshot(span)
             except Exception:
-                _notices.exception("row", "runspan: a span could not be made a row; skipped")
+                self._notices.exception("row", "runspan: a span could not be made a row; skipped")
                 continue
             if row is not None:
                 key = (row["trace_id"], row["span_id"])
@@ -275,7 +274,7 @@ class SqlSpanExporter(SpanExporter):
             for key in list(pending)[:excess]:  # oldest first: dicts keep insertion order
                 del pending[key]
             self._dropped += excess
-            _notices.log(
+            self._notices.log(
                 "dropped",
                 f"runspan: the database {safe_url(self.engine.url)} is unreachable and the"
                 f" buffer of {self._max_buffered} rows is full: dropped {excess} rows"
@@ -294,7 +293,7 @@ class SqlSpanExporter(SpanExporter):
         except SchemaError as error:
             self._pending.clear()
             self._dropped += len(rows)
-            _notices.log("schema", f"runspan: cannot write runs: {error}", level=logging.ERROR)
+            self._notices.log("schema", f"runspan: cannot write runs: {error}", level=logging.ERROR)
             return False
         except Exception as error:
             if _is_disconnect(error):
@@ -308,7 +307,7 @@ class SqlSpanExporter(SpanExporter):
                     return False
                 self._pending.clear()
                 self._rejected += len(rows)
-                _notices.exception("batch", f"runspan: {len(rows)} rows could not be written")
+                self._notices.exception("batch", f"runspan: {len(rows)} rows could not be written")
                 return False
         self._pending.clear()
         if self._unreachable:
@@ -326,13 +325,13 @@ class SqlSpanExporter(SpanExporter):
                         with connection.begin_nested():
                             write_rows(connection, [attempt])
                         break
-                    except (DBAPIError, StatementError, UnicodeError, ValueError) as error:
+                    except Exception as error:  # this row only: its type, value or text
                         if _is_disconnect(error):
                             raise
                         failure = error
                 else:
                     self._rejected += 1
-                    _notices.log(
+                    self._notices.log(
                         "rejected",
                         f"runspan: the database refused run {row.get('run_id') or row['span_id']}"
                         f" ({row['name']!r}); skipped it: "

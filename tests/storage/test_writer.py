@@ -1,0 +1,328 @@
+"""The span writer: what lands in runs and traces, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+import pytest
+from langchain_core.runnables import RunnableLambda, RunnableParallel
+from langchain_core.tools import tool
+from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+from sqlalchemy import create_engine, text
+
+from runspan.storage import RunStore, SqlSpanExporter
+from runspan.testing import SpanCapture
+from tests.storage.conftest import Stored
+from tests.support import FruitRetriever, UsageChatModel, all_runs, fake_chat
+
+
+def _rows(url: str, query: str, **params: Any) -> list[Any]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text(query), params).mappings())
+    finally:
+        engine.dispose()
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+def _explode(_: Any) -> Any:
+    raise KeyError("no such fruit")
+
+
+class TestColumns:
+    def test_every_run_type_fills_its_columns(self, stored: Stored) -> None:
+        """Chain, prompt, chat model, parser, tool, retriever and a failed lambda each fill
+        the columns users query: ids, names, types, status, times, model, tokens, content."""
+        from langchain_core.output_parsers import StrOutputParser
+        from langchain_core.prompts import ChatPromptTemplate
+
+        chain = RunnableParallel(
+            answer=ChatPromptTemplate.from_template("count {x}")
+            | UsageChatModel()
+            | StrOutputParser(),
+            facts=RunnableLambda(lambda d: d["x"]) | FruitRetriever(),
+            sum=RunnableLambda(lambda d: {"a": 1, "b": 2}) | add,
+        ).with_config(run_name="root", tags=["team:fruit"], metadata={"user": "ann"})
+        result = chain.invoke({"x": "apples"}, config={"callbacks": [stored.handler]})
+        assert result["sum"] == 3
+        with pytest.raises(KeyError):
+            RunnableLambda(_explode).invoke(1, config={"callbacks": [stored.handler]})
+
+        with stored.store() as store:
+            runs = {run.name: run for run in store.runs(limit=100)}
+        root = runs["root"]
+        assert root.run_type == "chain"
+        assert root.parent_run_id is None and root.parent_span_id is None
+        assert root.status == "ok" and root.error_type is None
+        assert root.end_ns is not None and root.end_ns >= root.start_ns
+        assert root.duration_ms == pytest.approx((root.end_ns - root.start_ns) / 1e6)
+        assert root.tags == ["team:fruit"]
+        assert root.metadata == {"user": "ann"}
+        assert root.inputs == {"x": "apples"}
+        assert root.outputs["sum"] == 3
+        assert root.service_name == "test-app"
+        assert root.span_kind == "internal"
+        assert root.trace_id == root.run_id.replace("-", "")
+
+        prompt = runs["ChatPromptTemplate"]
+        assert prompt.run_type == "prompt"
+        assert prompt.outputs == [{"role": "human", "content": "count apples"}]
+
+        model = next(run for run in runs.values() if run.run_type == "llm")
+        assert model.span_kind == "client"
+        assert model.model_name == "gpt-test-2025"
+        assert model.provider == "openai"
+        assert (model.input_tokens, model.output_tokens, model.total_tokens) == (11, 7, 18)
+        assert (model.cache_read_tokens, model.cache_creation_tokens) == (3, 2)
+        assert model.reasoning_tokens == 5
+        assert model.attributes["gen_ai.operation.name"] == "chat"
+        assert model.outputs["content"] == "four"
+        assert model.metadata == {"user": "ann"}
+        assert "team:fruit" in model.tags
+
+        assert runs["StrOutputParser"].run_type == "parser"
+        assert runs["StrOutputParser"].outputs == "four"
+        tool_run = runs["execute_tool add"]
+        assert tool_run.run_type == "tool"
+        assert tool_run.attributes["gen_ai.tool.name"] == "add"
+        retriever = runs["FruitRetriever"]
+        assert retriever.run_type == "retriever"
+        assert retriever.inputs == "apples"
+        assert retriever.outputs[0]["page_content"] == "apples are red"
+        for run in runs.values():
+            if run.run_type != "llm":
+                assert run.model_name is None and run.input_tokens is None
+
+        failed = runs["_explode"]
+        assert failed.status == "error"
+        assert failed.error_type == "KeyError"
+        assert "no such fruit" in (failed.error_message or "")
+        assert failed.events[0]["name"] == "exception"
+
+    def test_streamed_model_records_time_to_first_token(self, stored: Stored) -> None:
+        """A streamed chat call stores its time to first token in milliseconds."""
+        list(
+            UsageChatModel(reply="one two three").stream(
+                "hi", config={"callbacks": [stored.handler]}
+            )
+        )
+        with stored.store() as store:
+            (run,) = store.runs()
+        assert run.ttft_ms is not None
+        assert 0 <= run.ttft_ms <= run.duration_ms
+        assert run.output_tokens == 7
+
+    def test_spans_of_other_instrumentations_are_stored_without_run_id(
+        self, stored: Stored
+    ) -> None:
+        """An application span around a chain is a row too, with no run id, and the chain's
+        root run is its child in the same trace."""
+        tracer = stored.provider.get_tracer("app")
+        with tracer.start_as_current_span("GET /fruit"):
+            fake_chat().invoke("hi", config={"callbacks": [stored.handler]})
+        with stored.store() as store:
+            runs = {run.name: run for run in store.runs()}
+            request = runs["GET /fruit"]
+            assert request.run_id is None and request.run_type is None
+            chat = next(run for run in runs.values() if run.run_type == "llm")
+            assert chat.parent_span_id == request.span_id
+            assert chat.trace_id == request.trace_id
+            (root,) = store.tree(request.trace_id)
+        assert root.name == "GET /fruit" and root.children[0] is not None
+        trace = _rows(stored.url, "SELECT * FROM traces")[0]
+        assert trace["name"] == "GET /fruit" and trace["run_count"] == 2
+        assert trace["root_run_id"] is None
+
+
+class TestTrees:
+    def test_parent_links_match_langchain_and_walk_with_recursive_sql(self, stored: Stored) -> None:
+        """parent_run_id links are LangChain's, and a WITH RECURSIVE query over them finds the
+        whole tree of a nested chain."""
+        collector = RunCollectorCallbackHandler()
+        inner = RunnableLambda(lambda x: x + 1) | RunnableLambda(lambda x: x * 2)
+        chain = (
+            RunnableLambda(lambda x: x)
+            | RunnableParallel(a=inner, b=inner)
+            | RunnableLambda(lambda d: d["a"] + d["b"])
+        )
+        assert chain.invoke(1, config={"callbacks": [stored.handler, collector]}) == 8
+        expected = {
+            str(run.id): str(run.parent_run_id) if run.parent_run_id else None
+            for run in all_runs(collector)
+        }
+        stored.flush()
+        got = {
+            row["run_id"]: row["parent_run_id"]
+            for row in _rows(stored.url, "SELECT run_id, parent_run_id FROM runs")
+        }
+        assert got == expected
+        root = next(run_id for run_id, parent in expected.items() if parent is None)
+        tree = _rows(
+            stored.url,
+            """
+            WITH RECURSIVE tree(run_id, depth) AS (
+                SELECT run_id, 0 FROM runs WHERE run_id = :root
+                UNION ALL
+                SELECT r.run_id, t.depth + 1 FROM runs r JOIN tree t ON r.parent_run_id = t.run_id
+            )
+            SELECT run_id, depth FROM tree
+            """,
+            root=root,
+        )
+        assert {row["run_id"] for row in tree} == set(expected)
+        assert max(row["depth"] for row in tree) == 3  # sequence, parallel, inner sequence, lambda
+
+    def test_trace_totals_are_exact_whatever_order_spans_arrive_in(self, database_url: str) -> None:
+        """The same spans written in shuffled order and uneven batches give the same traces
+        row: counts, errors, token sums, root name, status and times."""
+        capture = SpanCapture()
+        chain = RunnableParallel(
+            a=UsageChatModel(), b=UsageChatModel(), c=RunnableLambda(lambda _: 1)
+        ).with_config(run_name="totals")
+        chain.invoke("hi", config={"callbacks": [capture.handler]})
+        with pytest.raises(KeyError):
+            (RunnableLambda(lambda x: x) | RunnableLambda(_explode)).invoke(
+                1, config={"callbacks": [capture.handler]}
+            )
+        spans = list(capture.spans)
+        capture.provider.shutdown()
+        results = []
+        for seed in (1, 2, 3):
+            random.Random(seed).shuffle(spans)
+            url = database_url
+            exporter = SqlSpanExporter(url)
+            with exporter.engine.begin() as connection:
+                connection.execute(text("DELETE FROM runs"))
+                connection.execute(text("DELETE FROM traces"))
+            cut = seed * 2
+            assert exporter.export(spans[:cut]) is SpanExportResult.SUCCESS
+            assert exporter.export(spans[cut:]) is SpanExportResult.SUCCESS
+            exporter.shutdown()
+            results.append(
+                [dict(row) for row in _rows(url, "SELECT * FROM traces ORDER BY start_ns")]
+            )
+        assert results[0] == results[1] == results[2]
+        ok, failed = results[0]
+        assert (ok["name"], ok["status"], ok["run_count"], ok["error_count"]) == (
+            "totals",
+            "ok",
+            4,
+            0,
+        )
+        assert (ok["input_tokens"], ok["output_tokens"], ok["total_tokens"]) == (22, 14, 36)
+        assert ok["duration_ms"] == pytest.approx((ok["end_ns"] - ok["start_ns"]) / 1e6)
+        assert (failed["status"], failed["run_count"], failed["error_count"]) == ("error", 3, 2)
+        assert failed["input_tokens"] is None  # no model ran: unknown, not 0
+
+
+class TestIdempotence:
+    def test_the_same_spans_written_twice_are_one_row_each(self, database_url: str) -> None:
+        """Writing a batch again (a retry after a timeout, say) changes nothing."""
+        capture = SpanCapture()
+        (RunnableLambda(lambda x: x) | fake_chat()).invoke(
+            "hi", config={"callbacks": [capture.handler]}
+        )
+        spans = list(capture.spans)
+        capture.provider.shutdown()
+        exporter = SqlSpanExporter(database_url)
+        exporter.export(spans)
+        first = _rows(database_url, "SELECT * FROM runs ORDER BY id")
+        exporter.export(spans)
+        exporter.export(spans[:1])
+        exporter.shutdown()
+        again = _rows(database_url, "SELECT * FROM runs ORDER BY id")
+        assert again == first and len(again) == 3
+        assert len(_rows(database_url, "SELECT * FROM traces")) == 1
+
+
+class TestRunning:
+    def test_a_run_shows_as_running_and_is_completed_when_it_ends(self, stored: Stored) -> None:
+        """While a chain is blocked inside a step, its runs are 'running' in SQL with no end;
+        when it returns they are finished, and no late copy of the start undoes that."""
+        entered, release = threading.Event(), threading.Event()
+
+        def wait(x: int) -> int:
+            entered.set()
+            assert release.wait(10)
+            return x
+
+        chain = (RunnableLambda(lambda x: x, name="first") | RunnableLambda(wait)).with_config(
+            run_name="slow"
+        )
+        worker = threading.Thread(
+            target=chain.invoke, args=(1,), kwargs={"config": {"callbacks": [stored.handler]}}
+        )
+        worker.start()
+        try:
+            assert entered.wait(10)
+            with stored.store() as store:
+                running = {run.name: run for run in store.runs(limit=10)}
+            assert running["slow"].status == "running"
+            assert running["slow"].end_ns is None and running["slow"].duration_ms is None
+            assert running["wait"].status == "running"
+            assert running["first"].status == "ok"
+            trace = _rows(stored.url, "SELECT status, end_ns FROM traces")[0]
+            assert (trace["status"], trace["end_ns"]) == ("running", None)
+        finally:
+            release.set()
+            worker.join(10)
+        with stored.store() as store:
+            done = {run.name: run for run in store.runs(limit=10)}
+        assert {run.status for run in done.values()} == {"ok"}
+        assert done["slow"].duration_ms is not None
+        assert _rows(stored.url, "SELECT status FROM traces")[0]["status"] == "ok"
+
+
+def _span(name: str, start: int, span_id: int = 0x1234) -> ReadableSpan:
+    context = SpanContext(
+        trace_id=0xABC, span_id=span_id, is_remote=False, trace_flags=TraceFlags(1)
+    )
+    return ReadableSpan(
+        name=name,
+        context=context,
+        start_time=start,
+        end_time=start + 1000,
+        status=Status(StatusCode.UNSET),
+        attributes={"input.value": '"x"', "input.mime_type": "application/json"},
+    )
+
+
+class TestBadRows:
+    @pytest.mark.logs_warnings
+    def test_a_row_the_database_refuses_is_skipped_and_the_batch_is_written(
+        self, database_url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A span whose start time no database column can hold is logged and skipped; the
+        other spans of its batch are stored."""
+        exporter = SqlSpanExporter(database_url)
+        good = [_span(f"good-{i}", 1_700_000_000_000_000_000 + i, span_id=i + 1) for i in range(5)]
+        bad = _span("bad", 2**70, span_id=99)
+        exporter.export([*good[:2], bad, *good[2:]])
+        assert exporter.rejected_rows == 1
+        exporter.shutdown()
+        names = {row["name"] for row in _rows(database_url, "SELECT name FROM runs")}
+        assert names == {f"good-{i}" for i in range(5)}
+        assert any("refused" in record.getMessage() for record in caplog.records)
+
+    def test_text_a_database_cannot_hold_is_cleaned_not_lost(self, stored: Stored) -> None:
+        """NUL characters and lone surrogates in content (which PostgreSQL and UTF-8 refuse)
+        are replaced, and the run is stored."""
+        RunnableLambda(lambda x: "ok").invoke(
+            {"text": "a\x00b", "odd": "c\ud800d"}, config={"callbacks": [stored.handler]}
+        )
+        with stored.store() as store:
+            (run,) = store.runs()
+        assert run.outputs == "ok"
+        assert run.inputs["text"].startswith("a") and run.inputs["text"].endswith("b")
+        assert "\x00" not in run.inputs["text"]
