@@ -26,6 +26,23 @@ class PostgresServer:
     data_dir: Path | None = None
     pg_ctl: Path | None = None
     run_as: list[str] | None = None
+    options: str = ""
+
+    def _pg_ctl(self, *arguments: str) -> None:
+        assert self.pg_ctl is not None and self.data_dir is not None
+        command = [*(self.run_as or []), str(self.pg_ctl), *arguments, "-D", str(self.data_dir)]
+        subprocess.run(command, check=True, capture_output=True)
+
+    def halt(self) -> None:
+        """Stop the server at once, as a crash or a network cut would look to clients."""
+        self._pg_ctl("stop", "-w", "-m", "immediate")
+
+    def resume(self) -> None:
+        """Start the server again on the same port."""
+        assert self.data_dir is not None
+        self._pg_ctl(
+            "start", "-w", "-l", str(self.data_dir.parent / "server.log"), "-o", self.options
+        )
 
     def stop(self) -> None:
         if self.data_dir is None or self.pg_ctl is None:
@@ -81,6 +98,9 @@ def start() -> PostgresServer:
         shutil.chown(root, user="postgres")
     data = root / "data"
     port = _free_port()
+    options = (
+        f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off -c max_connections=200"
+    )
     steps = [
         [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
         [
@@ -92,8 +112,7 @@ def start() -> PostgresServer:
             "-l",
             str(root / "server.log"),
             "-o",
-            f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off"
-            " -c max_connections=200",
+            options,
         ],
     ]
     for step in steps:
@@ -106,4 +125,5 @@ def start() -> PostgresServer:
         data_dir=data,
         pg_ctl=bindir / "pg_ctl",
         run_as=run_as,
+        options=options,
     )
