@@ -43,9 +43,9 @@ def database_url_from(argument: str | URL | None, environ: Mapping[str, str] | N
     try:
         url = make_url(raw)
     except ArgumentError:
-        shown = raw if isinstance(raw, URL) else _redacted_text(raw)
+        # Not echoed: a URL that does not parse may still hold a password somewhere.
         raise ConfigurationError(
-            f"{source}={shown!r} is not a database URL: use sqlite:///path/to/runspan.db"
+            f"{source} is not a database URL: use sqlite:///path/to/runspan.db"
             " or postgresql+psycopg://user@host/dbname"
         ) from None
     backend, _, driver = url.drivername.partition("+")
@@ -73,15 +73,6 @@ def database_url_from(argument: str | URL | None, environ: Mapping[str, str] | N
             " use sqlite:///path/to/runspan.db or postgresql+psycopg://user@host/dbname"
         )
     return url
-
-
-def _redacted_text(raw: str) -> str:
-    # An unparseable URL may still hold a password between "://user:" and "@".
-    scheme, sep, rest = raw.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if sep and at and ":" in credentials:
-        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-    return raw
 
 
 def safe_url(url: URL) -> str:

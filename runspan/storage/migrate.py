@@ -71,6 +71,8 @@ def check_schema(engine: Engine) -> None:
             revision = current_revision(connection)
             names = set(inspect(connection).get_table_names()) if revision is None else set()
     except DBAPIError as error:
+        if "file is not a database" in str(error.orig):
+            raise SchemaError(f"{safe_url(engine.url)} is not a SQLite database file") from None
         raise _unavailable(engine, error) from None
     head = head_revision()
     if revision == head:

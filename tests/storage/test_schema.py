@@ -1,0 +1,165 @@
+"""Migrations, schema checks and database settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from langchain_core.runnables import RunnableLambda
+from sqlalchemy import create_engine, inspect, text
+
+import runspan
+from runspan.storage import (
+    ConfigurationError,
+    DatabaseNotFoundError,
+    RunStore,
+    SchemaError,
+    SqlSpanExporter,
+    upgrade_database,
+)
+from runspan.storage.engine import create_writer_engine, database_url_from
+from runspan.storage.migrate import VERSION_TABLE, head_revision
+
+_VIEWS = {"runs_v", "traces_v", "llm_calls"}
+
+
+class TestMigrations:
+    def test_an_empty_database_is_migrated_and_a_rerun_changes_nothing(
+        self, database_url: str
+    ) -> None:
+        """`runspan db upgrade` creates tables, views and seeded prices; running it again is a
+        no-op at the same version."""
+        assert upgrade_database(database_url) == head_revision()
+        engine = create_engine(database_url)
+        with engine.connect() as connection:
+            inspector = inspect(connection)
+            assert {"runs", "traces", "model_prices", VERSION_TABLE} <= set(
+                inspector.get_table_names()
+            )
+            assert _VIEWS <= set(inspector.get_view_names())
+            indexes = {index["name"] for index in inspector.get_indexes("runs")}
+            assert {"ix_runs_parent_run_id", "ix_runs_name_start_ns"} <= indexes
+            prices = connection.execute(text("SELECT count(*) FROM model_prices")).scalar_one()
+        assert prices >= 4
+        assert upgrade_database(database_url) == head_revision()
+        with engine.connect() as connection:
+            again = connection.execute(text("SELECT count(*) FROM model_prices")).scalar_one()
+        engine.dispose()
+        assert again == prices
+
+    def test_the_writer_creates_the_schema_on_first_use(self, database_url: str) -> None:
+        """A new database needs no set-up step: the writer migrates it."""
+        SqlSpanExporter(database_url).shutdown()
+        with RunStore(database_url) as store:
+            assert store.runs() == []
+
+    def test_a_reader_on_an_unmigrated_database_says_what_to_run(self, database_url: str) -> None:
+        """Reading never changes the schema: an empty database is an error naming the fix."""
+        if database_url.startswith("sqlite"):
+            create_engine(database_url).connect().close()  # an empty file
+        with pytest.raises(SchemaError, match="runspan db upgrade"):
+            RunStore(database_url)
+
+    def test_a_database_from_a_newer_runspan_is_refused_clearly(self, database_url: str) -> None:
+        """A schema version this runspan does not know means a newer runspan wrote it."""
+        upgrade_database(database_url)
+        engine = create_engine(database_url)
+        with engine.begin() as connection:
+            connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 'f00d'"))
+        engine.dispose()
+        with pytest.raises(SchemaError, match="newer runspan"):
+            RunStore(database_url)
+        with pytest.raises(SchemaError, match="newer runspan"):
+            upgrade_database(database_url)
+
+    def test_a_foreign_runs_table_is_never_touched(self, database_url: str) -> None:
+        """A database whose 'runs' table is someone else's is refused, not altered."""
+        engine = create_engine(database_url)
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE runs (id INTEGER PRIMARY KEY, what TEXT)"))
+        engine.dispose()
+        with pytest.raises(SchemaError, match="not runspan's"):
+            upgrade_database(database_url)
+        with pytest.raises(SchemaError, match="not a runspan database"):
+            RunStore(database_url)
+
+
+class TestSettings:
+    def test_sqlite_is_set_up_for_several_writers(self, tmp_path: Path) -> None:
+        """Every writer connection to SQLite uses WAL, synchronous=NORMAL and a busy timeout."""
+        engine = create_writer_engine(database_url_from(f"sqlite:///{tmp_path / 'x.db'}"))
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+        engine.dispose()
+
+    def test_the_url_comes_from_the_environment(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """RUNSPAN_DATABASE_URL is used when no URL is given; the default is runspan.db."""
+        monkeypatch.setenv("RUNSPAN_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+        assert database_url_from(None).database == str(tmp_path / "env.db")
+        monkeypatch.delenv("RUNSPAN_DATABASE_URL")
+        assert database_url_from(None).render_as_string() == "sqlite:///runspan.db"
+
+    @pytest.mark.parametrize(
+        ("url", "expected"),
+        [
+            ("mysql://u:hunter2@db/runs", "SQLite or PostgreSQL"),
+            ("postgresql+asyncpg://u:hunter2@db/runs", "psycopg"),
+            ("not a url:hunter2@", "not a database URL"),
+            ("sqlite:////no/such/folder/runs.db", "does not exist"),
+        ],
+    )
+    def test_bad_urls_fail_early_without_the_password(self, url: str, expected: str) -> None:
+        """A URL runspan cannot use is refused when the writer is made, saying what works,
+        and the password is never in the message."""
+        with pytest.raises(ConfigurationError, match=expected) as raised:
+            SqlSpanExporter(url)
+        assert "hunter2" not in str(raised.value)
+
+    def test_reading_a_missing_sqlite_file_does_not_create_it(self, tmp_path: Path) -> None:
+        """`runspan runs` on a path with no database says so and leaves no file behind."""
+        path = tmp_path / "missing.db"
+        with pytest.raises(DatabaseNotFoundError, match="no runspan database"):
+            RunStore(f"sqlite:///{path}")
+        assert not path.exists()
+
+    def test_a_corrupt_file_is_a_clear_error(self, tmp_path: Path) -> None:
+        """A file that is not a SQLite database is reported as such."""
+        path = tmp_path / "junk.db"
+        path.write_bytes(b"this is not a database" * 100)
+        with pytest.raises(SchemaError, match="not a SQLite database file"):
+            RunStore(f"sqlite:///{path}")
+
+
+class TestConfigure:
+    def test_configure_stores_runs_in_the_default_database(
+        self, fresh_globals: None, tmp_path: Path
+    ) -> None:
+        """runspan.configure() with no database argument writes to RUNSPAN_DATABASE_URL (the
+        fixture's temporary file), and flush() returns when the runs are there."""
+        runspan.configure(service_name="cfg")
+        RunnableLambda(lambda x: x, name="stored").invoke(
+            1, config={"callbacks": [runspan.TracingCallbackHandler()]}
+        )
+        assert runspan.flush()
+        with RunStore(f"sqlite:///{tmp_path / 'runspan.db'}") as store:
+            (run,) = store.runs()
+        assert (run.name, run.service_name, run.status) == ("stored", "cfg", "ok")
+
+    def test_storage_can_be_switched_off(self, fresh_globals: None, tmp_path: Path) -> None:
+        """configure(storage=False) creates no database."""
+        runspan.configure(storage=False)
+        RunnableLambda(lambda x: x).invoke(
+            1, config={"callbacks": [runspan.TracingCallbackHandler()]}
+        )
+        assert runspan.flush()
+        assert not (tmp_path / "runspan.db").exists()
+
+    def test_a_bad_database_url_fails_configure(self, fresh_globals: None) -> None:
+        """A bad URL is an error from configure(), before any chain runs."""
+        with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
+            runspan.configure(database_url="oracle://scott:tiger@db/runs")
+        assert runspan.configured_provider() is None
