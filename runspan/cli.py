@@ -268,21 +268,29 @@ def _queries_to_paste(trace_id: str) -> list[tuple[str, str]]:
 @_json_option
 def demo(database_url: str | None, as_json: bool) -> None:
     """Run a real LangChain chain offline, store its runs, and show them read back from SQL."""
-    import runspan  # noqa: PLC0415 - the demo needs LangChain; the other commands do not
-    from runspan.demo import QUESTION, run_demo  # noqa: PLC0415
+    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 - demo-only imports
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+
+    from runspan.demo import QUESTION, run_demo  # noqa: PLC0415 - needs LangChain
+    from runspan.storage import StorageSpanProcessor  # noqa: PLC0415
+    from runspan.tracer import RunIdGenerator, TracingCallbackHandler  # noqa: PLC0415
 
     with _errors_as_messages():
         url = database_url_from(database_url)
         started = time.time_ns()
-        runspan.configure(
-            service_name="runspan-demo", database_url=url.render_as_string(hide_password=False)
+        # A provider of the demo's own rather than runspan.configure(): the same pieces,
+        # without touching the process's global OpenTelemetry state.
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": "runspan-demo"}),
+            id_generator=RunIdGenerator(),
         )
+        provider.add_span_processor(StorageSpanProcessor(url))
         try:
-            answer, streamed = run_demo(runspan.TracingCallbackHandler())
-            if not runspan.flush():
+            answer, streamed = run_demo(TracingCallbackHandler(tracer_provider=provider))
+            if not provider.force_flush():
                 raise click.ClickException(f"could not write the runs to {safe_url(url)}")
         finally:
-            runspan.shutdown()
+            provider.shutdown()
         with RunStore(url) as store:
             found = store.runs(
                 RunFilter(roots_only=True, name="travel_assistant", since=started), limit=10

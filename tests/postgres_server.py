@@ -29,7 +29,8 @@ class PostgresServer:
     options: str = ""
 
     def _pg_ctl(self, *arguments: str) -> None:
-        assert self.pg_ctl is not None and self.data_dir is not None
+        assert self.pg_ctl is not None
+        assert self.data_dir is not None
         command = [*(self.run_as or []), str(self.pg_ctl), *arguments, "-D", str(self.data_dir)]
         subprocess.run(command, check=True, capture_output=True)
 

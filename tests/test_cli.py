@@ -1,22 +1,42 @@
-"""The runspan command."""
+"""The runspan command: the demo, and run history from the database."""
 
 from __future__ import annotations
 
 import json
+import re
+import time
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from runspan.cli import main
 
 
+def invoke(*args: str) -> tuple[int, str]:
+    # A wide terminal, so that rich does not cut table cells.
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def demo_db(fresh_globals: None, tmp_path: Path) -> str:
+    """A database holding the demo's two traces."""
+    url = f"sqlite:///{tmp_path / 'runspan.db'}"
+    code, out = invoke("demo", "--database-url", url)
+    assert code == 0, out
+    return url
+
+
 class TestDemo:
-    def test_prints_the_span_tree(self) -> None:
-        """runspan demo runs the chain offline and draws its spans with tokens and status."""
-        result = CliRunner().invoke(main, ["demo"])
-        assert result.exit_code == 0, result.output
-        out = result.output
+    def test_stores_the_runs_and_draws_them_back_from_sql(self, demo_db: str) -> None:
+        """runspan demo runs the chain offline, stores it, prints both trees read back from
+        SQL (names, status, model, tokens, first chunk) and three SQL queries to paste."""
+        code, out = invoke("demo", "--database-url", demo_db)
+        assert code == 0, out
         assert "Pack a light raincoat" in out
-        assert "22 spans in 2 traces" in out
+        assert "read back from SQL" in out
+        assert len(re.findall(r"trace [0-9a-f]{32} · 11 runs", out)) == 2
         for name in (
             "travel_assistant",
             "execute_tool weather_forecast",
@@ -26,20 +46,156 @@ class TestDemo:
         ):
             assert name in out
         assert "tokens 64→12" in out
-        assert "first chunk" in out  # the streamed call
-        assert "error" not in out
+        assert "first chunk" in out
+        assert " error" not in out
+        assert out.count("SELECT") == 3
+        assert "FROM llm_calls" in out
 
-    def test_json_for_scripts(self) -> None:
-        """--json prints the trees as JSON with ids, status and attributes."""
-        result = CliRunner().invoke(main, ["demo", "--json"])
-        assert result.exit_code == 0, result.output
-        roots = json.loads(result.output)
-        assert [r["name"] for r in roots] == ["travel_assistant", "travel_assistant"]
-        invoke = roots[0]
-        assert invoke["status"] == "UNSET"
-        assert int(invoke["trace_id"], 16) > 0
-        model = next(c for c in invoke["children"] if c["name"] == "chat demo-gpt")
-        assert model["kind"] == "CLIENT"
-        assert model["attributes"]["gen_ai.usage.input_tokens"] == 64
-        assert model["attributes"]["gen_ai.usage.output_tokens"] == 12
-        assert model["attributes"]["gen_ai.request.model"] == "demo-gpt"
+    def test_json_for_scripts(self, fresh_globals: None, tmp_path: Path) -> None:
+        """--json prints the stored trees: ids, status, tokens and children."""
+        code, out = invoke("demo", "--json", "--database-url", f"sqlite:///{tmp_path / 'd.db'}")
+        assert code == 0, out
+        roots = json.loads(out)
+        assert [root["name"] for root in roots] == ["travel_assistant", "travel_assistant"]
+        model = next(c for c in roots[0]["children"] if c["name"] == "chat demo-gpt")
+        assert (model["run_type"], model["status"], model["model_name"]) == (
+            "llm",
+            "ok",
+            "demo-gpt",
+        )
+        assert (model["input_tokens"], model["output_tokens"]) == (64, 12)
+        assert model["trace_id"] == roots[0]["trace_id"]
+
+    def test_default_database_is_runspan_db(self, fresh_globals: None) -> None:
+        """Without --database-url the demo uses RUNSPAN_DATABASE_URL (set by the fixture)."""
+        code, out = invoke("demo")
+        assert code == 0, out
+        assert "runspan.db" in out
+
+
+class TestRuns:
+    def test_lists_newest_first_with_filters(self, demo_db: str) -> None:
+        """runspan runs lists runs; filters narrow them; --json is for scripts."""
+        code, out = invoke("runs", "--database-url", demo_db, "--type", "llm", "--json")
+        assert code == 0, out
+        runs = json.loads(out)
+        assert len(runs) == 2
+        assert {run["name"] for run in runs} == {"chat demo-gpt"}
+        assert runs[0]["start_ns"] >= runs[1]["start_ns"]
+        code, out = invoke("runs", "--database-url", demo_db, "--roots", "--limit", "1")
+        assert code == 0
+        assert "travel_assistant" in out
+        assert "chat demo-gpt" not in out
+        code, out = invoke("runs", "--database-url", demo_db, "--contains", "Paris", "--json")
+        assert code == 0
+        assert json.loads(out)
+        code, out = invoke(
+            "runs", "--database-url", demo_db, "--status", "running", "--older-than", "5m"
+        )
+        assert code == 0
+        assert "no runs match" in out
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["--status", "done"], "running, ok, error, unfinished"),
+            (["--since", "yesterday"], "neither an age"),
+            (["--older-than", "5 parsecs"], "not an age"),
+            (["--metadata", "novalue"], "KEY=VALUE"),
+        ],
+    )
+    def test_bad_filters_are_one_clear_line(
+        self, demo_db: str, args: list[str], message: str
+    ) -> None:
+        code, out = invoke("runs", "--database-url", demo_db, *args)
+        assert code != 0
+        assert message in out
+        assert "Traceback" not in out
+
+    def test_a_missing_database_says_how_to_get_one(self, tmp_path: Path) -> None:
+        code, out = invoke("runs", "--database-url", f"sqlite:///{tmp_path / 'none.db'}")
+        assert code == 1
+        assert "no runspan database" in out
+        assert "runspan demo" in out
+        assert not (tmp_path / "none.db").exists()
+
+
+class TestShow:
+    def test_draws_a_tree_by_run_id_or_trace_id(self, demo_db: str) -> None:
+        """runspan show takes a run id or a trace id and draws durations, status and tokens."""
+        _, out = invoke("runs", "--database-url", demo_db, "--roots", "--json")
+        root = json.loads(out)[0]
+        for wanted in (root["run_id"], root["trace_id"]):
+            code, out = invoke("show", wanted, "--database-url", demo_db)
+            assert code == 0, out
+            assert "travel_assistant" in out
+            assert "█" in out
+            assert "ms" in out
+            assert "tokens 64→12" in out
+            assert "ok" in out
+        code, out = invoke("show", root["run_id"], "--database-url", demo_db, "--json")
+        (tree,) = json.loads(out)
+        assert len(tree["children"]) == 5
+
+    def test_bad_and_unknown_ids(self, demo_db: str) -> None:
+        code, out = invoke("show", "nope", "--database-url", demo_db)
+        assert code == 1
+        assert "not an id" in out
+        code, out = invoke("show", "0" * 32, "--database-url", demo_db)
+        assert code == 1
+        assert "no run or trace" in out
+
+
+class TestStats:
+    @pytest.mark.parametrize("by", ["name", "model", "day"])
+    def test_groups(self, demo_db: str, by: str) -> None:
+        code, out = invoke("stats", "--by", by, "--database-url", demo_db, "--json")
+        assert code == 0, out
+        stats = json.loads(out)
+        assert stats
+        assert all(stat["p50_ms"] is not None for stat in stats)
+        if by == "model":
+            assert stats[0]["key"] == "demo-gpt"
+            assert stats[0]["input_tokens"] == 128
+        code, out = invoke("stats", "--by", by, "--database-url", demo_db)
+        assert code == 0
+        assert "p95" in out
+
+
+class TestSql:
+    def test_reads(self, demo_db: str) -> None:
+        code, out = invoke(
+            "sql", "SELECT count(*) AS n FROM runs", "--database-url", demo_db, "--json"
+        )
+        assert code == 0
+        assert json.loads(out) == [{"n": 22}]
+
+    @pytest.mark.parametrize("statement", ["DELETE FROM runs", "DROP TABLE runs", "SELEC 1"])
+    def test_refuses_writes_and_reports_bad_sql(self, demo_db: str, statement: str) -> None:
+        code, out = invoke("sql", statement, "--database-url", demo_db)
+        assert code == 1
+        assert out.startswith("Error:")
+        _, count = invoke(
+            "sql", "SELECT count(*) AS n FROM runs", "--database-url", demo_db, "--json"
+        )
+        assert json.loads(count) == [{"n": 22}]
+
+
+class TestPruneAndUpgrade:
+    def test_prune_deletes_only_what_is_older(self, demo_db: str) -> None:
+        code, out = invoke("prune", "--older-than", "30d", "--database-url", demo_db)
+        assert code == 0
+        assert "deleted 0 traces" in out
+        time.sleep(0.05)
+        code, out = invoke("prune", "--older-than", "0.01s", "--database-url", demo_db, "--json")
+        assert code == 0, out
+        assert json.loads(out) == {"traces": 2, "runs": 22}
+
+    def test_db_upgrade(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 'new.db'}"
+        code, out = invoke("db", "upgrade", "--database-url", url)
+        assert code == 0
+        assert "is at schema 0001" in out
+        code, out = invoke("runs", "--database-url", url)
+        assert code == 0
+        assert "no runs match" in out

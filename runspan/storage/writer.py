@@ -209,6 +209,7 @@ class SqlSpanExporter(SpanExporter):
         self._lock = threading.RLock()
         self._pending: dict[RowKey, RowValues] = {}
         self._dropped = 0
+        self._dropped_in_outage = 0
         self._rejected = 0
         self._ready = not migrate
         self._unreachable = False
@@ -274,6 +275,7 @@ class SqlSpanExporter(SpanExporter):
             for key in list(pending)[:excess]:  # oldest first: dicts keep insertion order
                 del pending[key]
             self._dropped += excess
+            self._dropped_in_outage += excess
             self._notices.log(
                 "dropped",
                 f"runspan: the database {safe_url(self.engine.url)} is unreachable and the"
@@ -313,7 +315,14 @@ class SqlSpanExporter(SpanExporter):
         if self._unreachable:
             self._unreachable = False
             self._retry_delay = RETRY_INITIAL_SECONDS
-            logger.info("runspan: the database is back; wrote %d buffered rows", len(rows))
+            lost, self._dropped_in_outage = self._dropped_in_outage, 0
+            logger.log(
+                logging.WARNING if lost else logging.INFO,
+                "runspan: the database is back; wrote %d buffered rows, %d rows were dropped"
+                " while it was unreachable",
+                len(rows),
+                lost,
+            )
         return True
 
     def _write_one_by_one(self, rows: Sequence[RowValues]) -> None:

@@ -197,7 +197,8 @@ class TestStats:
         assert (tool.p50_ms, tool.p95_ms, tool.p99_ms) == (50.0, 95.0, 99.0)
         assert stats["other"].p50_ms == stats["other"].p99_ms == 7.0
         (day,) = reader.stats("day")
-        assert day.key == "2026-01-01" and day.runs == 102
+        assert day.key == "2026-01-01"
+        assert day.runs == 102
 
     def test_cost_comes_from_prices_at_query_time(
         self, store: tuple[RunStore, SqlSpanExporter], database_url: str

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 from sqlalchemy import create_engine, text
 
-from runspan.storage import RunStore, SqlSpanExporter
+from runspan.storage import SqlSpanExporter
 from runspan.testing import SpanCapture
 from tests.storage.conftest import Stored
 from tests.support import FruitRetriever, UsageChatModel, all_runs, fake_chat
@@ -63,9 +63,12 @@ class TestColumns:
             runs = {run.name: run for run in store.runs(limit=100)}
         root = runs["root"]
         assert root.run_type == "chain"
-        assert root.parent_run_id is None and root.parent_span_id is None
-        assert root.status == "ok" and root.error_type is None
-        assert root.end_ns is not None and root.end_ns >= root.start_ns
+        assert root.parent_run_id is None
+        assert root.parent_span_id is None
+        assert root.status == "ok"
+        assert root.error_type is None
+        assert root.end_ns is not None
+        assert root.end_ns >= root.start_ns
         assert root.duration_ms == pytest.approx((root.end_ns - root.start_ns) / 1e6)
         assert root.tags == ["team:fruit"]
         assert root.metadata == {"user": "ann"}
@@ -102,7 +105,8 @@ class TestColumns:
         assert retriever.outputs[0]["page_content"] == "apples are red"
         for run in runs.values():
             if run.run_type != "llm":
-                assert run.model_name is None and run.input_tokens is None
+                assert run.model_name is None
+                assert run.input_tokens is None
 
         failed = runs["_explode"]
         assert failed.status == "error"
@@ -134,14 +138,17 @@ class TestColumns:
         with stored.store() as store:
             runs = {run.name: run for run in store.runs()}
             request = runs["GET /fruit"]
-            assert request.run_id is None and request.run_type is None
+            assert request.run_id is None
+            assert request.run_type is None
             chat = next(run for run in runs.values() if run.run_type == "llm")
             assert chat.parent_span_id == request.span_id
             assert chat.trace_id == request.trace_id
             (root,) = store.tree(request.trace_id)
-        assert root.name == "GET /fruit" and root.children[0] is not None
+        assert root.name == "GET /fruit"
+        assert root.children[0] is not None
         trace = _rows(stored.url, "SELECT * FROM traces")[0]
-        assert trace["name"] == "GET /fruit" and trace["run_count"] == 2
+        assert trace["name"] == "GET /fruit"
+        assert trace["run_count"] == 2
         assert trace["root_run_id"] is None
 
 
@@ -242,7 +249,8 @@ class TestIdempotence:
         exporter.export(spans[:1])
         exporter.shutdown()
         again = _rows(database_url, "SELECT * FROM runs ORDER BY id")
-        assert again == first and len(again) == 3
+        assert again == first
+        assert len(again) == 3
         assert len(_rows(database_url, "SELECT * FROM traces")) == 1
 
 
@@ -269,7 +277,8 @@ class TestRunning:
             with stored.store() as store:
                 running = {run.name: run for run in store.runs(limit=10)}
             assert running["slow"].status == "running"
-            assert running["slow"].end_ns is None and running["slow"].duration_ms is None
+            assert running["slow"].end_ns is None
+            assert running["slow"].duration_ms is None
             assert running["wait"].status == "running"
             assert running["first"].status == "ok"
             trace = _rows(stored.url, "SELECT status, end_ns FROM traces")[0]
@@ -324,5 +333,6 @@ class TestBadRows:
         with stored.store() as store:
             (run,) = store.runs()
         assert run.outputs == "ok"
-        assert run.inputs["text"].startswith("a") and run.inputs["text"].endswith("b")
+        assert run.inputs["text"].startswith("a")
+        assert run.inputs["text"].endswith("b")
         assert "\x00" not in run.inputs["text"]
