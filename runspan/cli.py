@@ -246,12 +246,12 @@ def _queries_to_paste(trace_id: str) -> list[tuple[str, str]]:
     return [
         (
             "This trace, run by run:",
-            "SELECT name, run_type, status, round(duration_ms, 2) AS ms, model_name,"
+            "SELECT name, run_type, status, round(CAST(duration_ms AS NUMERIC), 2) AS ms, model_name,"
             f" total_tokens FROM runs_v WHERE trace_id = '{trace_id}' ORDER BY start_ns;",
         ),
         (
             "The slowest runs:",
-            "SELECT start_time, name, run_type, round(duration_ms, 2) AS ms"
+            "SELECT start_time, name, run_type, round(CAST(duration_ms AS NUMERIC), 2) AS ms"
             " FROM runs_v ORDER BY duration_ms DESC LIMIT 10;",
         ),
         (
