@@ -246,8 +246,9 @@ def _queries_to_paste(trace_id: str) -> list[tuple[str, str]]:
     return [
         (
             "This trace, run by run:",
-            "SELECT name, run_type, status, round(CAST(duration_ms AS NUMERIC), 2) AS ms, model_name,"
-            f" total_tokens FROM runs_v WHERE trace_id = '{trace_id}' ORDER BY start_ns;",
+            "SELECT name, run_type, status, round(CAST(duration_ms AS NUMERIC), 2) AS ms,"
+            f" model_name, total_tokens FROM runs_v WHERE trace_id = '{trace_id}'"
+            " ORDER BY start_ns;",
         ),
         (
             "The slowest runs:",
