@@ -156,10 +156,12 @@ def _events(span: ReadableSpan) -> str | None:
     )
 
 
-def span_row(span: ReadableSpan, attributes: Mapping[str, Any]) -> RowValues:
-    """The ``runs`` row of ``span``; ``attributes`` is a snapshot of its attributes.
+def span_row(span: ReadableSpan, attributes: Mapping[str, Any], end: int | None) -> RowValues:
+    """The ``runs`` row of ``span``, from a snapshot of its attributes and its end time.
 
-    A span that has not ended yet gives a ``running`` row: no end, no duration, no outputs.
+    ``end`` must be read before ``attributes``: a span records everything before it ends, so
+    attributes read after an end was seen are complete. A span that had not ended gives a
+    ``running`` row: no end, no duration, no outputs.
     """
     context = span.context
     if context is None:
@@ -167,7 +169,6 @@ def span_row(span: ReadableSpan, attributes: Mapping[str, Any]) -> RowValues:
     start = span.start_time
     if start is None:
         raise ValueError("a span without a start time cannot be stored")
-    end = span.end_time
     ended = end is not None
     parent = span.parent
     resource = span.resource.attributes if span.resource is not None else {}

@@ -169,11 +169,12 @@ def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
 def _snapshot(span: ReadableSpan) -> RowValues | None:
     """The row of a span: final if it has ended, ``running`` if not (``None`` if its attributes
     are being changed this very moment; its end will be written anyway)."""
+    end = span.end_time  # first: see span_row
     try:
         attributes = dict(span.attributes or {})
     except RuntimeError:  # changed size during the copy: the app thread is recording on it
         return None
-    return span_row(span, attributes)
+    return span_row(span, attributes, end)
 
 
 class SqlSpanExporter(SpanExporter):
