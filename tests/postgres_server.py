@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,8 +80,34 @@ def _free_port() -> int:
         return port
 
 
-def start() -> PostgresServer:
+def create_database(admin_url: str) -> str:
+    """A new, empty database on the server; returns its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"runspan_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        name = make_url(url).database
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def start(*, fsync: bool = False) -> PostgresServer:
     """Start a cluster, or use ``RUNSPAN_TEST_POSTGRES_URL``.
+
+    ``fsync=False`` (for tests) trades crash safety for speed; benchmarks keep it on.
 
     Raises:
         FileNotFoundError: no PostgreSQL binaries on this machine (the reason to skip).
@@ -99,9 +126,9 @@ def start() -> PostgresServer:
         shutil.chown(root, user="postgres")
     data = root / "data"
     port = _free_port()
-    options = (
-        f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off -c max_connections=200"
-    )
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c max_connections=200"
+    if not fsync:
+        options += " -c fsync=off"  # survives a server crash (the OS keeps the WAL), not a power cut
     steps = [
         [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
         [

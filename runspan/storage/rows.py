@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from runspan.storage.schema import runs
 
@@ -36,14 +36,11 @@ _OUTPUT_MIME = "output.mime_type"
 _JSON_MIME = "application/json"
 _SERVICE_NAME = "service.name"
 
-# Columns read straight from a numeric attribute.
-_TOKEN_COLUMNS = {
-    "input_tokens": "gen_ai.usage.input_tokens",
-    "output_tokens": "gen_ai.usage.output_tokens",
-    "cache_read_tokens": "gen_ai.usage.cache_read.input_tokens",
-    "cache_creation_tokens": "gen_ai.usage.cache_creation.input_tokens",
-    "reasoning_tokens": "gen_ai.usage.reasoning.output_tokens",
-}
+_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+_CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+_CACHE_CREATION_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+_REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 _TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"  # seconds
 _RESPONSE_MODEL = "gen_ai.response.model"
 _REQUEST_MODEL = "gen_ai.request.model"
@@ -65,32 +62,63 @@ _IN_COLUMNS = frozenset(
         _OUTPUT,
         _OUTPUT_MIME,
         _TIME_TO_FIRST_CHUNK,
-        *_TOKEN_COLUMNS.values(),
+        _INPUT_TOKENS,
+        _OUTPUT_TOKENS,
+        _CACHE_READ_TOKENS,
+        _CACHE_CREATION_TOKENS,
+        _REASONING_TOKENS,
     }
 )
 
 _STATUS = {StatusCode.ERROR: "error", StatusCode.OK: "ok", StatusCode.UNSET: "ok"}
+_KINDS = {kind: kind.name.lower() for kind in SpanKind}
 
 COLUMNS = tuple(column.name for column in runs.columns if column.name != "id")
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+def _build_encoder() -> Callable[[Any], str]:
+    """Compact JSON, built once: ``JSONEncoder.encode`` builds a C encoder on every call, which
+    costs more than encoding a row's small values. Attribute values cannot hold cycles, so the
+    encoder keeps no cycle table and threads can share it."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    fallback = json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+    ).encode
+    if make is None:  # not CPython
+        return fallback
+    try:
+        encoder = make(
+            None, str, json.encoder.encode_basestring, None, ":", ",", False, False, False
+        )
+    except TypeError:  # the private constructor changed
+        return fallback
+
+    def encode(value: Any) -> str:
+        return "".join(encoder(value, 0))
+
+    return encode
 
 
-def hex_trace_id(trace_id: int) -> str:
-    return f"{trace_id:032x}"
-
-
-def hex_span_id(span_id: int) -> str:
-    return f"{span_id:016x}"
+_encode = _build_encoder()
 
 
 def _json_value(value: Any) -> Any:
-    """An attribute value in JSON terms: tuples as lists, non-finite floats as strings."""
-    if isinstance(value, float) and not math.isfinite(value):
+    """An attribute value in JSON terms: non-finite floats as strings (tuples encode as lists)."""
+    kind = type(value)
+    if kind is float and not math.isfinite(value):
         return str(value)
-    if isinstance(value, tuple):
+    if kind is tuple and any(type(item) is float and not math.isfinite(item) for item in value):
         return [_json_value(item) for item in value]
     return value
+
+
+def _json_attributes(attributes: Mapping[str, Any], leave_out: frozenset[str]) -> str:
+    plain = {}
+    for key, value in attributes.items():
+        if key not in leave_out:
+            kind = type(value)
+            plain[key] = _json_value(value) if kind is float or kind is tuple else value
+    return _encode(plain)
 
 
 def _content(text: Any, mime: Any) -> str | None:
@@ -114,11 +142,19 @@ def _document(text: Any) -> str | None:
 
 
 def _count(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return int(value)
+    kind = type(value)
+    if kind is int:
+        return value  # type: ignore[no-any-return]
+    if kind is float and math.isfinite(value):
+        return int(value)
+    return None  # absent, or not a count (a bool is not one)
+
+
+def _milliseconds(seconds: Any) -> float | None:
+    kind = type(seconds)
+    if (kind is float or kind is int) and math.isfinite(seconds):
+        return float(seconds) * 1000.0
+    return None
 
 
 def _status(span: ReadableSpan, attributes: Mapping[str, Any], ended: bool) -> str:
@@ -169,65 +205,56 @@ def span_row(span: ReadableSpan, attributes: Mapping[str, Any], end: int | None)
     start = span.start_time
     if start is None:
         raise ValueError("a span without a start time cannot be stored")
+    get = attributes.get  # this runs for every span: plain lookups, no helpers where avoidable
     ended = end is not None
     parent = span.parent
-    resource = span.resource.attributes if span.resource is not None else {}
-    service = resource.get(_SERVICE_NAME)
-    model = attributes.get(_RESPONSE_MODEL) or attributes.get(_REQUEST_MODEL)
-    provider = attributes.get(_PROVIDER) or attributes.get(_LEGACY_PROVIDER)
-    run_type = attributes.get(_RUN_TYPE)
-    tags = attributes.get(_TAGS)
-    ttft = attributes.get(_TIME_TO_FIRST_CHUNK)
+    resource = span.resource
+    service = resource.attributes.get(_SERVICE_NAME) if resource is not None else None
+    model = get(_RESPONSE_MODEL) or get(_REQUEST_MODEL)
+    provider = get(_PROVIDER) or get(_LEGACY_PROVIDER)
+    run_id, parent_run_id, run_type = get(_RUN_ID), get(_PARENT_RUN_ID), get(_RUN_TYPE)
+    tags = get(_TAGS)
+    ttft = get(_TIME_TO_FIRST_CHUNK)
     status = _status(span, attributes, ended)
-    row: RowValues = {
-        "run_id": attributes.get(_RUN_ID) if isinstance(attributes.get(_RUN_ID), str) else None,
-        "parent_run_id": (
-            attributes.get(_PARENT_RUN_ID)
-            if isinstance(attributes.get(_PARENT_RUN_ID), str)
-            else None
-        ),
-        "trace_id": hex_trace_id(context.trace_id),
-        "span_id": hex_span_id(context.span_id),
-        "parent_span_id": hex_span_id(parent.span_id) if parent is not None else None,
-        "service_name": service if isinstance(service, str) else None,
+    failed = status == "error"
+    input_tokens = _count(get(_INPUT_TOKENS))
+    output_tokens = _count(get(_OUTPUT_TOKENS))
+    if input_tokens is None and output_tokens is None:
+        total_tokens = None
+    else:
+        total_tokens = (input_tokens or 0) + (output_tokens or 0)
+    return {
+        "run_id": run_id if type(run_id) is str else None,
+        "parent_run_id": parent_run_id if type(parent_run_id) is str else None,
+        "trace_id": f"{context.trace_id:032x}",
+        "span_id": f"{context.span_id:016x}",
+        "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
+        "service_name": service if type(service) is str else None,
         "name": span.name,
-        "run_type": run_type if isinstance(run_type, str) else None,
-        "span_kind": span.kind.name.lower(),
+        "run_type": run_type if type(run_type) is str else None,
+        "span_kind": _KINDS[span.kind],
         "status": status,
-        "error_type": _error_type(span, attributes) if status == "error" else None,
-        "error_message": (
-            span.status.description if status == "error" and span.status.description else None
-        ),
+        "error_type": _error_type(span, attributes) if failed else None,
+        "error_message": (span.status.description or None) if failed else None,
         "start_ns": start,
         "end_ns": end,
         "duration_ms": (end - start) / 1e6 if end is not None else None,
-        "model_name": model if isinstance(model, str) else None,
-        "provider": provider if isinstance(provider, str) else None,
-        "ttft_ms": (
-            ttft * 1000.0
-            if isinstance(ttft, (int, float)) and not isinstance(ttft, bool) and math.isfinite(ttft)
-            else None
-        ),
-        "tags": _encode(list(tags)) if isinstance(tags, (tuple, list)) else None,
-        "metadata": _document(attributes.get(_METADATA)),
-        "attributes": _encode(
-            {k: _json_value(v) for k, v in attributes.items() if k not in _IN_COLUMNS}
-        ),
+        "model_name": model if type(model) is str else None,
+        "provider": provider if type(provider) is str else None,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": total_tokens,
+        "cache_read_tokens": _count(get(_CACHE_READ_TOKENS)),
+        "cache_creation_tokens": _count(get(_CACHE_CREATION_TOKENS)),
+        "reasoning_tokens": _count(get(_REASONING_TOKENS)),
+        "ttft_ms": _milliseconds(ttft),
+        "tags": _encode(tags) if type(tags) in (tuple, list) else None,
+        "metadata": _document(get(_METADATA)),
+        "attributes": _json_attributes(attributes, _IN_COLUMNS),
         "events": _events(span),
-        "inputs": _content(attributes.get(_INPUT), attributes.get(_INPUT_MIME)),
-        "outputs": (
-            _content(attributes.get(_OUTPUT), attributes.get(_OUTPUT_MIME)) if ended else None
-        ),
+        "inputs": _content(get(_INPUT), get(_INPUT_MIME)),
+        "outputs": _content(get(_OUTPUT), get(_OUTPUT_MIME)) if ended else None,
     }
-    for column, attribute in _TOKEN_COLUMNS.items():
-        row[column] = _count(attributes.get(attribute))
-    known = [row["input_tokens"], row["output_tokens"]]
-    row["total_tokens"] = (
-        sum(count for count in known if count is not None)
-        if any(count is not None for count in known)
-        else None
-    )
-    return row
 
 
 def cleaned(row: RowValues) -> RowValues:

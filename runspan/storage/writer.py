@@ -15,6 +15,7 @@ its batch is written.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -23,8 +24,10 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from sqlalchemy import URL, Connection, Engine, case, func, select
+from sqlalchemy import URL, Connection, Engine, case, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite import pysqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
 from runspan.logs import RateLimitedLog, logger
@@ -64,13 +67,13 @@ def _is_disconnect(error: BaseException) -> bool:
     return False
 
 
-def _upsert(connection: Connection) -> Any:
-    """``INSERT ... ON CONFLICT DO UPDATE`` of runs rows, in the connection's dialect.
+def _upsert(dialect: Dialect) -> Any:
+    """``INSERT ... ON CONFLICT DO UPDATE`` of runs rows, in ``dialect``.
 
     The update applies only over a ``running`` row: a finished row written again is left as it
     is, so a late copy of a span's start can never undo its end.
     """
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
     statement = insert(runs)
     updates = {
         name: statement.excluded[name] for name in COLUMNS if name not in ("trace_id", "span_id")
@@ -78,8 +81,21 @@ def _upsert(connection: Connection) -> Any:
     return statement.on_conflict_do_update(
         index_elements=[runs.c.trace_id, runs.c.span_id],
         set_=updates,
-        where=runs.c.status == "running",
+        where=runs.c.status == literal_column("'running'"),  # no parameter: see _upsert_sql
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _upsert_sql(dialect_name: str, dialect: Dialect) -> str:
+    """The upsert as SQL text with named parameters, compiled once per dialect.
+
+    Rows go to the driver's ``executemany`` as they are: SQLAlchemy's per-row parameter
+    processing would cost more than the database's own work on a batch (every column's value
+    is already what the database takes).
+    """
+    if dialect_name == "sqlite":
+        dialect = pysqlite.dialect(paramstyle="named")  # sqlite3 takes :name with mappings
+    return str(_upsert(dialect).compile(dialect=dialect, column_keys=list(COLUMNS)))
 
 
 def _trace_rows(connection: Connection, trace_ids: Sequence[str]) -> list[RowValues]:
@@ -158,7 +174,8 @@ def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
     """Upsert ``rows`` into ``runs`` and refresh their traces, in the caller's transaction."""
     if not rows:
         return
-    connection.execute(_upsert(connection), list(rows))
+    dialect = connection.dialect
+    connection.exec_driver_sql(_upsert_sql(dialect.name, dialect), list(rows))
     touched = sorted({row["trace_id"] for row in rows})
     for start in range(0, len(touched), _TRACE_CHUNK):
         totals = _trace_rows(connection, touched[start : start + _TRACE_CHUNK])

@@ -8,7 +8,6 @@ reason; under CI (``CI=true``) that is a failure instead, so CI can never pass w
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,6 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from runspan import RunIdGenerator, TracingCallbackHandler
 from runspan.storage import RunStore, StorageSpanProcessor
@@ -36,22 +33,6 @@ def postgres() -> Iterator[postgres_server.PostgresServer]:
     server.stop()
 
 
-def _create_database(admin_url: str) -> str:
-    name = f"runspan_test_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-def _drop_database(admin_url: str, url: str) -> None:
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A new, empty database: a SQLite file, or a PostgreSQL database of its own."""
@@ -59,9 +40,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'runs.db'}"
         return
     server: postgres_server.PostgresServer = request.getfixturevalue("postgres")
-    url = _create_database(server.url)
+    url = postgres_server.create_database(server.url)
     yield url
-    _drop_database(server.url, url)
+    postgres_server.drop_database(server.url, url)
 
 
 @dataclass

@@ -19,7 +19,6 @@ from sqlalchemy.engine import make_url
 from runspan import RunIdGenerator, TracingCallbackHandler
 from runspan.storage import RunStore, SqlSpanExporter, StorageSpanProcessor
 from tests import postgres_server
-from tests.storage.conftest import _create_database
 
 
 @pytest.fixture
@@ -52,7 +51,7 @@ class TestDatabaseDown:
         in the buffer and are all written once the server is back. The outage is logged once,
         without the URL's password (the test server trusts local users, so any works)."""
         url = (
-            make_url(_create_database(own_postgres.url))
+            make_url(postgres_server.create_database(own_postgres.url))
             .set(password="s3cret-pw")
             .render_as_string(hide_password=False)
         )
@@ -89,7 +88,7 @@ class TestDatabaseDown:
     ) -> None:
         """A long outage fills the bounded buffer: the oldest rows are dropped, the number is
         logged, and the newest rows arrive when the database is back."""
-        url = _create_database(own_postgres.url)
+        url = postgres_server.create_database(own_postgres.url)
         exporter = SqlSpanExporter(url, max_buffered_rows=10)
         provider = TracerProvider(id_generator=RunIdGenerator())
         provider.add_span_processor(
@@ -123,7 +122,7 @@ class TestDatabaseDown:
     ) -> None:
         """If the database is unreachable when the writer is made, it warns instead of
         raising; the schema is created and the runs written once the database is up."""
-        url = _create_database(own_postgres.url)
+        url = postgres_server.create_database(own_postgres.url)
         own_postgres.halt()
         provider = TracerProvider(id_generator=RunIdGenerator())
         provider.add_span_processor(StorageSpanProcessor(url, schedule_delay_millis=60_000))
