@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import JSON, TypeDecorator, TypeEngine
@@ -121,15 +122,25 @@ runs = Table(
     Column("outputs", JSONDocument),
     # The same span written twice is one row.
     UniqueConstraint("trace_id", "span_id"),
+    # The indexes, as the migrations create them (see the revisions for their reasons).
     Index(None, "run_id"),
-    # A run's subtree, walked down by WITH RECURSIVE.
     Index(None, "parent_run_id"),
     Index(None, "start_ns"),
     Index(None, "duration_ms"),
-    # Error rate per name per day; tokens per model per day; runs still running.
     Index(None, "name", "start_ns"),
-    Index(None, "model_name", "start_ns"),
-    Index(None, "status", "start_ns"),
+    Index(
+        None,
+        "model_name",
+        "start_ns",
+        sqlite_where=text("model_name IS NOT NULL"),
+        postgresql_where=text("model_name IS NOT NULL"),
+    ),
+    Index(
+        "ix_runs_running",
+        "start_ns",
+        sqlite_where=text("status = 'running'"),
+        postgresql_where=text("status = 'running'"),
+    ),
 )
 
 model_prices = Table(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from sqlalchemy import URL, Connection, Engine, case, func, literal_column, select
+from sqlalchemy import URL, Connection, Engine, bindparam, literal_column, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import Dialect
@@ -67,35 +68,80 @@ def _is_disconnect(error: BaseException) -> bool:
     return False
 
 
-def _upsert(dialect: Dialect) -> Any:
-    """``INSERT ... ON CONFLICT DO UPDATE`` of runs rows, in ``dialect``.
+def _sqlite_upsert() -> Any:
+    """SQLite's ``INSERT ... ON CONFLICT DO UPDATE`` of runs rows (PostgreSQL upserts from a
+    staging table by the same rule, see ``_UPSERT_FROM_STAGING``).
 
     The update applies only over a ``running`` row: a finished row written again is left as it
     is, so a late copy of a span's start can never undo its end.
     """
-    insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
-    statement = insert(runs)
+    statement = sqlite.insert(runs)
     updates = {
         name: statement.excluded[name] for name in COLUMNS if name not in ("trace_id", "span_id")
     }
     return statement.on_conflict_do_update(
         index_elements=[runs.c.trace_id, runs.c.span_id],
         set_=updates,
-        where=runs.c.status == literal_column("'running'"),  # no parameter: see _upsert_sql
+        where=runs.c.status == literal_column("'running'"),  # no parameter
     )
 
 
-@functools.lru_cache(maxsize=8)
-def _upsert_sql(dialect_name: str, dialect: Dialect) -> str:
-    """The upsert as SQL text with named parameters, compiled once per dialect.
+@functools.lru_cache(maxsize=1)
+def _sqlite_upsert_sql() -> str:
+    """The SQLite upsert as SQL text with positional parameters in ``COLUMNS`` order.
 
-    Rows go to the driver's ``executemany`` as they are: SQLAlchemy's per-row parameter
-    processing would cost more than the database's own work on a batch (every column's value
-    is already what the database takes).
+    Rows go to sqlite3's ``executemany`` as tuples: SQLAlchemy's per-row parameter processing,
+    or even binding by name, would cost more than SQLite's own work on a batch (every value is
+    already what the database takes).
     """
-    if dialect_name == "sqlite":
-        dialect = pysqlite.dialect(paramstyle="named")  # sqlite3 takes :name with mappings
-    return str(_upsert(dialect).compile(dialect=dialect, column_keys=list(COLUMNS)))
+    dialect = pysqlite.dialect(paramstyle="qmark")
+    compiled = _sqlite_upsert().compile(dialect=dialect, column_keys=list(COLUMNS))
+    assert tuple(compiled.positiontup or ()) == COLUMNS, "parameters out of column order"
+    return str(compiled)
+
+
+_row_values = operator.itemgetter(*COLUMNS)
+
+
+# Built once: this runs for every batch.
+_TRACE_TOTALS = text(
+    """
+SELECT agg.trace_id, agg.start_ns, agg.run_count, agg.error_count, agg.input_tokens,
+    agg.output_tokens, agg.total_tokens, r.run_id, r.span_id, r.parent_span_id, r.name, r.status,
+    r.service_name, r.end_ns
+FROM (
+    SELECT trace_id, min(start_ns) AS start_ns, count(*) AS run_count,
+        sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS error_count,
+        sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+        sum(total_tokens) AS total_tokens
+    FROM runs WHERE trace_id IN :ids GROUP BY trace_id
+) agg
+JOIN runs r ON r.trace_id = agg.trace_id AND r.start_ns = agg.start_ns
+"""
+).bindparams(bindparam("ids", expanding=True))
+# PostgreSQL: per trace id, through the trace_id index. The IN-list form above lets its
+# planner choose whole-table scans while a new table has no statistics yet.
+_PG_TRACE_TOTALS = text(
+    """
+SELECT t.trace_id, agg.start_ns, agg.run_count, agg.error_count, agg.input_tokens,
+    agg.output_tokens, agg.total_tokens, root.run_id, root.span_id, root.parent_span_id,
+    root.name, root.status, root.service_name, root.end_ns
+FROM unnest(CAST(:ids AS VARCHAR[])) AS t(trace_id)
+CROSS JOIN LATERAL (
+    SELECT min(start_ns) AS start_ns, count(*) AS run_count,
+        sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS error_count,
+        sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+        sum(total_tokens) AS total_tokens
+    FROM runs r WHERE r.trace_id = t.trace_id
+) agg
+CROSS JOIN LATERAL (
+    SELECT run_id, span_id, parent_span_id, name, status, service_name, end_ns
+    FROM runs r WHERE r.trace_id = t.trace_id
+    ORDER BY start_ns, parent_span_id IS NOT NULL
+    LIMIT 1
+) root
+"""
+)
 
 
 def _trace_rows(connection: Connection, trace_ids: Sequence[str]) -> list[RowValues]:
@@ -104,35 +150,9 @@ def _trace_rows(connection: Connection, trace_ids: Sequence[str]) -> list[RowVal
     The root is the trace's earliest span (a span without a parent first, when two start in
     the same nanosecond); the trace's name, status and end are its root's.
     """
-    totals = (
-        select(
-            runs.c.trace_id,
-            func.min(runs.c.start_ns).label("start_ns"),
-            func.count().label("run_count"),
-            func.sum(case((runs.c.status == "error", 1), else_=0)).label("error_count"),
-            func.sum(runs.c.input_tokens).label("input_tokens"),
-            func.sum(runs.c.output_tokens).label("output_tokens"),
-            func.sum(runs.c.total_tokens).label("total_tokens"),
-        )
-        .where(runs.c.trace_id.in_(trace_ids))
-        .group_by(runs.c.trace_id)
-        .subquery()
-    )
-    query = select(
-        totals,
-        runs.c.run_id,
-        runs.c.span_id,
-        runs.c.parent_span_id,
-        runs.c.name,
-        runs.c.status,
-        runs.c.service_name,
-        runs.c.end_ns,
-    ).join(
-        runs,
-        (runs.c.trace_id == totals.c.trace_id) & (runs.c.start_ns == totals.c.start_ns),
-    )
+    query = _PG_TRACE_TOTALS if connection.dialect.name == "postgresql" else _TRACE_TOTALS
     rows: dict[str, RowValues] = {}
-    for found in connection.execute(query).mappings():
+    for found in connection.execute(query, {"ids": list(trace_ids)}).mappings():
         trace_id = found["trace_id"]
         if trace_id in rows and rows[trace_id]["_has_parent"] <= (
             found["parent_span_id"] is not None
@@ -161,13 +181,49 @@ def _trace_rows(connection: Connection, trace_ids: Sequence[str]) -> list[RowVal
     return list(rows.values())
 
 
-def _upsert_traces(connection: Connection) -> Any:
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+@functools.lru_cache(maxsize=8)
+def _upsert_traces_sql(dialect_name: str, dialect: Dialect) -> str:
+    """The traces upsert as SQL text with named parameters, compiled once per dialect."""
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    if dialect_name == "sqlite":
+        dialect = pysqlite.dialect(paramstyle="named")
     statement = insert(traces)
-    return statement.on_conflict_do_update(
+    upsert = statement.on_conflict_do_update(
         index_elements=[traces.c.trace_id],
         set_={c.name: statement.excluded[c.name] for c in traces.columns if c.name != "trace_id"},
     )
+    return str(upsert.compile(dialect=dialect, column_keys=[c.name for c in traces.columns]))
+
+
+_COLUMN_LIST = ", ".join(COLUMNS)
+_STAGING = "runspan_incoming_runs"
+# PostgreSQL: rows are copied into a temporary table (COPY is PostgreSQL's fastest way in) and
+# upserted from there in one statement. An INSERT per row costs a round of the server's
+# per-statement work for each span, which capped the writer at a few thousand spans a second.
+_CREATE_STAGING = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} ON COMMIT DELETE ROWS AS"
+    f" SELECT {_COLUMN_LIST} FROM runs WITH NO DATA"
+)
+_UPSERT_FROM_STAGING = (
+    f"INSERT INTO runs ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGING}"
+    " ON CONFLICT (trace_id, span_id) DO UPDATE SET "
+    + ", ".join(
+        f"{name} = excluded.{name}" for name in COLUMNS if name not in ("trace_id", "span_id")
+    )
+    + " WHERE runs.status = 'running'"
+)
+
+
+def _copy_and_upsert(connection: Connection, rows: Sequence[RowValues]) -> None:
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_CREATE_STAGING)
+        with cursor.copy(f"COPY {_STAGING} ({_COLUMN_LIST}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(_row_values(row))
+        cursor.execute(_UPSERT_FROM_STAGING)
+    finally:
+        cursor.close()
 
 
 def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
@@ -175,12 +231,15 @@ def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
     if not rows:
         return
     dialect = connection.dialect
-    connection.exec_driver_sql(_upsert_sql(dialect.name, dialect), list(rows))
+    if dialect.name == "postgresql":
+        _copy_and_upsert(connection, rows)
+    else:
+        connection.exec_driver_sql(_sqlite_upsert_sql(), [_row_values(row) for row in rows])
     touched = sorted({row["trace_id"] for row in rows})
     for start in range(0, len(touched), _TRACE_CHUNK):
         totals = _trace_rows(connection, touched[start : start + _TRACE_CHUNK])
         if totals:
-            connection.execute(_upsert_traces(connection), totals)
+            connection.exec_driver_sql(_upsert_traces_sql(dialect.name, dialect), totals)
 
 
 def _snapshot(span: ReadableSpan) -> RowValues | None:

@@ -149,15 +149,28 @@ def upgrade() -> None:
         sa.UniqueConstraint("trace_id", "span_id", name="uq_runs_trace_id_span_id"),
     )
     for columns in (
-        ["run_id"],
-        ["parent_run_id"],
-        ["start_ns"],
-        ["duration_ms"],
-        ["name", "start_ns"],
-        ["model_name", "start_ns"],
-        ["status", "start_ns"],
+        ["run_id"],  # a run by its LangChain id
+        ["parent_run_id"],  # a run's subtree, walked down by WITH RECURSIVE
+        ["start_ns"],  # newest first, time windows
+        ["duration_ms"],  # slowest first
+        ["name", "start_ns"],  # per name over time: error rates, latency
     ):
         op.create_index(f"ix_runs_{'_'.join(columns)}", "runs", columns)
+    # Partial indexes: only the rows they serve pay for them on every write.
+    op.create_index(
+        "ix_runs_model_name_start_ns",
+        "runs",
+        ["model_name", "start_ns"],
+        sqlite_where=sa.text("model_name IS NOT NULL"),
+        postgresql_where=sa.text("model_name IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_runs_running",
+        "runs",
+        ["start_ns"],
+        sqlite_where=sa.text("status = 'running'"),
+        postgresql_where=sa.text("status = 'running'"),
+    )
 
     prices = op.create_table(
         "model_prices",
