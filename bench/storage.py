@@ -164,9 +164,12 @@ def load_history(url: str, total: int, now_ns: int) -> str:
                 """
             )
         )
-    with engine.connect() as connection:
-        connection.execute(text("ANALYZE"))
-        connection.commit()
+    # Statistics and (on PostgreSQL) the visibility map, as autovacuum keeps them in a database
+    # in use, so that the covering indexes are read without visiting the table.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(
+            text("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE")
+        )
     engine.dispose()
     return some_trace
 
@@ -183,25 +186,25 @@ def median_ms(question: Callable[[], Any], repeats: int = 5) -> float:
 
 def query_latency(url: str, trace_id: str, now_ns: int) -> dict[str, float]:
     month = RunFilter(since=now_ns - 30 * DAY_NS)
+    first_day = (now_ns - 30 * DAY_NS) // DAY_NS
     with RunStore(url) as store:
         return {
             "tree of one trace": median_ms(lambda: store.tree(trace_id)),
             "slowest 20 runs": median_ms(lambda: store.runs(order="slowest", limit=20)),
             "tokens per model per day, 30 days": median_ms(
                 lambda: store.sql(
-                    "SELECT model_name, start_ns / 86400000000000 AS day,"
-                    " sum(input_tokens), sum(output_tokens) FROM runs"
-                    " WHERE model_name IS NOT NULL AND start_ns >= :since"
-                    " GROUP BY model_name, start_ns / 86400000000000",
-                    {"since": now_ns - 30 * DAY_NS},
+                    "SELECT model_name, start_day, sum(input_tokens), sum(output_tokens)"
+                    " FROM runs WHERE model_name IS NOT NULL AND start_day >= :since"
+                    " GROUP BY model_name, start_day",
+                    {"since": first_day},
                 )
             ),
             "error rate per name per day, 30 days": median_ms(
                 lambda: store.sql(
-                    "SELECT name, start_ns / 86400000000000 AS day, count(*) AS runs,"
-                    " sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors FROM runs"
-                    " WHERE start_ns >= :since GROUP BY name, start_ns / 86400000000000",
-                    {"since": now_ns - 30 * DAY_NS},
+                    "SELECT name, start_day, count(*) AS runs,"
+                    " sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors"
+                    " FROM runs WHERE start_day >= :since GROUP BY name, start_day",
+                    {"since": first_day},
                 )
             ),
             "stats by model, 30 days (p50/p95/p99, cost)": median_ms(
@@ -240,17 +243,16 @@ def main() -> None:
         print(f"{len(spans):,} spans of prompt | chat model | parser, batches of {BATCH}")
         write = {}
         query: dict[str, dict[str, float]] = {}
-        for name, url in targets.items():
-            if name == "PostgreSQL":
-                url = postgres_server.create_database(url)
+        for name, target in targets.items():
+            url = postgres_server.create_database(target) if name == "PostgreSQL" else target
             write[name] = write_throughput(url, spans)
         report("Writer throughput", write, "spans/s")
         now_ns = time.time_ns()
-        for name, url in targets.items():
+        for name, target in targets.items():
             if name == "SQLite":
                 url = f"sqlite:///{folder / 'history.db'}"
             else:
-                url = postgres_server.create_database(url)
+                url = postgres_server.create_database(target)
             started = time.perf_counter()
             trace_id = load_history(url, args.runs, now_ns)
             print(f"\n{name}: {args.runs:,} runs loaded in {time.perf_counter() - started:.0f} s")

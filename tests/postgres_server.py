@@ -128,7 +128,9 @@ def start(*, fsync: bool = False) -> PostgresServer:
     port = _free_port()
     options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c max_connections=200"
     if not fsync:
-        options += " -c fsync=off"  # survives a server crash (the OS keeps the WAL), not a power cut
+        options += (
+            " -c fsync=off"  # survives a server crash (the OS keeps the WAL), not a power cut
+        )
     steps = [
         [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
         [

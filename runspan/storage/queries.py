@@ -7,7 +7,9 @@ parameter.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -34,7 +36,6 @@ from runspan.storage.errors import DatabaseUnavailable, NotFoundError, QueryErro
 from runspan.storage.migrate import check_schema
 from runspan.storage.schema import STATUSES, runs
 from runspan.storage.sqlfuncs import (
-    day_of,
     json_array_contains,
     json_member_text,
     json_text,
@@ -51,6 +52,7 @@ _v = runs_v.c
 
 GroupBy = Literal["name", "model", "day"]
 GROUPS: dict[str, Any] = {"name": _v.name, "model": _v.model_name, "day": None}
+_EPOCH = dt.date(1970, 1, 1)
 _PERCENTILES = (50, 95, 99)
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
@@ -324,7 +326,7 @@ class RunStore:
         """
         if by not in GROUPS:
             raise QueryError(f"by={by!r}: group by one of {', '.join(GROUPS)}")
-        key = day_of(_v.start_ns) if by == "day" else GROUPS[by]
+        key = _v.start_day if by == "day" else GROUPS[by]
         conditions = (where or RunFilter()).conditions()
         if by == "model":
             conditions.append(_v.model_name.is_not(None))
@@ -372,7 +374,7 @@ class RunStore:
         )
         return [
             Stat(
-                key=row["key"],
+                key=_day_text(row["key"]) if by == "day" else row["key"],
                 runs=row["runs"],
                 errors=int(row["errors"] or 0),
                 error_rate=(row["errors"] or 0) / row["runs"],
@@ -410,6 +412,12 @@ class RunStore:
             raise self._failure(error) from None
         except StatementError as error:  # a placeholder without a value, say
             raise QueryError(str(error.orig)) from None
+        except sqlite3.Warning as error:  # Python 3.10's sqlite3: two statements in one call
+            raise QueryError(str(error)) from None
+
+
+def _day_text(days: int | None) -> str | None:
+    return None if days is None else (_EPOCH + dt.timedelta(days=int(days))).isoformat()
 
 
 def _int(value: Any) -> int | None:

@@ -73,7 +73,10 @@ _IN_COLUMNS = frozenset(
 _STATUS = {StatusCode.ERROR: "error", StatusCode.OK: "ok", StatusCode.UNSET: "ok"}
 _KINDS = {kind: kind.name.lower() for kind in SpanKind}
 
-COLUMNS = tuple(column.name for column in runs.columns if column.name != "id")
+# What the writer writes: every column but the key and those the database computes.
+COLUMNS = tuple(
+    column.name for column in runs.columns if column.name != "id" and column.computed is None
+)
 
 
 def _build_encoder() -> Callable[[Any], str]:

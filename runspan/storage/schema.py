@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Computed,
     Dialect,
     Float,
     Index,
@@ -40,6 +41,8 @@ NAMING_CONVENTION = {
 }
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+DAY_NS = 86_400 * 10**9
 
 # SQLite's INTEGER PRIMARY KEY is already 64-bit; PostgreSQL needs BIGINT for as many rows.
 Identifier = Integer().with_variant(BigInteger(), "postgresql")
@@ -103,6 +106,8 @@ runs = Table(
     Column("error_type", Text),
     Column("error_message", Text),
     Column("start_ns", BigInteger, nullable=False),
+    # UTC days since the epoch, computed by the database so that per-day questions use indexes.
+    Column("start_day", BigInteger, Computed(f"start_ns / {DAY_NS}", persisted=True)),
     Column("end_ns", BigInteger),
     Column("duration_ms", Float),
     Column("model_name", Text),
@@ -127,11 +132,13 @@ runs = Table(
     Index(None, "parent_run_id"),
     Index(None, "start_ns"),
     Index(None, "duration_ms"),
-    Index(None, "name", "start_ns"),
+    Index(None, "name", "start_day", "status"),
     Index(
         None,
         "model_name",
-        "start_ns",
+        "start_day",
+        "input_tokens",
+        "output_tokens",
         sqlite_where=text("model_name IS NOT NULL"),
         postgresql_where=text("model_name IS NOT NULL"),
     ),

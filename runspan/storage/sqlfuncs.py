@@ -11,24 +11,6 @@ from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.types import Boolean
 
 
-class day_of(FunctionElement[str]):
-    """The UTC day (``YYYY-MM-DD``) of a time in integer nanoseconds."""
-
-    type = Text()
-    inherit_cache = True
-
-
-@compiles(day_of, "sqlite")
-def _day_sqlite(element: day_of, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"date({compiler.process(element.clauses, **kw)} / 1000000000, 'unixepoch')"
-
-
-@compiles(day_of, "postgresql")
-def _day_postgresql(element: day_of, compiler: SQLCompiler, **kw: Any) -> str:
-    ns = compiler.process(element.clauses, **kw)
-    return f"to_char(to_timestamp({ns} / 1000000000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-
-
 class json_text(FunctionElement[str]):
     """A JSON column as text, for substring search."""
 

@@ -38,7 +38,11 @@ class TestMigrations:
             )
             assert set(inspector.get_view_names()) >= _VIEWS
             indexes = {index["name"] for index in inspector.get_indexes("runs")}
-            assert {"ix_runs_parent_run_id", "ix_runs_name_start_ns"} <= indexes
+            assert {
+                "ix_runs_parent_run_id",
+                "ix_runs_name_start_day_status",
+                "ix_runs_running",
+            } <= indexes
             prices = connection.execute(text("SELECT count(*) FROM model_prices")).scalar_one()
         assert prices >= 4
         assert upgrade_database(database_url) == head_revision()

@@ -24,6 +24,7 @@ _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 # 2024-10-01 (openai.com/api/pricing, anthropic.com/pricing). Patterns match lower-cased model
 # names with SQL LIKE; the longest matching pattern wins. Edit the table to add your models.
 _VALID_FROM_NS = 1_727_740_800 * 10**9  # 2024-10-01T00:00:00Z
+_DAY_NS = 86_400 * 10**9
 _SEED_PRICES = [
     ("gpt-4o%", 2.50, 10.00, 1.25, None, "https://openai.com/api/pricing/ (2024-10-01)"),
     ("gpt-4o-mini%", 0.15, 0.60, 0.075, None, "https://openai.com/api/pricing/ (2024-10-01)"),
@@ -128,6 +129,11 @@ def upgrade() -> None:
         sa.Column("error_type", sa.Text()),
         sa.Column("error_message", sa.Text()),
         sa.Column("start_ns", sa.BigInteger(), nullable=False),
+        # The UTC day of the start, in days since the epoch: what per-day questions group by,
+        # computed by the database so it can be indexed.
+        sa.Column(
+            "start_day", sa.BigInteger(), sa.Computed(f"start_ns / {_DAY_NS}", persisted=True)
+        ),
         sa.Column("end_ns", sa.BigInteger()),
         sa.Column("duration_ms", sa.Float()),
         sa.Column("model_name", sa.Text()),
@@ -153,14 +159,14 @@ def upgrade() -> None:
         ["parent_run_id"],  # a run's subtree, walked down by WITH RECURSIVE
         ["start_ns"],  # newest first, time windows
         ["duration_ms"],  # slowest first
-        ["name", "start_ns"],  # per name over time: error rates, latency
+        ["name", "start_day", "status"],  # per name per day (covering): error rates
     ):
         op.create_index(f"ix_runs_{'_'.join(columns)}", "runs", columns)
     # Partial indexes: only the rows they serve pay for them on every write.
     op.create_index(
-        "ix_runs_model_name_start_ns",
+        "ix_runs_model_name_start_day",
         "runs",
-        ["model_name", "start_ns"],
+        ["model_name", "start_day", "input_tokens", "output_tokens"],  # covering: tokens per day
         sqlite_where=sa.text("model_name IS NOT NULL"),
         postgresql_where=sa.text("model_name IS NOT NULL"),
     )
