@@ -1,8 +1,8 @@
 """Storage figures: the writer's throughput, and query latency over a large run history.
 
 Write throughput: spans of a real ``prompt | chat model | parser`` chain (4 runs per invoke,
-with content and token usage), written by runspan's SQL exporter in batches of 512 as the SDK's
-batch processor hands them over, into a fresh SQLite file and a fresh PostgreSQL database.
+with content and token usage), written by runspan's SQL exporter in batches of the size its batch
+processor hands over (1,024), into a fresh SQLite file and a fresh PostgreSQL database.
 
 Query latency: a generated history (default 1,000,000 runs in traces of 10 over 30 days, 12 chain
 names, 4 models, 2% errors), then the median of 5 runs of each question: the tree of one trace,
@@ -39,13 +39,14 @@ from sqlalchemy import create_engine, insert, text
 from runspan.storage import RunFilter, RunStore, SqlSpanExporter
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import runs
+from runspan.storage.writer import DEFAULT_MAX_EXPORT_BATCH_SIZE
 from runspan.testing import capture_spans
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from tests import postgres_server
 
 DAY_NS = 86_400 * 10**9
-BATCH = 512
+BATCH = DEFAULT_MAX_EXPORT_BATCH_SIZE  # as the writer's batch processor hands them over
 
 
 def chain_spans(count: int) -> list[ReadableSpan]:

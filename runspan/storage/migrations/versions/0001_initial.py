@@ -46,10 +46,20 @@ _SEED_PRICES = [
     ),
 ]
 
-# Readable UTC timestamps from integer nanoseconds, per database.
+# Readable UTC timestamps from integer nanoseconds, and UTC dates, per database: text on
+# SQLite, timestamp and date (without time zone, in UTC) on PostgreSQL, so that date(start_time)
+# is the same day on both whatever the session's time zone.
 _TIME = {
     "sqlite": "strftime('%Y-%m-%d %H:%M:%f', {0} / 1000000000.0, 'unixepoch')",
-    "postgresql": "to_timestamp({0} / 1000000000.0)",
+    "postgresql": "(to_timestamp({0} / 1000000000.0) AT TIME ZONE 'UTC')",
+}
+_DATE = {
+    "sqlite": "date({0} / 1000000000, 'unixepoch')",
+    "postgresql": "CAST(to_timestamp({0} / 1000000000) AT TIME ZONE 'UTC' AS DATE)",
+}
+_DAY_DATE = {
+    "sqlite": "date({0} * 86400, 'unixepoch')",
+    "postgresql": "CAST(to_timestamp({0} * 86400) AT TIME ZONE 'UTC' AS DATE)",
 }
 
 # The price of a model run: the longest matching pattern valid when the run started. A run
@@ -75,14 +85,15 @@ _COST = """CASE WHEN p.id IS NULL OR (r.input_tokens IS NULL AND r.output_tokens
 
 
 def _views(dialect: str) -> list[str]:
-    time = _TIME[dialect]
+    time, date, day_date = _TIME[dialect], _DATE[dialect], _DAY_DATE[dialect]
     return [
         f"""CREATE VIEW runs_v AS
 SELECT r.*, {time.format("r.start_ns")} AS start_time, {time.format("r.end_ns")} AS end_time,
-    {_COST} AS cost_usd
+    {day_date.format("r.start_day")} AS day, {_COST} AS cost_usd
 FROM runs r {_PRICE_JOIN}""",
         f"""CREATE VIEW traces_v AS
 SELECT t.*, {time.format("t.start_ns")} AS start_time, {time.format("t.end_ns")} AS end_time,
+    {date.format("t.start_ns")} AS day,
     (SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = t.trace_id) AS cost_usd
 FROM traces t""",
         """CREATE VIEW llm_calls AS
