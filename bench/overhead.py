@@ -2,12 +2,13 @@
 
 Two chains: ``prompt | fake chat model | parser`` (4 runs per invoke) and a chain nested ten
 levels deep through lambdas that invoke the level below (28 runs per invoke; the count is
-measured and printed). Three variants, interleaved round by round in one process
-so that drift hits them alike: no callbacks, a no-op ``BaseCallbackHandler`` with
-``run_inline = True`` (LangChain's own callback machinery, the floor any tracer pays), and
-runspan's handler on an SDK provider whose ``BatchSpanProcessor`` feeds an exporter that drops
-spans. Background CPU is the process CPU time not spent on the main thread during runspan's
-rounds: the batch processor's worker thread.
+measured and printed). Four variants, interleaved round by round in one process so that drift
+hits them alike: no callbacks; a no-op ``BaseCallbackHandler`` with ``run_inline = True``
+(LangChain's own callback machinery, the floor any tracer pays); runspan's handler on an SDK
+provider whose ``BatchSpanProcessor`` feeds an exporter that drops spans; and runspan with its
+SQLite writer (``StorageSpanProcessor``) on a temporary file. Background CPU is the process CPU
+time not spent on the main thread during runspan's rounds (the batch processor's worker
+thread), plus the flush that writes the rest of a round.
 
     python bench/overhead.py [--rounds 15] [--invokes 200]
 """
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +34,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from runspan import RunIdGenerator, TracingCallbackHandler
+from runspan.storage import StorageSpanProcessor
 from runspan.testing import capture_spans
 
 
@@ -77,13 +81,18 @@ def count_runs(chain: Runnable[Any, Any], payload: Any) -> int:
 def measure(name: str, chain: Runnable[Any, Any], payload: Any, rounds: int, invokes: int) -> None:
     provider = TracerProvider(id_generator=RunIdGenerator(), shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(DropExporter()))
+    stored = TracerProvider(id_generator=RunIdGenerator(), shutdown_on_exit=False)
+    folder = tempfile.mkdtemp(prefix="runspan-overhead-")
+    stored.add_span_processor(StorageSpanProcessor(f"sqlite:///{folder}/runs.db"))
     variants: dict[str, list[BaseCallbackHandler]] = {
         "no handler": [],
         "no-op handler": [NoOpHandler()],
         "runspan": [TracingCallbackHandler(provider)],
+        "runspan + SQLite": [TracingCallbackHandler(stored)],
     }
+    providers = {"runspan": provider, "runspan + SQLite": stored}
     wall: dict[str, list[float]] = {v: [] for v in variants}
-    background: list[float] = []
+    background: dict[str, list[float]] = {v: [] for v in providers}
     for _ in range(3):  # warm-up
         for callbacks in variants.values():
             chain.invoke(payload, config={"callbacks": callbacks})
@@ -94,21 +103,29 @@ def measure(name: str, chain: Runnable[Any, Any], payload: Any, rounds: int, inv
                 lambda config=config: chain.invoke(payload, config=config), invokes
             )
             wall[variant].append(per_invoke)
-            if variant == "runspan":
-                provider.force_flush()  # the worker's export counts towards this round
-                background.append(max(0.0, process_cpu - main_cpu))
+            if variant in providers:
+                # The worker's export counts towards this round: flush before the clock stops.
+                per_invoke_flush = time.process_time()
+                providers[variant].force_flush()
+                flushed = (time.process_time() - per_invoke_flush) / invokes * 1e6
+                background[variant].append(max(0.0, process_cpu - main_cpu) + flushed)
     provider.shutdown()
+    stored.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
 
     base = statistics.median(wall["no handler"])
     noop = statistics.median(wall["no-op handler"])
-    ours = statistics.median(wall["runspan"])
-    bg = statistics.median(background)
     print(f"\n{name}: {count_runs(chain, payload)} runs per invoke, median of {rounds} rounds")
-    print(f"  no handler      {base:9.1f} µs/invoke")
-    print(f"  no-op handler   {noop:9.1f} µs/invoke  (+{noop - base:.1f})")
-    print(f"  runspan         {ours:9.1f} µs/invoke  (+{ours - base:.1f})")
-    print(f"  background CPU  {bg:9.1f} µs/invoke  (batch processor thread)")
-    print(f"  runspan / no-op: {ours / noop:.2f}x  with background CPU: {(ours + bg) / noop:.2f}x")
+    print(f"  no handler        {base:9.1f} µs/invoke")
+    print(f"  no-op handler     {noop:9.1f} µs/invoke  (+{noop - base:.1f})")
+    for variant in providers:
+        ours = statistics.median(wall[variant])
+        bg = statistics.median(background[variant])
+        print(
+            f"  {variant:17s} {ours:9.1f} µs/invoke  (+{ours - base:.1f}),"
+            f" background CPU {bg:.1f} µs/invoke"
+        )
+        print(f"    / no-op: {ours / noop:.2f}x, with background CPU: {(ours + bg) / noop:.2f}x")
 
 
 def main() -> None:
