@@ -18,7 +18,9 @@ from __future__ import annotations
 import functools
 import logging
 import operator
+import os
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -294,6 +296,9 @@ class SqlSpanExporter(SpanExporter):
         self._retry_delay = RETRY_INITIAL_SECONDS
         self._retry: threading.Timer | None = None
         self._closed = False
+        if hasattr(os, "register_at_fork"):
+            reference = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _after_fork(reference))
         if migrate:
             try:
                 self._prepare()
@@ -469,6 +474,19 @@ class SqlSpanExporter(SpanExporter):
                     "runspan: %d rows could not be written before shutdown", len(self._pending)
                 )
         self.engine.dispose()
+
+
+def _after_fork(reference: weakref.ref[SqlSpanExporter]) -> None:
+    """In a forked child: connections and locks are the parent's and must not be used."""
+    exporter = reference()
+    if exporter is None:
+        return
+    # The parent's pooled connections (a PostgreSQL socket, a SQLite handle) stay the parent's:
+    # forget them without closing them, and open new ones on demand.
+    exporter.engine.dispose(close=False)
+    exporter._lock = threading.RLock()
+    exporter._retry = None
+    exporter._pending = {}  # the parent writes what it had buffered
 
 
 class StorageSpanProcessor(BatchSpanProcessor):

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from runspan import RunIdGenerator, TracingCallbackHandler
 from runspan.storage import RunStore, SqlSpanExporter, StorageSpanProcessor
 from tests import postgres_server
+from tests.storage.conftest import Stored
 
 
 @pytest.fixture
@@ -182,3 +183,31 @@ class TestManyProcesses:
             traces = store.sql("SELECT count(*) FROM traces").rows[0][0]
         assert result.rows == [("proc-0", 1000), ("proc-1", 1000), ("proc-2", 1000)]
         assert traces == 3000
+
+
+class TestFork:
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+    def test_a_forked_child_writes_through_connections_of_its_own(self, stored: Stored) -> None:
+        """A pre-forking server configures runspan, then forks workers: each child's runs are
+        stored, and the parent's connection keeps working after the child exits."""
+        step = RunnableLambda(lambda x: x, name="before fork")
+        step.invoke(1, config={"callbacks": [stored.handler]})
+        stored.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only
+            code = 1
+            try:
+                RunnableLambda(lambda x: x, name="in child").invoke(
+                    2, config={"callbacks": [stored.handler]}
+                )
+                code = 0 if stored.provider.force_flush() else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        RunnableLambda(lambda x: x, name="after fork").invoke(
+            3, config={"callbacks": [stored.handler]}
+        )
+        with stored.store() as store:
+            names = sorted(run.name for run in store.runs())
+        assert names == ["after fork", "before fork", "in child"]
