@@ -44,6 +44,16 @@ def row(**values: Any) -> dict[str, Any]:
     return base
 
 
+def child_of(parent: dict[str, Any], **values: Any) -> dict[str, Any]:
+    """A row in ``parent``'s trace, linked to it by run id and span id."""
+    return row(
+        trace_id=parent["trace_id"],
+        parent_run_id=parent["run_id"],
+        parent_span_id=parent["span_id"],
+        **values,
+    )
+
+
 @pytest.fixture
 def store(database_url: str) -> Iterator[tuple[RunStore, SqlSpanExporter]]:
     writer = SqlSpanExporter(database_url)
@@ -69,11 +79,10 @@ class TestFilters:
         put(
             writer,
             root,
-            row(
+            child_of(
+                root,
                 name="chat",
                 run_type="llm",
-                parent_run_id=root["run_id"],
-                trace_id=root["trace_id"],
                 start_ns=T0 + 10**6,
                 end_ns=T0 + 500 * 10**6,
                 model_name="gpt-4o-mini",
@@ -136,27 +145,9 @@ class TestTrees:
         """tree() gives the subtree of a run, or the whole trace, children in start order."""
         reader, writer = store
         root = row(name="root")
-        a = row(
-            name="a",
-            trace_id=root["trace_id"],
-            parent_run_id=root["run_id"],
-            parent_span_id=root["span_id"],
-            start_ns=T0 + 2,
-        )
-        b = row(
-            name="b",
-            trace_id=root["trace_id"],
-            parent_run_id=root["run_id"],
-            parent_span_id=root["span_id"],
-            start_ns=T0 + 1,
-        )
-        leaf = row(
-            name="leaf",
-            trace_id=root["trace_id"],
-            parent_run_id=a["run_id"],
-            parent_span_id=a["span_id"],
-            start_ns=T0 + 3,
-        )
+        a = child_of(root, name="a", start_ns=T0 + 2)
+        b = child_of(root, name="b", start_ns=T0 + 1)
+        leaf = child_of(a, name="leaf", start_ns=T0 + 3)
         put(writer, leaf, a, b, root)
         (whole,) = reader.tree(root["trace_id"])
         assert [run.name for run in whole.walk()] == ["root", "b", "a", "leaf"]
