@@ -170,13 +170,20 @@ class TestSql:
         assert code == 0
         assert json.loads(out) == [{"n": 22}]
 
-    @pytest.mark.parametrize("statement", ["DELETE FROM runs", "DROP TABLE runs", "SELEC 1"])
+    @pytest.mark.parametrize(
+        "statement",
+        ["DELETE FROM runs", "UPDATE runs SET name = 'x'", "DROP TABLE runs", "SELEC 1"],
+    )
     def test_refuses_writes_and_reports_bad_sql(self, demo_db: str, statement: str) -> None:
         code, out = invoke("sql", statement, "--database-url", demo_db)
         assert code == 1
         assert out.startswith("Error:")
         _, count = invoke(
-            "sql", "SELECT count(*) AS n FROM runs", "--database-url", demo_db, "--json"
+            "sql",
+            "SELECT count(*) AS n FROM runs WHERE name <> 'x'",
+            "--database-url",
+            demo_db,
+            "--json",
         )
         assert json.loads(count) == [{"n": 22}]
 
