@@ -7,6 +7,7 @@ status 1; a database password never appears in it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -18,6 +19,10 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from runspan.exporters.jaeger import jaeger_base_url, jaeger_trace_url
+from runspan.exporters.otlp import OtlpSpanExporter
+from runspan.exporters.replay import replay_spans
+from runspan.exporters.settings import OtlpSettings
 from runspan.storage import (
     Run,
     RunFilter,
@@ -31,6 +36,8 @@ from runspan.storage.durations import ns_ago, parse_age, parse_moment
 from runspan.storage.engine import database_url_from, is_sqlite, sqlite_path
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+# Jaeger links printed under a list of runs, one per trace.
+_LINKS_SHOWN = 5
 
 
 @click.group()
@@ -127,11 +134,20 @@ def runs(
 ) -> None:
     """List runs, newest first, filtered."""
     with _errors_as_messages(), RunStore(database_url) as store:
+        jaeger = jaeger_base_url()
         found = store.runs(
             _run_filter(options), limit=limit, order="slowest" if slowest else "newest"
         )
     if as_json:
-        _print_json([run.as_dict(children=False) for run in found])
+        _print_json(
+            [
+                {
+                    **run.as_dict(children=False),
+                    "jaeger_url": jaeger_trace_url(run.trace_id, jaeger),
+                }
+                for run in found
+            ]
+        )
         return
     from runspan.render import runs_table  # noqa: PLC0415 - rich tables only when drawing
 
@@ -140,6 +156,11 @@ def runs(
         console.print("no runs match")
         return
     console.print(runs_table(found))
+    traces = list(dict.fromkeys(run.trace_id for run in found))
+    for trace_id in traces[:_LINKS_SHOWN]:
+        _print_link(console, "Jaeger", jaeger_trace_url(trace_id, jaeger))
+    if len(traces) > _LINKS_SHOWN:
+        console.print(f"and {len(traces) - _LINKS_SHOWN} more traces (--json gives every link)")
 
 
 @main.command()
@@ -149,19 +170,27 @@ def runs(
 def show(run_or_trace_id: str, database_url: str | None, as_json: bool) -> None:
     """Draw the tree of a run (run id) or of a trace (trace id)."""
     with _errors_as_messages(), RunStore(database_url) as store:
+        jaeger = jaeger_base_url()
         roots = store.tree(run_or_trace_id)
     if as_json:
-        _print_json([root.as_dict() for root in roots])
+        link = jaeger_trace_url(roots[0].trace_id, jaeger)
+        _print_json([{**root.as_dict(), "jaeger_url": link} for root in roots])
         return
-    _print_trees(Console(), roots)
+    _print_trees(Console(), roots, jaeger)
 
 
-def _print_trees(console: Console, roots: list[Run]) -> None:
+def _print_link(console: Console, label: str, url: str) -> None:
+    console.print(f"{label}: [link={url}]{url}[/link]", highlight=False, soft_wrap=True)
+
+
+def _print_trees(console: Console, roots: list[Run], jaeger: str | None) -> None:
     from runspan.render import run_tree_view  # noqa: PLC0415
 
     count = sum(1 for root in roots for _ in root.walk())
     trace = roots[0].trace_id
     console.print(run_tree_view(roots, f"trace {trace} · {count} runs"))
+    if jaeger is not None:
+        _print_link(console, "Jaeger", jaeger_trace_url(trace, jaeger))
 
 
 @main.command()
@@ -239,6 +268,78 @@ def upgrade(database_url: str | None) -> None:
     click.echo(f"{safe_url(url)} is at schema {version}")
 
 
+# --- replay over OTLP ------------------------------------------------------------------------
+
+
+@main.command(name="export")
+@click.option(
+    "--endpoint",
+    metavar="URL",
+    help="The OTLP receiver (Jaeger: http://localhost:4317); else OTEL_EXPORTER_OTLP_ENDPOINT.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["grpc", "http/protobuf"]),
+    help="Else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf on port 4318 and grpc otherwise.",
+)
+@click.option("--header", "headers", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
+@click.option("--since", help="Traces started after: an age (2h, 30d) or a date.")
+@click.option("--trace", "trace_id", metavar="ID", help="One trace.")
+@click.option("--run", "run_id", metavar="ID", help="The trace of this run.")
+@_database_option
+@_json_option
+def export_command(
+    *,
+    endpoint: str | None,
+    protocol: str | None,
+    headers: tuple[str, ...],
+    since: str | None,
+    trace_id: str | None,
+    run_id: str | None,
+    database_url: str | None,
+    as_json: bool,
+) -> None:
+    """Send stored runs to an OTLP endpoint, with their original ids and times."""
+    from rich.progress import Progress  # noqa: PLC0415 - only for this command
+
+    if sum(value is not None for value in (since, trace_id, run_id)) != 1:
+        raise click.UsageError("give one of --since, --trace or --run")
+    with _errors_as_messages():
+        settings = OtlpSettings.build(
+            endpoint, protocol=protocol, headers=",".join(headers) if headers else None
+        )
+        if settings is None:
+            raise click.UsageError("give --endpoint, or set OTEL_EXPORTER_OTLP_ENDPOINT")
+        with RunStore(database_url) as store:
+            if since is not None:
+                trace_ids = store.trace_ids(since=parse_moment(since))
+            else:
+                trace_ids = [store.locate(trace_id or run_id or "")[0]]
+            exporter = OtlpSpanExporter(settings)
+            try:
+                with Progress(console=Console(stderr=True), transient=True) as progress:
+                    task = progress.add_task("sending", total=len(trace_ids))
+                    result = replay_spans(
+                        store,
+                        trace_ids,
+                        exporter,
+                        progress=lambda done: progress.advance(task, done),
+                    )
+            finally:
+                exporter.shutdown()
+    where = settings.display_endpoint
+    if as_json:
+        _print_json({**dataclasses.asdict(result), "endpoint": where})
+    else:
+        click.echo(f"sent {result.spans} spans of {result.traces} traces to {where}")
+        if result.running:
+            click.echo(f"{result.running} runs still running were not sent (no end yet)")
+    if result.failed:
+        raise click.ClickException(
+            f"{where} did not take {result.failed} spans; nothing more was sent. Is it up?"
+        )
+
+
 # --- the demo ------------------------------------------------------------------------------
 
 
@@ -266,11 +367,18 @@ def _queries_to_paste(trace_id: str) -> list[tuple[str, str]]:
 
 @main.command()
 @_database_option
+@click.option(
+    "--otlp-endpoint",
+    metavar="URL",
+    help="Also send the spans over OTLP (Jaeger: http://localhost:4317); else"
+    " OTEL_EXPORTER_OTLP_ENDPOINT.",
+)
 @_json_option
-def demo(database_url: str | None, as_json: bool) -> None:
+def demo(database_url: str | None, otlp_endpoint: str | None, as_json: bool) -> None:
     """Run a real LangChain chain offline, store its runs, and show them read back from SQL."""
     from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 - demo-only imports
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
 
     from runspan.demo import QUESTION, run_demo  # noqa: PLC0415 - needs LangChain
     from runspan.storage import StorageSpanProcessor  # noqa: PLC0415
@@ -278,6 +386,8 @@ def demo(database_url: str | None, as_json: bool) -> None:
 
     with _errors_as_messages():
         url = database_url_from(database_url)
+        otlp = OtlpSettings.build(otlp_endpoint)
+        jaeger = jaeger_base_url() if otlp is not None else None
         started = time.time_ns()
         # A provider of the demo's own rather than runspan.configure(): the same pieces,
         # without touching the process's global OpenTelemetry state.
@@ -286,6 +396,9 @@ def demo(database_url: str | None, as_json: bool) -> None:
             id_generator=RunIdGenerator(),
         )
         provider.add_span_processor(StorageSpanProcessor(url))
+        exporter = OtlpSpanExporter(otlp) if otlp is not None else None
+        if exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(exporter))
         try:
             answer, streamed = run_demo(TracingCallbackHandler(tracer_provider=provider))
             if not provider.force_flush():
@@ -297,17 +410,35 @@ def demo(database_url: str | None, as_json: bool) -> None:
                 RunFilter(roots_only=True, name="travel_assistant", since=started), limit=10
             )
             trees = [store.tree(run.run_id or run.trace_id) for run in reversed(found)]
+    exported = exporter is not None and exporter.not_sent == 0
     if as_json:
-        _print_json([root.as_dict() for roots in trees for root in roots])
+        _print_json(
+            [
+                {**root.as_dict(), "jaeger_url": jaeger_trace_url(root.trace_id, jaeger)}
+                if jaeger is not None and exported
+                else root.as_dict()
+                for roots in trees
+                for root in roots
+            ]
+        )
         return
     console = Console()
     console.print(f"[bold]Question:[/bold] {QUESTION}")
     console.print(f"[bold]Answer:[/bold]   {answer}")
     console.print(f"[bold]Streamed:[/bold] {streamed}\n")
     where = safe_url(url)
+    if exporter is not None and otlp is not None:
+        if exported:
+            where += f" and sent to {otlp.display_endpoint} over OTLP"
+        else:
+            console.print(
+                f"[yellow]Could not send the spans to {otlp.display_endpoint};[/yellow] they"
+                f" are stored: `runspan export --endpoint {otlp.display_endpoint} --since 1h`"
+                " sends them when it is up.\n"
+            )
     console.print(f"Stored in {where}, read back from SQL:\n")
     for roots in trees:
-        _print_trees(console, roots)
+        _print_trees(console, roots, jaeger if exported else None)
         console.print()
     client = "psql" if not is_sqlite(url) else f"sqlite3 {sqlite_path(url) or Path('runspan.db')}"
     console.print(f'[bold]Ask your run history in SQL[/bold] ({client}, or runspan sql "..."):')

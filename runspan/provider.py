@@ -7,7 +7,7 @@ the service name in its resource and :class:`RunIdGenerator`, so that trace ids 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -19,6 +19,8 @@ from runspan.config import (
     service_name_from,
     set_default_tracer_settings,
 )
+from runspan.exporters.otlp import otlp_span_processor
+from runspan.exporters.settings import OtlpSettings
 from runspan.storage.writer import StorageSpanProcessor
 from runspan.tracer.ids import RunIdGenerator
 
@@ -36,6 +38,13 @@ def configure(
     max_run_age_seconds: float | None = None,
     database_url: str | None = None,
     storage: bool = True,
+    otlp_endpoint: str | None = None,
+    otlp_protocol: str | None = None,
+    otlp_headers: Mapping[str, str] | str | None = None,
+    otlp_certificate: str | None = None,
+    otlp_insecure: bool | None = None,
+    otlp_timeout: float | None = None,
+    otlp_preview_chars: int | None = None,
     span_processors: Iterable[SpanProcessor] = (),
     set_global: bool = True,
 ) -> TracerProvider:
@@ -50,6 +59,19 @@ def configure(
             ``sqlite:///runspan.db`` (in the working directory). The schema is created or
             upgraded here; an unreachable database is retried in the background.
         storage: ``False`` stores nothing (spans still reach ``span_processors``).
+        otlp_endpoint: send spans over OTLP there too (Jaeger: ``http://localhost:4317``);
+            else ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``;
+            else no OTLP export (unless ``OTEL_TRACES_EXPORTER=otlp``).
+        otlp_protocol: ``"grpc"`` or ``"http/protobuf"``; else ``OTEL_EXPORTER_OTLP_PROTOCOL``;
+            else ``http/protobuf`` for port 4318 and ``grpc`` otherwise.
+        otlp_headers: headers for every request (``{"x-api-key": ...}`` or ``"k=v,k2=v2"``);
+            else ``OTEL_EXPORTER_OTLP_HEADERS``.
+        otlp_certificate: PEM file of the CA to trust for ``https``; else
+            ``OTEL_EXPORTER_OTLP_CERTIFICATE``; else the system's.
+        otlp_insecure: gRPC without TLS; by default decided by the endpoint's scheme.
+        otlp_timeout: seconds one export may take (default 10).
+        otlp_preview_chars: longest value sent whole over OTLP; else
+            ``RUNSPAN_OTLP_PREVIEW_CHARS``, else 4096. SQL keeps every value whole.
         span_processors: more processors for the provider, such as your own exporter's.
         set_global: install the provider as OpenTelemetry's global one, so that handlers made
             without ``tracer_provider=`` and the application's own spans share it.
@@ -69,6 +91,15 @@ def configure(
         max_run_age_seconds=max_run_age_seconds,
     )
     name = service_name_from(service_name)
+    otlp = OtlpSettings.build(
+        otlp_endpoint,
+        protocol=otlp_protocol,
+        headers=otlp_headers,
+        certificate=otlp_certificate,
+        insecure=otlp_insecure,
+        timeout=otlp_timeout,
+        preview_chars=otlp_preview_chars,
+    )
     with _lock:
         if _provider is not None:
             raise RuntimeError(
@@ -83,6 +114,8 @@ def configure(
                 " TracingCallbackHandler(tracer_provider=...)."
             )
         processors = list(span_processors)
+        if otlp is not None:
+            processors.insert(0, otlp_span_processor(otlp))
         if storage:
             processors.insert(0, StorageSpanProcessor(database_url))
         provider = TracerProvider(

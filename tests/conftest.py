@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +56,9 @@ def fresh_globals(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
     """A process with no global tracer provider, no runspan configuration, no instrument(), and
     runspan's default database in a temporary folder."""
     monkeypatch.setenv("RUNSPAN_DATABASE_URL", f"sqlite:///{tmp_path / 'runspan.db'}")
+    for name in list(os.environ):  # the machine's own OTLP settings must not leak into tests
+        if name.startswith(("OTEL_EXPORTER_OTLP_", "OTEL_TRACES_EXPORTER", "RUNSPAN_OTLP_")):
+            monkeypatch.delenv(name)
 
     def reset() -> None:
         # OpenTelemetry allows setting the global provider once per process; tests need more.

@@ -283,6 +283,33 @@ class RunStore:
 
     # --- trees -----------------------------------------------------------------------------
 
+    def locate(self, run_or_trace_id: str) -> tuple[str, str | None]:
+        """The trace id of a run (by LangChain run id or span id) or trace (by trace id), and
+        the run's span id (``None`` for a trace id).
+
+        Raises:
+            QueryError: the id is neither a run id, a span id nor a trace id.
+            NotFoundError: a run id or span id that no run has.
+        """
+        wanted = run_or_trace_id.strip().lower()
+        run_id = _as_uuid(wanted)
+        if run_id is not None:
+            found = self._fetch(select(_v.trace_id, _v.span_id).where(_v.run_id == run_id))
+            if found:
+                return found[0]["trace_id"], found[0]["span_id"]
+        if _HEX32.match(wanted.replace("-", "")):
+            return wanted.replace("-", ""), None
+        if _HEX16.match(wanted):
+            found = self._fetch(select(_v.trace_id).where(_v.span_id == wanted))
+            if found:
+                return found[0]["trace_id"], wanted
+        if run_id is None and not _HEX16.match(wanted):
+            raise QueryError(
+                f"{run_or_trace_id!r} is not an id: give a run id (a UUID), a trace id (32 hex"
+                " digits) or a span id (16 hex digits)"
+            )
+        raise NotFoundError(f"no run or trace {run_or_trace_id!r} in this database")
+
     def tree(self, run_or_trace_id: str) -> list[Run]:
         """The tree under a run (by LangChain run id or span id) or of a whole trace (by trace
         id), as its roots: one, unless the trace has orphans or spans whose parent was recorded
@@ -292,29 +319,28 @@ class RunStore:
             QueryError: the id is neither a run id nor a trace id.
             NotFoundError: no run or trace has it.
         """
-        wanted = run_or_trace_id.strip().lower()
-        run_id = _as_uuid(wanted)
-        trace_id: str | None = None
-        anchor: str | None = None  # the span id to root the tree at
-        if run_id is not None:
-            found = self._fetch(select(_v.trace_id, _v.span_id).where(_v.run_id == run_id))
-            if found:
-                trace_id, anchor = found[0]["trace_id"], found[0]["span_id"]
-        if trace_id is None and _HEX32.match(wanted.replace("-", "")):
-            trace_id = wanted.replace("-", "")
-        elif trace_id is None and _HEX16.match(wanted):
-            found = self._fetch(select(_v.trace_id).where(_v.span_id == wanted))
-            if found:
-                trace_id, anchor = found[0]["trace_id"], wanted
-        if trace_id is None and run_id is None and not _HEX16.match(wanted):
-            raise QueryError(
-                f"{run_or_trace_id!r} is not an id: give a run id (a UUID), a trace id (32 hex"
-                " digits) or a span id (16 hex digits)"
-            )
+        trace_id, anchor = self.locate(run_or_trace_id)
         rows = self._fetch(select(runs_v).where(_v.trace_id == trace_id).order_by(_v.start_ns))
         if not rows:
             raise NotFoundError(f"no run or trace {run_or_trace_id!r} in this database")
         return _assemble([_run(row) for row in rows], anchor)
+
+    def trace_ids(self, *, since: int | None = None, until: int | None = None) -> list[str]:
+        """The ids of the traces with a run started in ``[since, until)`` (nanoseconds since the
+        epoch), oldest first."""
+        query = select(_v.trace_id, func.min(_v.start_ns).label("first")).group_by(_v.trace_id)
+        if since is not None:
+            query = query.where(_v.start_ns >= since)
+        if until is not None:
+            query = query.where(_v.start_ns < until)
+        return [row["trace_id"] for row in self._fetch(query.order_by(text("first")))]
+
+    def runs_of_traces(self, trace_ids: Sequence[str]) -> list[Run]:
+        """Every run of these traces, flat, in start order."""
+        if not trace_ids:
+            return []
+        query = select(runs_v).where(_v.trace_id.in_(list(trace_ids))).order_by(_v.start_ns)
+        return [_run(row) for row in self._fetch(query)]
 
     # --- stats -----------------------------------------------------------------------------
 

@@ -1,0 +1,130 @@
+"""Spans cut down for the wire: long values become previews, batches stay under a byte budget.
+
+SQL keeps every value whole; what goes over OTLP must fit a receiver's message limit (Jaeger
+and the OpenTelemetry Collector refuse gRPC messages over 4 MiB by default) and keep Jaeger's
+UI responsive. A string attribute longer than the preview length is sent as its beginning, a
+marker and its original size, so a reader of the trace knows it was cut and where the whole
+value is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+
+DEFAULT_PREVIEW_CHARS = 4096
+# Under the 4 MiB default of Jaeger's and the Collector's gRPC receivers, with room for the
+# protobuf framing and for the estimate below being an estimate.
+DEFAULT_MAX_BATCH_BYTES = 3 * 1024 * 1024
+# Ids, times, name, kind, status and the framing of one span.
+_SPAN_OVERHEAD_BYTES = 200
+
+
+def preview(text: str, max_chars: int) -> str:
+    """``text`` as it goes over the wire: whole when short, else its beginning and a marker."""
+    if len(text) <= max_chars:
+        return text
+    return f"{text[:max_chars]}… [cut by runspan: {len(text):,} chars; whole in SQL]"
+
+
+def _previewed_value(value: Any, max_chars: int) -> Any:
+    if type(value) is str:
+        return preview(value, max_chars) if len(value) > max_chars else value
+    if type(value) is tuple and value and type(value[0]) is str:
+        return tuple(preview(item, max_chars) for item in value)
+    return value
+
+
+def _previewed(attributes: Mapping[str, Any] | None, max_chars: int) -> Mapping[str, Any] | None:
+    if not attributes:
+        return attributes
+    for value in attributes.values():
+        if _needs_preview(value, max_chars):
+            break
+    else:
+        return attributes  # the common case: nothing to cut, nothing copied
+    return {key: _previewed_value(value, max_chars) for key, value in attributes.items()}
+
+
+def _needs_preview(value: Any, max_chars: int) -> bool:
+    kind = type(value)
+    if kind is str:
+        return len(value) > max_chars
+    if kind is tuple:
+        return any(type(item) is str and len(item) > max_chars for item in value)
+    return False
+
+
+def previewed_span(span: ReadableSpan, max_chars: int = DEFAULT_PREVIEW_CHARS) -> ReadableSpan:
+    """``span`` itself when no value is too long, else a copy with previews in its attributes
+    and its events' attributes."""
+    attributes = span.attributes
+    cut_attributes = _previewed(attributes, max_chars)
+    events = span.events
+    cut_events = [
+        event
+        if (cut := _previewed(event.attributes, max_chars)) is event.attributes
+        else Event(event.name, cut, event.timestamp)
+        for event in events
+    ]
+    if cut_attributes is attributes and all(
+        new is old for new, old in zip(cut_events, events, strict=True)
+    ):
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=cut_attributes,
+        events=cut_events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _value_bytes(value: Any) -> int:
+    if type(value) is str:
+        # UTF-8 takes up to 4 bytes a character; counting exactly would encode every value.
+        return len(value) if value.isascii() else 4 * len(value)
+    if type(value) is tuple:
+        return sum(_value_bytes(item) for item in value)
+    return 16
+
+
+def _attributes_bytes(attributes: Mapping[str, Any] | None) -> int:
+    if not attributes:
+        return 0
+    return sum(len(key) + 4 + _value_bytes(value) for key, value in attributes.items())
+
+
+def estimated_bytes(span: ReadableSpan) -> int:
+    """An upper estimate of ``span``'s size in an OTLP message."""
+    size = _SPAN_OVERHEAD_BYTES + len(span.name) + _attributes_bytes(span.attributes)
+    for event in span.events:
+        size += _SPAN_OVERHEAD_BYTES // 4 + len(event.name) + _attributes_bytes(event.attributes)
+    return size
+
+
+def chunked(
+    spans: Sequence[ReadableSpan], max_bytes: int = DEFAULT_MAX_BATCH_BYTES
+) -> Iterator[list[ReadableSpan]]:
+    """``spans`` in consecutive chunks whose estimated size stays under ``max_bytes`` (a span
+    bigger than that on its own, once previewed, goes alone)."""
+    chunk: list[ReadableSpan] = []
+    size = 0
+    for span in spans:
+        span_size = estimated_bytes(span)
+        if chunk and size + span_size > max_bytes:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(span)
+        size += span_size
+    if chunk:
+        yield chunk

@@ -1,0 +1,176 @@
+"""Stored runs back into spans, and sent over OTLP: ``runspan export``.
+
+A replayed span has the stored run's trace id, span id, parent, name, kind, times, status,
+attributes and events, so a receiver shows the same trace whether it came live or replayed, and
+a span replayed twice is one span to Jaeger (same ids). The attributes that the writer moved into
+columns (run ids, run type, tags, metadata, token counts, time to first chunk, inputs and
+outputs) are put back under the names the tracer gave them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from runspan.storage import Run, RunStore
+
+# How many traces are read, and their spans sent, at a time.
+TRACES_PER_STEP = 200
+
+_SCOPE = InstrumentationScope("runspan.replay")
+_KINDS = {kind.name.lower(): kind for kind in SpanKind}
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_JSON_MIME = "application/json"
+_TEXT_MIME = "text/plain"
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _attribute_value(value: Any) -> Any:
+    """A JSON value back as an attribute value: lists were tuples."""
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _content(value: Any, value_key: str, mime_key: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):  # stored as a JSON string: text, or content cut by the tracer
+        return {value_key: value, mime_key: _TEXT_MIME}
+    return {value_key: _json_text(value), mime_key: _JSON_MIME}
+
+
+def _attributes(run: Run) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    if isinstance(run.attributes, Mapping):
+        attributes.update((k, _attribute_value(v)) for k, v in run.attributes.items())
+    columns: dict[str, Any] = {
+        "langchain.run_id": run.run_id,
+        "langchain.parent_run_id": run.parent_run_id,
+        "langchain.run_type": run.run_type,
+        "langchain.tags": tuple(run.tags) if run.tags is not None else None,
+        "langchain.metadata": _json_text(run.metadata) if run.metadata is not None else None,
+        "gen_ai.usage.input_tokens": run.input_tokens,
+        "gen_ai.usage.output_tokens": run.output_tokens,
+        "gen_ai.usage.cache_read.input_tokens": run.cache_read_tokens,
+        "gen_ai.usage.cache_creation.input_tokens": run.cache_creation_tokens,
+        "gen_ai.usage.reasoning.output_tokens": run.reasoning_tokens,
+        "gen_ai.response.time_to_first_chunk": (
+            run.ttft_ms / 1000.0 if run.ttft_ms is not None else None
+        ),
+    }
+    attributes.update((key, value) for key, value in columns.items() if value is not None)
+    attributes.update(_content(run.inputs, "input.value", "input.mime_type"))
+    attributes.update(_content(run.outputs, "output.value", "output.mime_type"))
+    return attributes
+
+
+def _events(run: Run) -> list[Event]:
+    if not isinstance(run.events, list):
+        return []
+    return [
+        Event(
+            str(event.get("name", "")),
+            {k: _attribute_value(v) for k, v in (event.get("attributes") or {}).items()},
+            event.get("time_ns"),
+        )
+        for event in run.events
+        if isinstance(event, Mapping)
+    ]
+
+
+class _Resources:
+    """One resource per service name, shared by its spans."""
+
+    def __init__(self) -> None:
+        self._made: dict[str | None, Resource] = {}
+
+    def __call__(self, service_name: str | None) -> Resource:
+        resource = self._made.get(service_name)
+        if resource is None:
+            attributes = {SERVICE_NAME: service_name} if service_name else {}
+            resource = self._made[service_name] = Resource(attributes)
+        return resource
+
+
+def stored_span(run: Run, resource: Resource) -> ReadableSpan:
+    """The span of a finished stored run."""
+    trace_id = int(run.trace_id, 16)
+    context = SpanContext(trace_id, int(run.span_id, 16), is_remote=False, trace_flags=_SAMPLED)
+    parent = (
+        SpanContext(trace_id, int(run.parent_span_id, 16), is_remote=False, trace_flags=_SAMPLED)
+        if run.parent_span_id
+        else None
+    )
+    status = (
+        Status(StatusCode.ERROR, run.error_message)
+        if run.status == "error"
+        else Status(StatusCode.UNSET)
+    )
+    return ReadableSpan(
+        name=run.name,
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=_attributes(run),
+        events=_events(run),
+        kind=_KINDS.get(run.span_kind, SpanKind.INTERNAL),
+        status=status,
+        start_time=run.start_ns,
+        end_time=run.end_ns,
+        instrumentation_scope=_SCOPE,
+    )
+
+
+@dataclass
+class Replayed:
+    """What a replay did."""
+
+    traces: int = 0
+    spans: int = 0
+    running: int = 0  # runs with no end yet: not sent, since a span needs one
+    failed: int = 0  # spans of the step the receiver did not take; the replay stopped there
+
+
+def replay_spans(
+    store: RunStore,
+    trace_ids: Sequence[str],
+    exporter: SpanExporter,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> Replayed:
+    """Send every finished run of ``trace_ids`` to ``exporter``, a few hundred traces at a
+    time; ``progress`` is told how many traces each step covered."""
+    result = Replayed()
+    resources = _Resources()
+    for step in _steps(trace_ids, TRACES_PER_STEP):
+        spans = []
+        for run in store.runs_of_traces(step):
+            if run.end_ns is None:
+                result.running += 1
+            else:
+                spans.append(stored_span(run, resources(run.service_name)))
+        if spans and exporter.export(spans) is not SpanExportResult.SUCCESS:
+            result.failed += len(spans)
+            break  # the receiver is down or refuses: say so rather than try every step
+        result.spans += len(spans)
+        result.traces += len(step)
+        if progress is not None:
+            progress(len(step))
+    return result
+
+
+def _steps(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
