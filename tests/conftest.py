@@ -15,6 +15,7 @@ import runspan
 import runspan.config
 import runspan.provider
 from runspan.testing import SpanCapture
+from tests import postgres_server
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,3 +74,33 @@ def fresh_globals(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
     reset()
     yield
     reset()
+
+
+# Every storage test runs on SQLite and on a real PostgreSQL. The PostgreSQL cluster is started
+# once per session (tests/postgres_server.py) and each test gets a database of its own. Without
+# PostgreSQL binaries the PostgreSQL cases skip with the reason; under CI (CI=true) that is a
+# failure instead, so CI can never pass without them.
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[postgres_server.PostgresServer]:
+    try:
+        server = postgres_server.start()
+    except FileNotFoundError as missing:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run the PostgreSQL tests: {missing}")
+        pytest.skip(f"PostgreSQL tests skipped: {missing}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new, empty database: a SQLite file, or a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'runs.db'}"
+        return
+    server: postgres_server.PostgresServer = request.getfixturevalue("postgres")
+    url = postgres_server.create_database(server.url)
+    yield url
+    postgres_server.drop_database(server.url, url)

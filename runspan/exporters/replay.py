@@ -10,6 +10,7 @@ outputs) are put back under the names the tracer gave them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ _KINDS = {kind.name.lower(): kind for kind in SpanKind}
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _JSON_MIME = "application/json"
 _TEXT_MIME = "text/plain"
+# The end of a value the tracer cut (runspan.tracer.content.capped).
+_CUT_BY_TRACER = re.compile(r"\.\.\.\[runspan: truncated, \d+ chars in all\]\Z")
 
 
 def _json_text(value: Any) -> str:
@@ -46,7 +49,8 @@ def _attribute_value(value: Any) -> Any:
 def _content(value: Any, value_key: str, mime_key: str) -> dict[str, Any]:
     if value is None:
         return {}
-    if isinstance(value, str):  # stored as a JSON string: text, or content cut by the tracer
+    if isinstance(value, str) and _CUT_BY_TRACER.search(value):
+        # Content the tracer cut at its cap was sent as text, not JSON, and stored as a string.
         return {value_key: value, mime_key: _TEXT_MIME}
     return {value_key: _json_text(value), mime_key: _JSON_MIME}
 
@@ -66,8 +70,9 @@ def _attributes(run: Run) -> dict[str, Any]:
         "gen_ai.usage.cache_read.input_tokens": run.cache_read_tokens,
         "gen_ai.usage.cache_creation.input_tokens": run.cache_creation_tokens,
         "gen_ai.usage.reasoning.output_tokens": run.reasoning_tokens,
+        # Seconds to the nanosecond, as measured: undoes the float error of ms and back.
         "gen_ai.response.time_to_first_chunk": (
-            run.ttft_ms / 1000.0 if run.ttft_ms is not None else None
+            round(run.ttft_ms / 1000.0, 9) if run.ttft_ms is not None else None
         ),
     }
     attributes.update((key, value) for key, value in columns.items() if value is not None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -52,7 +52,7 @@ def _from_environment(suffix: str, environ: Mapping[str, str]) -> tuple[str, str
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class OtlpSettings:
     """How spans are sent over OTLP.
 
@@ -71,7 +71,7 @@ class OtlpSettings:
 
     endpoint: str
     protocol: str = GRPC
-    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    headers: tuple[tuple[str, str], ...] = ()
     certificate: str | None = None
     insecure: bool | None = None
     timeout: float | None = None
@@ -87,6 +87,14 @@ class OtlpSettings:
             raise ValueError(
                 f"OTLP preview_chars={self.preview_chars!r}: use an integer of at least 64"
             )
+
+    def __repr__(self) -> str:  # never the headers (API keys) nor a password in the URL
+        return (
+            f"OtlpSettings(endpoint={self.display_endpoint!r}, protocol={self.protocol!r},"
+            f" headers={[key for key, _ in self.headers]!r}, certificate={self.certificate!r},"
+            f" insecure={self.insecure!r}, timeout={self.timeout!r},"
+            f" preview_chars={self.preview_chars!r})"
+        )
 
     @property
     def display_endpoint(self) -> str:

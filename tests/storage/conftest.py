@@ -1,16 +1,10 @@
-"""Every storage test runs on SQLite and on a real PostgreSQL.
-
-The PostgreSQL cluster is started once per session (tests/postgres_server.py) and each test
-gets a database of its own. Without PostgreSQL binaries the PostgreSQL cases skip with the
-reason; under CI (``CI=true``) that is a failure instead, so CI can never pass without them.
-"""
+"""A provider writing into a database (SQLite or PostgreSQL: ``database_url`` in
+tests/conftest.py), with a handler on it and a store reading it back."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.resources import Resource
@@ -18,31 +12,6 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from runspan import RunIdGenerator, TracingCallbackHandler
 from runspan.storage import RunStore, StorageSpanProcessor
-from tests import postgres_server
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[postgres_server.PostgresServer]:
-    try:
-        server = postgres_server.start()
-    except FileNotFoundError as missing:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run the PostgreSQL tests: {missing}")
-        pytest.skip(f"PostgreSQL tests skipped: {missing}")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A new, empty database: a SQLite file, or a PostgreSQL database of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'runs.db'}"
-        return
-    server: postgres_server.PostgresServer = request.getfixturevalue("postgres")
-    url = postgres_server.create_database(server.url)
-    yield url
-    postgres_server.drop_database(server.url, url)
 
 
 @dataclass
