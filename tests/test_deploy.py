@@ -1,0 +1,225 @@
+"""deploy/, checked statically (no Docker or Kubernetes here): the YAML parses, ports and
+variable names match what runspan reads, images are pinned, and Jaeger's configuration is
+consistent with itself and with the compose file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from runspan.exporters import settings as otlp
+from runspan.exporters.jaeger import DEFAULT_JAEGER_URL, JAEGER_URL_ENV
+from runspan.storage.engine import database_url_from
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+JAEGER_CONFIGS = [DEPLOY / "jaeger" / "config.yaml", DEPLOY / "jaeger" / "config-badger.yaml"]
+UI_PORT = urlsplit(DEFAULT_JAEGER_URL).port
+# The variables runspan reads, as the package names them.
+RUNSPAN_READS = {
+    "OTEL_SERVICE_NAME",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "RUNSPAN_DATABASE_URL",
+    JAEGER_URL_ENV,
+}
+
+
+def documents(path: Path) -> list[Any]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def compose() -> dict[str, Any]:
+    (doc,) = documents(DEPLOY / "compose.yaml")
+    return doc  # type: ignore[no-any-return]
+
+
+def k8s(kind: str, name: str) -> dict[str, Any]:
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in documents(path):
+            if doc.get("kind") == kind and doc["metadata"]["name"] == name:
+                return doc  # type: ignore[no-any-return]
+    raise AssertionError(f"no {kind} {name} in deploy/k8s")
+
+
+def images() -> list[str]:
+    found = [service["image"] for service in compose()["services"].values()]
+    for path in (DEPLOY / "k8s").glob("*.yaml"):
+        for doc in documents(path):
+            pod = doc.get("spec", {}).get("template", {}).get("spec", {})
+            found += [container["image"] for container in pod.get("containers", [])]
+    return found
+
+
+def port_of(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1])
+
+
+class TestFilesParse:
+    @pytest.mark.parametrize(
+        "path", sorted(DEPLOY.rglob("*.yaml")), ids=lambda p: str(p.relative_to(DEPLOY))
+    )
+    def test_every_yaml_file_parses(self, path: Path) -> None:
+        assert documents(path)
+
+    def test_every_image_is_pinned_to_a_version(self) -> None:
+        for image in images():
+            name, _, tag = image.rpartition(":")
+            assert name, f"{image} has no tag"
+            assert tag != "latest"
+            assert re.fullmatch(r"\d+\.\d+(\.\d+)?(-[\w.]+)?", tag), image
+
+    def test_jaeger_is_v2_from_its_own_image(self) -> None:
+        jaegers = [image for image in images() if "jaeger" in image]
+        assert jaegers
+        for image in jaegers:
+            name, _, tag = image.rpartition(":")
+            assert name == "jaegertracing/jaeger"
+            assert tag.startswith("2.")
+        assert len(set(jaegers)) == 1, "compose and Kubernetes run the same Jaeger"
+
+    def test_no_jaeger_v1_settings(self) -> None:
+        for path in DEPLOY.rglob("*"):
+            if path.is_file() and path.suffix in (".yaml", ".md") and path.name != "README.md":
+                assert "COLLECTOR_OTLP_ENABLED" not in path.read_text(), path
+
+
+class TestJaegerConfiguration:
+    @pytest.mark.parametrize("path", JAEGER_CONFIGS, ids=lambda p: p.name)
+    def test_receivers_ui_and_storage_fit_together(self, path: Path) -> None:
+        config = documents(path)[0]
+        protocols = config["receivers"]["otlp"]["protocols"]
+        assert port_of(protocols["grpc"]["endpoint"]) == otlp.GRPC_PORT
+        assert port_of(protocols["http"]["endpoint"]) == otlp.HTTP_PORT
+        for protocol in protocols.values():
+            # Inside a container the receivers must listen beyond localhost.
+            assert "0.0.0.0" in protocol["endpoint"]
+        query = config["extensions"]["jaeger_query"]
+        assert port_of(query["http"]["endpoint"]) == UI_PORT
+        assert query["max_clock_skew_adjust"] == "0s"
+        backends = config["extensions"]["jaeger_storage"]["backends"]
+        assert query["storage"]["traces"] in backends
+        assert config["exporters"]["jaeger_storage_exporter"]["trace_storage"] in backends
+        service = config["service"]
+        assert set(service["extensions"]) <= set(config["extensions"])
+        pipeline = service["pipelines"]["traces"]
+        assert pipeline["receivers"] == ["otlp"]
+        assert set(pipeline["exporters"]) <= set(config["exporters"])
+        assert set(pipeline["processors"]) <= set(config["processors"])
+
+    def test_memory_by_default_badger_as_the_option(self) -> None:
+        memory, badger = (documents(path)[0] for path in JAEGER_CONFIGS)
+        (store,) = memory["extensions"]["jaeger_storage"]["backends"].values()
+        assert "memory" in store
+        (store,) = badger["extensions"]["jaeger_storage"]["backends"].values()
+        assert store["badger"]["ephemeral"] is False
+        # The image runs as an unprivileged user; compose mounts a volume on /tmp for it.
+        assert store["badger"]["directories"]["keys"].startswith("/tmp/")
+        assert "jaeger-data:/tmp" in compose()["services"]["jaeger"]["volumes"]
+
+    def test_kubernetes_uses_the_same_configuration_as_compose(self) -> None:
+        assert (DEPLOY / "k8s" / "jaeger-config.yaml").read_text() == JAEGER_CONFIGS[0].read_text()
+
+
+class TestCompose:
+    def test_ports_are_those_runspan_uses(self) -> None:
+        jaeger = compose()["services"]["jaeger"]
+        published = {int(port.split(":")[0]) for port in jaeger["ports"]}
+        assert published == {otlp.GRPC_PORT, otlp.HTTP_PORT, UI_PORT}
+
+    def test_both_services_have_healthchecks_and_volumes(self) -> None:
+        services = compose()["services"]
+        for name in ("jaeger", "postgres"):
+            assert services[name]["healthcheck"]["test"]
+            assert services[name]["volumes"]
+        jaeger_health = " ".join(services["jaeger"]["healthcheck"]["test"])
+        health_endpoint = documents(JAEGER_CONFIGS[0])[0]["extensions"]["healthcheckv2"]["http"]
+        assert f":{port_of(health_endpoint['endpoint'])}/status" in jaeger_health
+        assert services["postgres"]["image"].startswith("postgres:16")
+
+    def test_the_readme_database_url_is_the_compose_database(self) -> None:
+        environment = compose()["services"]["postgres"]["environment"]
+        readme = (DEPLOY / "README.md").read_text()
+        (url,) = set(re.findall(r"RUNSPAN_DATABASE_URL=(\S+)", readme))
+        parsed = database_url_from(url)  # a URL runspan accepts
+        assert parsed.username == environment["POSTGRES_USER"]
+        assert parsed.database == environment["POSTGRES_DB"]
+        assert parsed.password in environment["POSTGRES_PASSWORD"]  # the default
+        assert parsed.port == 5432
+
+
+class TestKubernetes:
+    def test_the_jaeger_service_exposes_otlp_and_the_ui(self) -> None:
+        service = k8s("Service", "jaeger")
+        ports = {port["port"] for port in service["spec"]["ports"]}
+        assert ports == {otlp.GRPC_PORT, otlp.HTTP_PORT, UI_PORT}
+        deployment = k8s("Deployment", "jaeger")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/status"
+
+    def test_postgres_statefulset_secret_and_service(self) -> None:
+        statefulset = k8s("StatefulSet", "postgres")
+        assert statefulset["spec"]["serviceName"] == "postgres"
+        assert statefulset["spec"]["volumeClaimTemplates"]
+        secret = k8s("Secret", "runspan-postgres")
+        url = database_url_from(secret["stringData"]["RUNSPAN_DATABASE_URL"])
+        assert url.host == k8s("Service", "postgres")["metadata"]["name"]
+        assert url.password == secret["stringData"]["POSTGRES_PASSWORD"]
+
+    def test_the_app_is_wired_by_variables_runspan_reads(self) -> None:
+        app = k8s("Deployment", "langchain-app")
+        (container,) = app["spec"]["template"]["spec"]["containers"]
+        names = {variable["name"] for variable in container["env"]}
+        assert names <= RUNSPAN_READS, names - RUNSPAN_READS
+        env = {variable["name"]: variable for variable in container["env"]}
+        endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"]
+        settings = otlp.OtlpSettings.build(environ={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+        assert settings is not None
+        assert settings.protocol == "grpc"
+        assert urlsplit(endpoint).hostname == k8s("Service", "jaeger")["metadata"]["name"]
+        secret_ref = env["RUNSPAN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        assert secret_ref["key"] in k8s("Secret", secret_ref["name"])["stringData"]
+
+    def test_kustomization_lists_every_manifest(self) -> None:
+        (kustomization,) = documents(DEPLOY / "k8s" / "kustomization.yaml")
+        listed = set(kustomization["resources"])
+        on_disk = {
+            path.name
+            for path in (DEPLOY / "k8s").glob("*.yaml")
+            if path.name not in ("kustomization.yaml", "jaeger-config.yaml")
+        }
+        assert listed == on_disk
+
+
+class TestReadme:
+    def test_every_file_it_names_exists(self) -> None:
+        readme = (DEPLOY / "README.md").read_text()
+        for name in re.findall(r"`((?:k8s|jaeger|collector)/[\w./-]+|compose\.yaml)`", readme):
+            assert (DEPLOY / name).exists(), name
+        for name in re.findall(r"deploy/([\w./-]+\.yaml)", readme):
+            assert (DEPLOY / name).exists(), name
+
+    def test_its_commands_use_variables_runspan_reads(self) -> None:
+        readme = (DEPLOY / "README.md").read_text()
+        exported = set(re.findall(r"export (\w+)=", readme))
+        assert exported <= RUNSPAN_READS
+        assert {"OTEL_EXPORTER_OTLP_ENDPOINT", "RUNSPAN_DATABASE_URL"} <= exported
+
+    def test_its_runspan_commands_exist(self) -> None:
+        from click.testing import CliRunner
+
+        from runspan.cli import main
+
+        readme = (DEPLOY / "README.md").read_text()
+        blocks = "\n".join(re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL))
+        commands = set(re.findall(r"^\s*runspan (\w+)", blocks, flags=re.MULTILINE))
+        commands |= set(re.findall(r"`runspan (\w+)", readme))
+        assert commands
+        for command in commands:
+            result = CliRunner().invoke(main, [command, "--help"])
+            assert result.exit_code == 0, command
