@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 
 from runspan.exporters.jaeger import jaeger_base_url, jaeger_trace_url
-from runspan.exporters.otlp import OtlpSpanExporter
+from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
 from runspan.exporters.replay import replay_spans
 from runspan.exporters.settings import OtlpSettings
 from runspan.storage import (
@@ -378,7 +378,6 @@ def demo(database_url: str | None, otlp_endpoint: str | None, as_json: bool) -> 
     """Run a real LangChain chain offline, store its runs, and show them read back from SQL."""
     from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 - demo-only imports
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
 
     from runspan.demo import QUESTION, run_demo  # noqa: PLC0415 - needs LangChain
     from runspan.storage import StorageSpanProcessor  # noqa: PLC0415
@@ -397,8 +396,8 @@ def demo(database_url: str | None, otlp_endpoint: str | None, as_json: bool) -> 
         )
         provider.add_span_processor(StorageSpanProcessor(url))
         exporter = OtlpSpanExporter(otlp) if otlp is not None else None
-        if exporter is not None:
-            provider.add_span_processor(BatchSpanProcessor(exporter))
+        if exporter is not None and otlp is not None:
+            provider.add_span_processor(otlp_span_processor(otlp, exporter=exporter))
         try:
             answer, streamed = run_demo(TracingCallbackHandler(tracer_provider=provider))
             if not provider.force_flush():

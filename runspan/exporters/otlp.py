@@ -19,8 +19,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from runspan.batching import QuietBatchSpanProcessor
 from runspan.exporters.previews import DEFAULT_MAX_BATCH_BYTES, chunked, previewed_span
 from runspan.exporters.settings import GRPC, OtlpSettings
 from runspan.logs import logger
@@ -235,8 +236,12 @@ class OtlpSpanExporter(SpanExporter):
         self._inner.shutdown()
 
 
-def otlp_span_processor(settings: OtlpSettings) -> BatchSpanProcessor:
+def otlp_span_processor(
+    settings: OtlpSettings, *, exporter: OtlpSpanExporter | None = None
+) -> QuietBatchSpanProcessor:
     """A batch processor sending to ``settings``' endpoint: add it to any SDK provider."""
-    return BatchSpanProcessor(
-        OtlpSpanExporter(settings), schedule_delay_millis=SCHEDULE_DELAY_MILLIS
+    return QuietBatchSpanProcessor(
+        exporter if exporter is not None else OtlpSpanExporter(settings),
+        schedule_delay_millis=SCHEDULE_DELAY_MILLIS,
+        sink=f"OTLP export to {settings.display_endpoint}",
     )

@@ -26,13 +26,14 @@ from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from sqlalchemy import URL, Connection, Engine, bindparam, literal_column, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
+from runspan.batching import QuietBatchSpanProcessor
 from runspan.logs import RateLimitedLog, logger
 from runspan.storage.engine import create_writer_engine, database_url_from, safe_url, scrubbed
 from runspan.storage.errors import DatabaseUnavailable, SchemaError
@@ -489,7 +490,7 @@ def _after_fork(reference: weakref.ref[SqlSpanExporter]) -> None:
     exporter._pending = {}  # the parent writes what it had buffered
 
 
-class StorageSpanProcessor(BatchSpanProcessor):
+class StorageSpanProcessor(QuietBatchSpanProcessor):
     """Stores every span in SQL: add it to any SDK ``TracerProvider``.
 
     ``runspan.configure()`` adds one; on a provider of your own::
@@ -521,6 +522,7 @@ class StorageSpanProcessor(BatchSpanProcessor):
             max_queue_size=max_queue_size,
             schedule_delay_millis=schedule_delay_millis,
             max_export_batch_size=max_export_batch_size,
+            sink=f"runspan's writer to {safe_url(self.exporter.engine.url)}",
         )
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:

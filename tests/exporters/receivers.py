@@ -95,8 +95,14 @@ class Received:
     headers: list[dict[str, str]] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Cleared, every request waits for it: a receiver that has stopped answering.
+    answering: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.answering.set()
 
     def add(self, body: bytes, headers: dict[str, str]) -> None:
+        self.answering.wait(60)
         request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
         with self.lock:
             self.spans.extend(decode(request))

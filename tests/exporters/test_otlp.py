@@ -254,6 +254,28 @@ class TestReceiverDown:
         assert "runspan export" in warnings[1]
 
 
+class TestReceiverSlow:
+    def test_a_receiver_that_does_not_answer_never_holds_the_chain(
+        self, receiver: Receiver, exporting_to: Any
+    ) -> None:
+        """While the receiver holds every request unanswered, 30 invokes complete (the export
+        waits in the background); once it answers, every span arrives."""
+        receiver.received.answering.clear()
+        exporting = exporting_to(receiver)
+        chain = assistant()
+        try:
+            for _ in range(30):
+                assert chain.invoke("Paris?", config={"callbacks": [exporting.handler]}) == "four"
+            assert receiver.received.spans == []
+        finally:
+            receiver.received.answering.set()
+        exporting.flush()
+        stored = exporting.stored()
+        assert sorted(s.span_id for s in receiver.received.spans) == sorted(
+            run.span_id for run in stored
+        )
+
+
 class TestTransport:
     def test_tls_and_headers_from_the_environment_reach_the_receiver(
         self,

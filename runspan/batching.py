@@ -1,0 +1,58 @@
+"""The SDK's batch span processor, quiet and cheap when its queue is full.
+
+A full queue means the sink (a slow database, an unreachable collector) is behind. Recent SDKs
+log a warning for every span dropped then, on the application's thread: in a busy app that is
+thousands of log lines a second, on the path runspan promises to keep cheap. Here a full queue
+drops the span with a counter, and one line per minute says how many were dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from runspan.logs import RateLimitedLog
+
+
+def _queue_and_limit(processor: BatchSpanProcessor) -> tuple[collections.deque[Any], int] | None:
+    """The processor's queue and its size limit, wherever this SDK version keeps them."""
+    inner = getattr(processor, "_batch_processor", None)  # SDK >= 1.28
+    queue = getattr(inner, "_queue", None)
+    limit = getattr(inner, "_max_queue_size", None)
+    if queue is None:  # SDK 1.27
+        queue = getattr(processor, "queue", None)
+        limit = getattr(processor, "max_queue_size", None)
+    if isinstance(queue, collections.deque) and isinstance(limit, int):
+        return queue, limit
+    return None
+
+
+class QuietBatchSpanProcessor(BatchSpanProcessor):
+    """A ``BatchSpanProcessor`` that drops spans silently but counted when its queue is full.
+
+    Args:
+        sink: names the destination in the log line ("the database", "OTLP to ...").
+        Other arguments are the SDK's.
+    """
+
+    def __init__(self, *args: Any, sink: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sink = sink
+        self._queue_limit = _queue_and_limit(self)
+        self._log = RateLimitedLog()
+        self.dropped = 0
+
+    def on_end(self, span: ReadableSpan) -> None:
+        found = self._queue_limit
+        if found is not None and len(found[0]) >= found[1]:
+            self.dropped += 1  # a lost update under races only miscounts; it never raises
+            self._log.log(
+                "queue-full",
+                f"{self._sink} is behind: its queue of {found[1]} spans is full and new spans"
+                f" are dropped ({self.dropped} so far)",
+            )
+            return
+        super().on_end(span)
