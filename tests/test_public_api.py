@@ -46,3 +46,27 @@ def test_handler_is_a_langchain_callback_handler_run_inline() -> None:
     assert issubclass(runspan.TracingCallbackHandler, BaseCallbackHandler)
     assert not issubclass(runspan.TracingCallbackHandler, BaseTracer)
     assert runspan.TracingCallbackHandler.run_inline is True
+
+
+def test_exporters_exported() -> None:
+    """runspan.exporters exports its public names and no others."""
+    import runspan.exporters
+
+    assert sorted(runspan.exporters.__all__) == [
+        "DEFAULT_JAEGER_URL",
+        "DEFAULT_MAX_BATCH_BYTES",
+        "DEFAULT_PREVIEW_CHARS",
+        "GRPC",
+        "HTTP_PROTOBUF",
+        "JAEGER_URL_ENV",
+        "OtlpSettings",
+        "OtlpSpanExporter",
+        "Replayed",
+        "jaeger_trace_url",
+        "otlp_span_processor",
+        "preview",
+        "replay_spans",
+        "stored_span",
+    ]
+    for name in runspan.exporters.__all__:
+        assert hasattr(runspan.exporters, name), name
