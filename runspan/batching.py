@@ -18,13 +18,11 @@ from runspan.logs import RateLimitedLog
 
 
 def _queue_and_limit(processor: BatchSpanProcessor) -> tuple[collections.deque[Any], int] | None:
-    """The processor's queue and its size limit, wherever this SDK version keeps them."""
-    inner = getattr(processor, "_batch_processor", None)  # SDK >= 1.28
+    """The processor's queue and its size limit (SDK internals: ``None`` if they moved, and
+    then the SDK's own handling applies)."""
+    inner = getattr(processor, "_batch_processor", None)
     queue = getattr(inner, "_queue", None)
     limit = getattr(inner, "_max_queue_size", None)
-    if queue is None:  # SDK 1.27
-        queue = getattr(processor, "queue", None)
-        limit = getattr(processor, "max_queue_size", None)
     if isinstance(queue, collections.deque) and isinstance(limit, int):
         return queue, limit
     return None

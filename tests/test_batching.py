@@ -49,3 +49,16 @@ def test_a_full_queue_drops_with_a_count_and_one_line(caplog: pytest.LogCaptureF
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, warnings[:3]
     assert "the test sink is behind" in warnings[0]
+
+
+def test_the_sdk_internals_it_reads_are_there() -> None:
+    """If a new SDK moves its queue, this fails rather than the guard silently going away."""
+    from runspan.batching import _queue_and_limit
+
+    processor = QuietBatchSpanProcessor(BlockedExporter(), max_queue_size=700, sink="x")
+    try:
+        found = _queue_and_limit(processor)
+        assert found is not None
+        assert found[1] == 700
+    finally:
+        processor.shutdown()
