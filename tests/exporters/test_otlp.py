@@ -88,6 +88,18 @@ def exporting_to(tmp_path: Path) -> Iterator[Any]:
         provider.shutdown()
 
 
+def bare_span(name: str, span_id: int = 1, **attributes: Any) -> ReadableSpan:
+    """A finished span made by hand, for exporting directly."""
+    return ReadableSpan(
+        name=name,
+        context=SpanContext(7, span_id, is_remote=False, trace_flags=TraceFlags(1)),
+        resource=Resource.create({"service.name": "by-hand"}),
+        attributes=attributes,
+        start_time=1,
+        end_time=2,
+    )
+
+
 def by_span_id(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
     return {span.span_id: span for span in spans}
 
@@ -197,16 +209,8 @@ class TestBoundedPayloads:
         settings = OtlpSettings.build(receiver.endpoint, protocol=receiver.protocol, timeout=5)
         assert settings is not None
         exporter = OtlpSpanExporter(settings)
-        resource = Resource.create({"service.name": "bulk"})
         spans = [
-            ReadableSpan(
-                name=f"run {n}",
-                context=SpanContext(7, n + 1, is_remote=False, trace_flags=TraceFlags(1)),
-                resource=resource,
-                attributes={"input.value": f"{n:06d}" + "y" * 3994},
-                start_time=1,
-                end_time=2,
-            )
+            bare_span(f"run {n}", n + 1, **{"input.value": f"{n:06d}" + "y" * 3994})
             for n in range(1200)
         ]
         try:
@@ -329,13 +333,7 @@ class TestTransport:
         )
         assert settings is not None
         exporter = OtlpSpanExporter(settings)
-        span = ReadableSpan(
-            name="secret",
-            context=SpanContext(1, 1, is_remote=False, trace_flags=TraceFlags(1)),
-            resource=Resource.create({}),
-            start_time=1,
-            end_time=2,
-        )
+        span = bare_span("secret")
         try:
             assert exporter.export([span]) is SpanExportResult.FAILURE
         finally:
@@ -354,14 +352,7 @@ def test_grpc_receiver_refuses_over_4_mib_like_jaeger() -> None:
         settings = OtlpSettings.build(receiver.endpoint, protocol="grpc", timeout=2)
         assert settings is not None
         exporter = OtlpSpanExporter(settings, max_batch_bytes=10 * FOUR_MIB)
-        span = ReadableSpan(
-            name="big",
-            context=SpanContext(1, 1, is_remote=False, trace_flags=TraceFlags(1)),
-            resource=Resource.create({}),
-            attributes={f"k{n}": "z" * 4000 for n in range(1500)},
-            start_time=1,
-            end_time=2,
-        )
+        span = bare_span("big", **{f"k{n}": "z" * 4000 for n in range(1500)})
         try:
             assert exporter.export([span]) is SpanExportResult.FAILURE
         finally:
