@@ -115,7 +115,7 @@ def configure(
             )
         processors = list(span_processors)
         if otlp is not None:
-            processors.insert(0, otlp_span_processor(otlp))
+            processors.insert(0, otlp_span_processor(otlp, stored=storage))
         if storage:
             processors.insert(0, StorageSpanProcessor(database_url))
         provider = TracerProvider(

@@ -142,6 +142,8 @@ class OtlpSpanExporter(SpanExporter):
         inner: the exporter that does the sending; by default OpenTelemetry's OTLP exporter
             for ``settings``.
         max_batch_bytes: the most one request may carry (estimated).
+        stored: the same spans are stored in SQL, so an outage loses nothing (said in its log
+            line, with how to replay).
     """
 
     def __init__(
@@ -150,8 +152,10 @@ class OtlpSpanExporter(SpanExporter):
         *,
         inner: SpanExporter | None = None,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        stored: bool = True,
     ) -> None:
         self.settings = settings
+        self._stored = stored
         self._inner = inner if inner is not None else build_inner_exporter(settings)
         _attach_capture()
         self._max_batch_bytes = max_batch_bytes
@@ -200,10 +204,11 @@ class OtlpSpanExporter(SpanExporter):
         else:  # the first attempt's error is often the cause, the last one the outcome
             reason = f"{messages[0]} / {messages[-1]}"
         logger.warning(
-            "OTLP export to %s failed: %s. Runs are still stored in SQL. runspan retries every"
-            " %d s at most and logs again when export works.",
+            "OTLP export to %s failed: %s. %s runspan retries every %d s at most and logs again"
+            " when export works.",
             self.settings.display_endpoint,
             reason,
+            "Runs are still stored in SQL." if self._stored else "Spans are dropped meanwhile.",
             MAX_PAUSE_SECONDS,
         )
 
@@ -211,14 +216,18 @@ class OtlpSpanExporter(SpanExporter):
         since = self._failing_since
         assert since is not None
         started = datetime.fromtimestamp(since, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        replay = (
+            f"; send them with `runspan export --endpoint {self.settings.display_endpoint}"
+            f" --since {int(time.time() - since) + 60}s`"
+            if self._stored
+            else ""
+        )
         logger.warning(
-            "OTLP export to %s works again. %d spans were not sent since %s UTC; send them with"
-            " `runspan export --endpoint %s --since %ds`.",
+            "OTLP export to %s works again. %d spans were not sent since %s UTC%s.",
             self.settings.display_endpoint,
             self._not_sent,
             started,
-            self.settings.display_endpoint,
-            int(time.time() - since) + 60,
+            replay,
         )
         self._failing_since = None
         self._pause = 0.0
@@ -237,11 +246,12 @@ class OtlpSpanExporter(SpanExporter):
 
 
 def otlp_span_processor(
-    settings: OtlpSettings, *, exporter: OtlpSpanExporter | None = None
+    settings: OtlpSettings, *, exporter: OtlpSpanExporter | None = None, stored: bool = True
 ) -> QuietBatchSpanProcessor:
-    """A batch processor sending to ``settings``' endpoint: add it to any SDK provider."""
+    """A batch processor sending to ``settings``' endpoint: add it to any SDK provider.
+    ``stored``: the provider also stores the spans in SQL (see :class:`OtlpSpanExporter`)."""
     return QuietBatchSpanProcessor(
-        exporter if exporter is not None else OtlpSpanExporter(settings),
+        exporter if exporter is not None else OtlpSpanExporter(settings, stored=stored),
         schedule_delay_millis=SCHEDULE_DELAY_MILLIS,
         sink=f"OTLP export to {settings.display_endpoint}",
     )
