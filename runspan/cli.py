@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ from rich.console import Console
 
 from runspan.exporters.jaeger import jaeger_base_url, jaeger_trace_url
 from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
-from runspan.exporters.replay import replay_spans
+from runspan.exporters.replay import replay, trace_pages, window_pages
 from runspan.exporters.settings import OtlpSettings
 from runspan.storage import (
     Run,
@@ -283,9 +283,10 @@ def upgrade(database_url: str | None) -> None:
     help="Else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf on port 4318 and grpc otherwise.",
 )
 @click.option("--header", "headers", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
-@click.option("--since", help="Traces started after: an age (2h, 30d) or a date.")
-@click.option("--trace", "trace_id", metavar="ID", help="One trace.")
-@click.option("--run", "run_id", metavar="ID", help="The trace of this run.")
+@click.option("--since", help="Runs that ended after: an age (2h, 30d) or a date and time.")
+@click.option("--until", help="With --since: runs that ended up to then (default: now).")
+@click.option("--trace", "trace_id", metavar="ID", help="One whole trace.")
+@click.option("--run", "run_id", metavar="ID", help="The whole trace of this run.")
 @_database_option
 @_json_option
 def export_command(
@@ -294,16 +295,23 @@ def export_command(
     protocol: str | None,
     headers: tuple[str, ...],
     since: str | None,
+    until: str | None,
     trace_id: str | None,
     run_id: str | None,
     database_url: str | None,
     as_json: bool,
 ) -> None:
-    """Send stored runs to an OTLP endpoint, with their original ids and times."""
+    """Send stored runs to an OTLP endpoint, with their original ids and times.
+
+    --since/--until send each run that ended in that window (what an outage of the receiver
+    missed); --trace and --run send a whole trace.
+    """
     from rich.progress import Progress  # noqa: PLC0415 - only for this command
 
     if sum(value is not None for value in (since, trace_id, run_id)) != 1:
         raise click.UsageError("give one of --since, --trace or --run")
+    if until is not None and since is None:
+        raise click.UsageError("--until goes with --since")
     with _errors_as_messages():
         settings = OtlpSettings.build(
             endpoint, protocol=protocol, headers=",".join(headers) if headers else None
@@ -311,19 +319,22 @@ def export_command(
         if settings is None:
             raise click.UsageError("give --endpoint, or set OTEL_EXPORTER_OTLP_ENDPOINT")
         with RunStore(database_url) as store:
+            pages: Iterable[list[Run]]
             if since is not None:
-                trace_ids = store.trace_ids(since=parse_moment(since))
+                start = parse_moment(since)
+                end = parse_moment(until) if until is not None else None
+                total = store.count_ended(start, end)
+                pages = window_pages(store, start, end)
             else:
-                trace_ids = [store.locate(trace_id or run_id or "")[0]]
+                trace = store.locate(trace_id or run_id or "")[0]
+                pages = list(trace_pages(store, [trace]))
+                total = sum(len(page) for page in pages)
             exporter = OtlpSpanExporter(settings)
             try:
                 with Progress(console=Console(stderr=True), transient=True) as progress:
-                    task = progress.add_task("sending", total=len(trace_ids))
-                    result = replay_spans(
-                        store,
-                        trace_ids,
-                        exporter,
-                        progress=lambda done: progress.advance(task, done),
+                    task = progress.add_task("sending", total=total)
+                    result = replay(
+                        pages, exporter, progress=lambda done: progress.advance(task, done)
                     )
             finally:
                 exporter.shutdown()

@@ -65,8 +65,10 @@ def test_exporters_exported() -> None:
         "jaeger_trace_url",
         "otlp_span_processor",
         "preview",
-        "replay_spans",
+        "replay",
         "stored_span",
+        "trace_pages",
+        "window_pages",
     ]
     for name in runspan.exporters.__all__:
         assert hasattr(runspan.exporters, name), name

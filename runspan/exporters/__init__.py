@@ -12,7 +12,7 @@ never slows the application; SQL keeps everything, and ``runspan export`` replay
 from runspan.exporters.jaeger import DEFAULT_JAEGER_URL, JAEGER_URL_ENV, jaeger_trace_url
 from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
 from runspan.exporters.previews import DEFAULT_MAX_BATCH_BYTES, DEFAULT_PREVIEW_CHARS, preview
-from runspan.exporters.replay import Replayed, replay_spans, stored_span
+from runspan.exporters.replay import Replayed, replay, stored_span, trace_pages, window_pages
 from runspan.exporters.settings import GRPC, HTTP_PROTOBUF, OtlpSettings
 
 __all__ = [
@@ -28,6 +28,8 @@ __all__ = [
     "jaeger_trace_url",
     "otlp_span_processor",
     "preview",
-    "replay_spans",
+    "replay",
     "stored_span",
+    "trace_pages",
+    "window_pages",
 ]

@@ -164,12 +164,15 @@ class OtlpSpanExporter(SpanExporter):
         self._resume_at = 0.0
         self._failing_since: float | None = None
         self._not_sent = 0
+        # The end times of the first and last span not sent in this outage: what
+        # `runspan export --since ... --until ...` sends again.
+        self._missed: tuple[int, int] | None = None
         self.sent = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with self._lock:  # the batch thread and a flush may both call
             if self._failing_since is not None and time.monotonic() < self._resume_at:
-                self._not_sent += len(spans)
+                self._missing(spans)
                 return SpanExportResult.FAILURE
             preview_chars = self.settings.preview_chars
             wire = [previewed_span(span, preview_chars) for span in spans]
@@ -182,7 +185,8 @@ class OtlpSpanExporter(SpanExporter):
                         ok = False
                         messages.append(f"{type(error).__name__}: {error}")
                 if not ok:
-                    self._failed(len(spans) - sent, messages)
+                    self._missing(wire[sent:])
+                    self._failed(messages)
                     return SpanExportResult.FAILURE
                 sent += len(chunk)
             self.sent += sent
@@ -190,8 +194,16 @@ class OtlpSpanExporter(SpanExporter):
                 self._recovered()
             return SpanExportResult.SUCCESS
 
-    def _failed(self, not_sent: int, messages: list[str]) -> None:
-        self._not_sent += not_sent
+    def _missing(self, spans: Sequence[ReadableSpan]) -> None:
+        self._not_sent += len(spans)
+        ends = [span.end_time for span in spans if span.end_time is not None]
+        if ends:
+            first, last = min(ends), max(ends)
+            if self._missed is not None:
+                first, last = min(first, self._missed[0]), max(last, self._missed[1])
+            self._missed = (first, last)
+
+    def _failed(self, messages: list[str]) -> None:
         self._pause = min(max(self._pause * 2, FIRST_PAUSE_SECONDS), MAX_PAUSE_SECONDS)
         self._resume_at = time.monotonic() + self._pause
         if self._failing_since is not None:
@@ -216,12 +228,9 @@ class OtlpSpanExporter(SpanExporter):
         since = self._failing_since
         assert since is not None
         started = datetime.fromtimestamp(since, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        replay = (
-            f"; send them with `runspan export --endpoint {self.settings.display_endpoint}"
-            f" --since {int(time.time() - since) + 60}s`"
-            if self._stored
-            else ""
-        )
+        replay = ""
+        if self._stored and self._missed is not None:
+            replay = f"; send them with `{self.replay_command}`"
         logger.warning(
             "OTLP export to %s works again. %d spans were not sent since %s UTC%s.",
             self.settings.display_endpoint,
@@ -232,6 +241,18 @@ class OtlpSpanExporter(SpanExporter):
         self._failing_since = None
         self._pause = 0.0
         self._not_sent = 0
+        self._missed = None
+
+    @property
+    def replay_command(self) -> str | None:
+        """The ``runspan export`` command that sends the spans not sent in this outage."""
+        if self._missed is None:
+            return None
+        first, last = self._missed
+        return (
+            f"runspan export --endpoint {self.settings.display_endpoint}"
+            f" --since {_moment(first, up=False)} --until {_moment(last, up=True)}"
+        )
 
     @property
     def not_sent(self) -> int:
@@ -243,6 +264,14 @@ class OtlpSpanExporter(SpanExporter):
 
     def shutdown(self) -> None:
         self._inner.shutdown()
+
+
+def _moment(ns: int, *, up: bool) -> str:
+    """``ns`` as an ISO time to the microsecond (what ``--since`` reads), rounded down, or up so
+    that the span ending at ``ns`` is inside the window."""
+    micros = -(-ns // 1000) if up else ns // 1000
+    moment = datetime.fromtimestamp(micros // 10**6, tz=timezone.utc)
+    return moment.replace(microsecond=micros % 10**6).isoformat()
 
 
 def otlp_span_processor(

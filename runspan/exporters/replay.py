@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +23,9 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from runspan.storage import Run, RunStore
 
-# How many traces are read, and their spans sent, at a time.
+# How many traces, or runs, are read and their spans sent at a time.
 TRACES_PER_STEP = 200
+PAGE_SIZE = 1000
 
 _SCOPE = InstrumentationScope("runspan.replay")
 _KINDS = {kind.name.lower(): kind for kind in SpanKind}
@@ -142,40 +143,57 @@ def stored_span(run: Run, resource: Resource) -> ReadableSpan:
 class Replayed:
     """What a replay did."""
 
-    traces: int = 0
+    traces: int = 0  # traces with at least one span sent
     spans: int = 0
     running: int = 0  # runs with no end yet: not sent, since a span needs one
     failed: int = 0  # spans of the step the receiver did not take; the replay stopped there
 
 
-def replay_spans(
-    store: RunStore,
-    trace_ids: Sequence[str],
+def window_pages(
+    store: RunStore, since: int | None, until: int | None, page_size: int = PAGE_SIZE
+) -> Iterator[list[Run]]:
+    """The runs that ended in ``[since, until]``, a page at a time, in end order."""
+    after: tuple[int, str, str] | None = None
+    while True:
+        page = store.ended_runs(since, until, after=after, limit=page_size)
+        if not page:
+            return
+        yield page
+        last = page[-1]
+        assert last.end_ns is not None
+        after = (last.end_ns, last.trace_id, last.span_id)
+
+
+def trace_pages(store: RunStore, trace_ids: Sequence[str]) -> Iterator[list[Run]]:
+    """Every run of these traces, running ones included, a few hundred traces at a time."""
+    for start in range(0, len(trace_ids), TRACES_PER_STEP):
+        yield store.runs_of_traces(trace_ids[start : start + TRACES_PER_STEP])
+
+
+def replay(
+    pages: Iterable[Sequence[Run]],
     exporter: SpanExporter,
     *,
     progress: Callable[[int], None] | None = None,
 ) -> Replayed:
-    """Send every finished run of ``trace_ids`` to ``exporter``, a few hundred traces at a
-    time; ``progress`` is told how many traces each step covered."""
+    """Send every finished run of ``pages`` to ``exporter``, a page per export; stops at the
+    first page the receiver does not take. ``progress`` is told how many runs each page had."""
     result = Replayed()
     resources = _Resources()
-    for step in _steps(trace_ids, TRACES_PER_STEP):
+    traces: set[str] = set()
+    for page in pages:
         spans = []
-        for run in store.runs_of_traces(step):
+        for run in page:
             if run.end_ns is None:
                 result.running += 1
             else:
                 spans.append(stored_span(run, resources(run.service_name)))
         if spans and exporter.export(spans) is not SpanExportResult.SUCCESS:
             result.failed += len(spans)
-            break  # the receiver is down or refuses: say so rather than try every step
+            break  # the receiver is down or refuses: say so rather than try every page
         result.spans += len(spans)
-        result.traces += len(step)
+        traces.update(span.trace_id for span in page if span.end_ns is not None)
         if progress is not None:
-            progress(len(step))
+            progress(len(page))
+    result.traces = len(traces)
     return result
-
-
-def _steps(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

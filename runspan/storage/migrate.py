@@ -95,15 +95,16 @@ def check_schema(engine: Engine) -> None:
     )
 
 
-def upgrade(engine: Engine) -> str:
-    """Create or migrate runspan's schema to the latest version; returns that version.
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Create or migrate runspan's schema to the latest version (or to ``revision``, for
+    tests of migrations); returns that version.
 
     Raises:
         SchemaError: the database holds other tables named like runspan's, or was written by
             a newer runspan.
         DatabaseUnavailable: the database cannot be reached.
     """
-    head = head_revision()
+    head = head_revision() if revision == "head" else revision
     migrator = _migration_engine(engine)
     try:
         with migrator.begin() as connection:
@@ -111,22 +112,22 @@ def upgrade(engine: Engine) -> str:
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY}
                 )
-            revision = current_revision(connection)
-            if revision == head:
+            current = current_revision(connection)
+            if current == head:
                 return head
-            if revision is not None and not _known(revision):
+            if current is not None and not _known(current):
                 raise SchemaError(
-                    f"{safe_url(engine.url)} was written by a newer runspan (schema {revision}):"
+                    f"{safe_url(engine.url)} was written by a newer runspan (schema {current}):"
                     " upgrade runspan with pip install -U runspan"
                 )
-            if revision is None and "runs" in inspect(connection).get_table_names():
+            if current is None and "runs" in inspect(connection).get_table_names():
                 raise SchemaError(
                     f"{safe_url(engine.url)} already has a 'runs' table that is not runspan's:"
                     " give runspan a database (or SQLite file) of its own"
                 )
             config = _config()
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, head)
     except DBAPIError as error:
         raise _unavailable(engine, error) from None
     finally:

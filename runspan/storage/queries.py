@@ -28,6 +28,7 @@ from sqlalchemy import (
     select,
     table,
     text,
+    tuple_,
 )
 from sqlalchemy.exc import DBAPIError, StatementError
 
@@ -325,15 +326,37 @@ class RunStore:
             raise NotFoundError(f"no run or trace {run_or_trace_id!r} in this database")
         return _assemble([_run(row) for row in rows], anchor)
 
-    def trace_ids(self, *, since: int | None = None, until: int | None = None) -> list[str]:
-        """The ids of the traces with a run started in ``[since, until)`` (nanoseconds since the
-        epoch), oldest first."""
-        query = select(_v.trace_id, func.min(_v.start_ns).label("first")).group_by(_v.trace_id)
+    def ended_runs(
+        self,
+        since: int | None = None,
+        until: int | None = None,
+        *,
+        after: tuple[int, str, str] | None = None,
+        limit: int = 1000,
+    ) -> list[Run]:
+        """Finished runs that ended in ``[since, until]`` (nanoseconds since the epoch), in end
+        order, at most ``limit``; give the last one's ``(end_ns, trace_id, span_id)`` as
+        ``after`` for the next page."""
+        query = select(runs_v).where(_v.end_ns.is_not(None))
         if since is not None:
-            query = query.where(_v.start_ns >= since)
+            query = query.where(_v.end_ns >= since)
         if until is not None:
-            query = query.where(_v.start_ns < until)
-        return [row["trace_id"] for row in self._fetch(query.order_by(text("first")))]
+            query = query.where(_v.end_ns <= until)
+        if after is not None:
+            query = query.where(
+                tuple_(_v.end_ns, _v.trace_id, _v.span_id) > tuple_(*map(literal, after))
+            )
+        query = query.order_by(_v.end_ns, _v.trace_id, _v.span_id).limit(limit)
+        return [_run(row) for row in self._fetch(query)]
+
+    def count_ended(self, since: int | None = None, until: int | None = None) -> int:
+        """How many runs :meth:`ended_runs` would give in all."""
+        query = select(func.count().label("n")).select_from(runs_v).where(_v.end_ns.is_not(None))
+        if since is not None:
+            query = query.where(_v.end_ns >= since)
+        if until is not None:
+            query = query.where(_v.end_ns <= until)
+        return int(self._fetch(query)[0]["n"])
 
     def runs_of_traces(self, trace_ids: Sequence[str]) -> list[Run]:
         """Every run of these traces, flat, in start order."""

@@ -131,6 +131,7 @@ runs = Table(
     Index(None, "run_id"),
     Index(None, "parent_run_id"),
     Index(None, "start_ns"),
+    Index(None, "end_ns"),
     Index(None, "duration_ms"),
     Index(None, "name", "start_day", "status"),
     Index(

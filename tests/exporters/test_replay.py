@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -54,6 +56,12 @@ def run_chains(url: str, receiver: Receiver | None, invokes: int = 3) -> TracerP
     assert provider.force_flush()
     provider.shutdown()
     return provider
+
+
+def _iso(ns: int) -> str:
+    """``ns`` as an ISO time, to the microsecond (rounded down)."""
+    moment = dt.datetime.fromtimestamp(ns // 10**9, tz=dt.timezone.utc)
+    return moment.replace(microsecond=(ns // 1000) % 10**6).isoformat()
 
 
 def export(*args: str) -> tuple[int, str]:
@@ -158,17 +166,43 @@ class TestExport:
         url = f"sqlite:///{tmp_path / 'runs.db'}"
         provider = TracerProvider(id_generator=RunIdGenerator())
         provider.add_span_processor(StorageSpanProcessor(url))
-        span = provider.get_tracer("app").start_span("hung")
+        tracer = provider.get_tracer("app")
+        root = tracer.start_span("hung")
+        child = tracer.start_span("done", context=trace.set_span_in_context(root))
+        child.end()
         assert provider.force_flush()
+        trace_id = f"{root.get_span_context().trace_id:032x}"
         code, out = export(
             "--endpoint", receiver.endpoint, "--protocol", receiver.protocol,
-            "--since", "1h", "--database-url", url,
+            "--trace", trace_id, "--database-url", url,
         )  # fmt: skip
-        span.end()
+        root.end()
         provider.shutdown()
         assert code == 0, out
-        assert "sent 0 spans of 1 traces" in out
+        assert "sent 1 spans of 1 traces" in out
         assert "1 runs still running were not sent" in out
+        assert [span.name for span in receiver.received.spans] == ["done"]
+
+    def test_a_window_sends_the_runs_that_ended_in_it(
+        self, receiver: Receiver, tmp_path: Path
+    ) -> None:
+        """--since/--until select runs by when they ended, each run once."""
+        url = f"sqlite:///{tmp_path / 'runs.db'}"
+        run_chains(url, None, invokes=3)
+        with RunStore(url) as store:
+            ended = sorted(store.runs(limit=1000), key=lambda run: run.end_ns or 0)
+        middle = ended[len(ended) // 3 : 2 * len(ended) // 3]
+        first, last = middle[0].end_ns, middle[-1].end_ns
+        assert first is not None
+        assert last is not None
+        code, out = export(
+            "--endpoint", receiver.endpoint, "--protocol", receiver.protocol,
+            "--since", _iso(first), "--until", _iso(last + 999), "--database-url", url,
+        )  # fmt: skip
+        assert code == 0, out
+        sent = sorted(span.span_id for span in receiver.received.spans)
+        expected = sorted(run.span_id for run in ended if first <= (run.end_ns or 0) <= last + 999)
+        assert sent == expected
 
     @pytest.mark.logs_warnings
     def test_a_receiver_that_is_down_is_an_error(
@@ -191,6 +225,7 @@ class TestExport:
             (["--endpoint", "localhost:4317", "--since", "1h"], "is not an http(s) URL"),
             (["--endpoint", "http://127.0.0.1:4317", "--trace", "nope"], "is not an id"),
             (["--endpoint", "http://127.0.0.1:4317", "--since", "yesterday"], "neither an age"),
+            (["--endpoint", "http://127.0.0.1:4317", "--until", "1h", "--trace", "ab"], "--until"),
         ],
     )
     def test_bad_arguments_are_one_clear_line(

@@ -18,7 +18,7 @@ from runspan.storage import (
     upgrade_database,
 )
 from runspan.storage.engine import create_writer_engine, database_url_from
-from runspan.storage.migrate import VERSION_TABLE, head_revision
+from runspan.storage.migrate import VERSION_TABLE, head_revision, upgrade
 
 _VIEWS = {"runs_v", "traces_v", "llm_calls"}
 
@@ -50,6 +50,34 @@ class TestMigrations:
             again = connection.execute(text("SELECT count(*) FROM model_prices")).scalar_one()
         engine.dispose()
         assert again == prices
+
+    def test_a_database_at_an_older_version_is_migrated_with_its_runs(
+        self, database_url: str
+    ) -> None:
+        """A database made by the first schema keeps its runs through the upgrade the writer
+        does on first use, and readers see the new version."""
+        engine = create_writer_engine(database_url_from(database_url))
+        upgrade(engine, "0001")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO runs (trace_id, span_id, name, span_kind, status, start_ns,"
+                    " end_ns) VALUES ('ab', 'cd', 'old run', 'internal', 'ok', 1, 2)"
+                )
+            )
+        engine.dispose()
+        with pytest.raises(SchemaError, match="runspan db upgrade"):
+            RunStore(database_url)
+        SqlSpanExporter(database_url).shutdown()  # the writer migrates on first use
+        with RunStore(database_url) as store:
+            (old,) = store.runs()
+            assert old.name == "old run"
+            assert [run.name for run in store.ended_runs(since=1, until=2)] == ["old run"]
+        reader = create_engine(database_url)
+        with reader.connect() as connection:
+            indexes = {index["name"] for index in inspect(connection).get_indexes("runs")}
+        reader.dispose()
+        assert "ix_runs_end_ns" in indexes
 
     def test_the_writer_creates_the_schema_on_first_use(self, database_url: str) -> None:
         """A new database needs no set-up step: the writer migrates it."""
