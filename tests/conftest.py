@@ -22,6 +22,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "logs_warnings: the test provokes warnings on purpose and checks them itself"
     )
+    config.addinivalue_line(
+        "markers", "faults: the fault suite (tests/faults): outages, crashes, hostile input"
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -144,6 +144,7 @@ class OtlpSpanExporter(SpanExporter):
         max_batch_bytes: the most one request may carry (estimated).
         stored: the same spans are stored in SQL, so an outage loses nothing (said in its log
             line, with how to replay).
+        pauses: the first and the longest pause after a failure, in seconds.
     """
 
     def __init__(
@@ -153,9 +154,11 @@ class OtlpSpanExporter(SpanExporter):
         inner: SpanExporter | None = None,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         stored: bool = True,
+        pauses: tuple[float, float] = (FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS),
     ) -> None:
         self.settings = settings
         self._stored = stored
+        self._first_pause, self._max_pause = pauses
         self._inner = inner if inner is not None else build_inner_exporter(settings)
         _attach_capture()
         self._max_batch_bytes = max_batch_bytes
@@ -204,7 +207,7 @@ class OtlpSpanExporter(SpanExporter):
             self._missed = (first, last)
 
     def _failed(self, messages: list[str]) -> None:
-        self._pause = min(max(self._pause * 2, FIRST_PAUSE_SECONDS), MAX_PAUSE_SECONDS)
+        self._pause = min(max(self._pause * 2, self._first_pause), self._max_pause)
         self._resume_at = time.monotonic() + self._pause
         if self._failing_since is not None:
             return
@@ -216,12 +219,12 @@ class OtlpSpanExporter(SpanExporter):
         else:  # the first attempt's error is often the cause, the last one the outcome
             reason = f"{messages[0]} / {messages[-1]}"
         logger.warning(
-            "OTLP export to %s failed: %s. %s runspan retries every %d s at most and logs again"
+            "OTLP export to %s failed: %s. %s runspan retries every %g s at most and logs again"
             " when export works.",
             self.settings.display_endpoint,
             reason,
             "Runs are still stored in SQL." if self._stored else "Spans are dropped meanwhile.",
-            MAX_PAUSE_SECONDS,
+            self._max_pause,
         )
 
     def _recovered(self) -> None:
@@ -253,6 +256,11 @@ class OtlpSpanExporter(SpanExporter):
             f"runspan export --endpoint {self.settings.display_endpoint}"
             f" --since {_moment(first, up=False)} --until {_moment(last, up=True)}"
         )
+
+    @property
+    def failing(self) -> bool:
+        """Whether the receiver is down (the last export failed)."""
+        return self._failing_since is not None
 
     @property
     def not_sent(self) -> int:

@@ -1,4 +1,5 @@
-"""The writer when the database goes away, and when several processes share one SQLite file."""
+"""Faults of the database: PostgreSQL going away mid-run, a bounded buffer overflowing, the
+database down at start-up; and several processes (or forked ones) writing one database."""
 
 from __future__ import annotations
 
