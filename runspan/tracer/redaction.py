@@ -31,6 +31,13 @@ _SECRET_PATTERNS = (
     r"\bAIza[0-9A-Za-z_-]{35}",
     # Slack tokens.
     r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
+    # Stripe secret and restricted keys.
+    r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{16,}",
+    # Hugging Face, Groq and Replicate tokens, GitLab personal access tokens.
+    r"\bhf_[A-Za-z0-9]{30,}",
+    r"\bgsk_[A-Za-z0-9]{40,}",
+    r"\br8_[A-Za-z0-9]{30,}",
+    r"\bglpat-[A-Za-z0-9_-]{20,}",
     # JSON Web Tokens: three base64url parts, the first two starting with '{"'.
     r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}",
 )
@@ -52,6 +59,12 @@ _MARKERS = (
     "github_pat_",
     "AIza",
     "xox",
+    "k_live_",
+    "k_test_",
+    "hf_",
+    "gsk_",
+    "r8_",
+    "glpat-",
     "eyJ",
     "earer",
     "://",

@@ -94,6 +94,7 @@ class Received:
     spans: list[ReceivedSpan] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)  # the decompressed protobuf of each request
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Cleared, every request waits for it: a receiver that has stopped answering.
     answering: threading.Event = field(default_factory=threading.Event)
@@ -108,6 +109,7 @@ class Received:
             self.spans.extend(decode(request))
             self.headers.append(headers)
             self.sizes.append(len(body))
+            self.raw.append(body)
 
 
 def free_port() -> int:
