@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from runspan.config import (
     Redactor,
     TracerSettings,
+    check_sdk_environment,
     service_name_from,
     set_default_tracer_settings,
 )
@@ -83,6 +84,11 @@ def configure(
         RuntimeError: called twice, or another global tracer provider is already installed.
     """
     global _provider  # noqa: PLW0603 - one provider per process, like OpenTelemetry's global
+    for name, flag in (("storage", storage), ("set_global", set_global)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name}={flag!r}: use True or False")
+    processors = _span_processors(span_processors)
+    check_sdk_environment()
     settings = TracerSettings.build(
         capture_content=capture_content,
         max_value_chars=max_value_chars,
@@ -113,7 +119,6 @@ def configure(
                 " runspan.configure(set_global=False), or give your provider to"
                 " TracingCallbackHandler(tracer_provider=...)."
             )
-        processors = list(span_processors)
         if otlp is not None:
             processors.insert(0, otlp_span_processor(otlp, stored=storage))
         if storage:
@@ -128,6 +133,20 @@ def configure(
         set_default_tracer_settings(settings)
         _provider = provider
         return provider
+
+
+def _span_processors(given: Iterable[SpanProcessor]) -> list[SpanProcessor]:
+    try:
+        processors = list(given)
+    except TypeError:
+        raise ValueError("span_processors: use a list of OpenTelemetry span processors") from None
+    for processor in processors:
+        if not isinstance(processor, SpanProcessor):
+            raise ValueError(
+                f"span_processors: {type(processor).__name__} is not a span processor; wrap an"
+                " exporter as BatchSpanProcessor(exporter)"
+            )
+    return processors
 
 
 def configured_provider() -> TracerProvider | None:

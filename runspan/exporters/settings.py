@@ -31,11 +31,14 @@ DEFAULT_ENDPOINT = f"http://localhost:{GRPC_PORT}"
 
 PREVIEW_CHARS_ENV = "RUNSPAN_OTLP_PREVIEW_CHARS"
 TRACES_EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
+_COMPRESSIONS = ("gzip", "deflate", "none")
 _ENDPOINT = "ENDPOINT"
 _PROTOCOL = "PROTOCOL"
 _HEADERS = "HEADERS"
 _CERTIFICATE = "CERTIFICATE"
 _INSECURE = "INSECURE"
+_TIMEOUT = "TIMEOUT"
+_COMPRESSION = "COMPRESSION"
 
 
 def _variables(suffix: str) -> tuple[str, str]:
@@ -79,13 +82,13 @@ class OtlpSettings:
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"OTLP protocol {self.protocol!r}: use 'grpc' or 'http/protobuf'")
-        _check_endpoint(self.endpoint, "OTLP endpoint")
+            raise ValueError(f"otlp_protocol={self.protocol!r}: use 'grpc' or 'http/protobuf'")
+        _check_endpoint(self.endpoint, "otlp_endpoint")
         if self.timeout is not None and not self.timeout > 0:
-            raise ValueError(f"OTLP timeout {self.timeout!r}: use a positive number of seconds")
+            raise ValueError(f"otlp_timeout={self.timeout!r}: use a positive number of seconds")
         if not isinstance(self.preview_chars, int) or self.preview_chars < 64:
             raise ValueError(
-                f"OTLP preview_chars={self.preview_chars!r}: use an integer of at least 64"
+                f"otlp_preview_chars={self.preview_chars!r}: use an integer of at least 64"
             )
 
     def __repr__(self) -> str:  # never the headers (API keys) nor a password in the URL
@@ -123,7 +126,9 @@ class OtlpSettings:
             ValueError: a bad argument or variable, named in the message.
         """
         env = os.environ if environ is None else environ
+        _check_types(endpoint, headers, insecure, timeout)
         chosen_protocol = _protocol(protocol, env)
+        chars = _preview_chars(preview_chars, env)  # checked even when nothing is exported
         location = _endpoint(endpoint, env, enabled_by_default)
         if location is None:
             return None
@@ -133,6 +138,7 @@ class OtlpSettings:
             chosen_protocol = HTTP_PROTOBUF if port == HTTP_PORT else GRPC
         if chosen_protocol == HTTP_PROTOBUF and is_base:
             url = _with_traces_path(url)
+        _check_passed_through(env)
         return cls(
             endpoint=url,
             protocol=chosen_protocol,
@@ -140,8 +146,42 @@ class OtlpSettings:
             certificate=_certificate(certificate, env),
             insecure=_insecure(insecure, env),
             timeout=timeout,
-            preview_chars=_preview_chars(preview_chars, env),
+            preview_chars=chars,
         )
+
+
+def _check_types(endpoint: object, headers: object, insecure: object, timeout: object) -> None:
+    if endpoint is not None and not isinstance(endpoint, str):
+        raise ValueError(f"otlp_endpoint: use a URL string such as {DEFAULT_ENDPOINT}")
+    if headers is not None and not isinstance(headers, (str, Mapping)):
+        raise ValueError("otlp_headers: use a mapping of str to str, or 'key=value,...'")
+    if insecure is not None and not isinstance(insecure, bool):
+        raise ValueError(f"otlp_insecure={insecure!r}: use True or False")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        raise ValueError(f"otlp_timeout={timeout!r}: use a positive number of seconds")
+
+
+def _check_passed_through(env: Mapping[str, str]) -> None:
+    """The variables OpenTelemetry's exporter reads itself, checked here so that a bad one
+    fails ``configure()`` with its name rather than later or with a bare parse error."""
+    for suffix in (_TIMEOUT,):
+        for name in _variables(suffix):
+            raw = env.get(name, "").strip()
+            if not raw:
+                continue
+            try:
+                ok = float(raw) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"{name}={raw!r}: use a positive number of seconds (OpenTelemetry Python"
+                    " reads it in seconds)"
+                )
+    for name in _variables(_COMPRESSION):
+        raw = env.get(name, "").strip().lower()
+        if raw and raw not in _COMPRESSIONS:
+            raise ValueError(f"{name}={raw!r}: use {', '.join(_COMPRESSIONS)}")
 
 
 def safe_endpoint(endpoint: str) -> str:

@@ -119,12 +119,74 @@ def _set_sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> N
     cursor.close()
 
 
+# What a reader's statements may do. mode=ro and query_only keep the database file unchanged,
+# but not everything else: ATTACH creates the file it names, VACUUM INTO writes a copy, some
+# PRAGMAs change the connection. The authorizer allows reading and nothing more.
+_SQLITE_RECURSIVE = getattr(sqlite3, "SQLITE_RECURSIVE", 33)
+_SQLITE_READ_ACTIONS = frozenset(
+    {
+        sqlite3.SQLITE_SELECT,
+        sqlite3.SQLITE_READ,
+        sqlite3.SQLITE_FUNCTION,
+        sqlite3.SQLITE_TRANSACTION,
+        sqlite3.SQLITE_SAVEPOINT,
+        _SQLITE_RECURSIVE,
+    }
+)
+# PRAGMAs whose argument names what to list (a table, an index): always reads.
+_SQLITE_LISTING_PRAGMAS = frozenset(
+    {
+        "foreign_key_list",
+        "index_info",
+        "index_list",
+        "index_xinfo",
+        "table_info",
+        "table_list",
+        "table_xinfo",
+    }
+)
+# PRAGMAs that read when given no value, and set something when given one.
+_SQLITE_SETTING_PRAGMAS = frozenset(
+    {
+        "application_id",
+        "collation_list",
+        "compile_options",
+        "data_version",
+        "database_list",
+        "encoding",
+        "freelist_count",
+        "function_list",
+        "journal_mode",
+        "page_count",
+        "page_size",
+        "pragma_list",
+        "schema_version",
+        "user_version",
+    }
+)
+
+
+def _only_reads(action: int, first: str | None, second: str | None, *_: object) -> int:
+    if action in _SQLITE_READ_ACTIONS:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_UPDATE and first == "sqlite_master":
+        # How SQLite asks when a table-valued function (json_each) declares its columns; a
+        # real change to the schema table is still refused by mode=ro and query_only.
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA:
+        name = (first or "").lower()
+        if name in _SQLITE_LISTING_PRAGMAS or (second is None and name in _SQLITE_SETTING_PRAGMAS):
+            return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
 def _set_sqlite_read_only(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
     # Belt and braces over mode=ro: no statement on this connection may change the file.
     cursor.execute("PRAGMA query_only=ON")
     cursor.close()
+    dbapi_connection.set_authorizer(_only_reads)
 
 
 def create_writer_engine(url: URL) -> Engine:

@@ -257,6 +257,11 @@ class RunStore:
     def _failure(self, error: DBAPIError) -> Exception:
         detail = scrubbed(str(error.orig), self.engine.url).strip().splitlines()
         message = detail[0] if detail else type(error.orig).__name__
+        if message in ("not authorized", "authorization denied"):  # the reader's authorizer
+            return QueryError(
+                "runspan sql is read-only: this statement would change the database or write"
+                " files beside it"
+            )
         if type(error.orig).__name__ in ("OperationalError", "InterfaceError") and (
             error.connection_invalidated or "connect" in message.lower()
         ):

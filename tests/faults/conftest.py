@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.storage.conftest import stored  # noqa: F401 - the storage tests' fixture, shared
+
 _HERE = Path(__file__).parent
 
 

@@ -1,4 +1,4 @@
-"""One handler under heavy concurrency: 32 threads × 500 runs, and 500 asyncio tasks at once."""
+"""One handler under heavy concurrency: 32 threads of 500 runs, and 500 asyncio tasks at once."""
 
 from __future__ import annotations
 

@@ -61,9 +61,9 @@ def test_runs_missed_while_jaeger_was_down_arrive_exactly_once_after_export(
     receiver: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """20 runs live, 200 with the receiver down, then live again. The chain's results never
-    change and no export ever runs on the chain's thread while it runs; the outage is two log lines, the second
-    naming the exact `runspan export` command; after it, the receiver holds every stored span
-    exactly once."""
+    change and no export ever runs on the chain's thread while it runs; the outage is two log
+    lines, the second naming the exact `runspan export` command; after it, the receiver holds
+    every stored span exactly once."""
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     settings = OtlpSettings.build(receiver.endpoint, protocol=receiver.protocol, timeout=1)
     assert settings is not None
