@@ -16,9 +16,11 @@ its batch is written.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import operator
 import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Sequence
@@ -27,7 +29,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from sqlalchemy import URL, Connection, Engine, bindparam, literal_column, text
+from sqlalchemy import URL, Column, Connection, Engine, bindparam, literal_column, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import Dialect
@@ -73,8 +75,8 @@ def _is_disconnect(error: BaseException) -> bool:
 
 
 def _sqlite_upsert() -> Any:
-    """SQLite's ``INSERT ... ON CONFLICT DO UPDATE`` of runs rows (PostgreSQL upserts from a
-    staging table by the same rule, see ``_UPSERT_FROM_STAGING``).
+    """SQLite's ``INSERT ... ON CONFLICT DO UPDATE`` of runs rows (PostgreSQL's, by the same
+    rule, is ``_RUNS_ON_CONFLICT``).
 
     The update applies only over a ``running`` row: a finished row written again is left as it
     is, so a late copy of a span's start can never undo its end.
@@ -106,10 +108,36 @@ def _sqlite_upsert_sql() -> str:
 
 _row_values = operator.itemgetter(*COLUMNS)
 
+# Rows go to SQLite many to a statement, not through executemany: sqlite3 lets go of the GIL
+# around every row's step, and a thread that gives up the GIL while the application's thread
+# is busy waits up to a switch interval (5 ms) to get it back. Row by row, a batch of 1,024
+# took seconds under a busy app and the queue overflowed; a statement at a time, it takes as
+# long as the work. SQLite takes 32,766 parameters in a statement since 3.32, 999 before.
+_SQLITE_MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+@functools.lru_cache(maxsize=32)
+def _many_rows(sql: str, columns: int, rows: int) -> str:
+    """``sql``, an INSERT of one row of ``columns`` ``?`` parameters, for ``rows`` rows."""
+    one = "(" + ", ".join(["?"] * columns) + ")"
+    assert one in sql, "expected a VALUES clause of positional parameters"
+    return sql.replace(one, ", ".join([one] * rows), 1)
+
+
+def _insert_many(connection: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Runs the one-row INSERT ``sql`` for all ``rows``, as few statements as SQLite allows."""
+    if not rows:
+        return
+    columns = len(rows[0])
+    step = max(1, _SQLITE_MAX_PARAMETERS // columns)
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        flat = [value for row in chunk for value in row]
+        connection.exec_driver_sql(_many_rows(sql, columns, len(chunk)), tuple(flat))
+
 
 # Built once: this runs for every batch.
-_TRACE_TOTALS = text(
-    """
+_TRACE_TOTALS_SQL = """
 SELECT agg.trace_id, agg.start_ns, agg.run_count, agg.error_count, agg.input_tokens,
     agg.output_tokens, agg.total_tokens, r.run_id, r.span_id, r.parent_span_id, r.name, r.status,
     r.service_name, r.end_ns
@@ -122,6 +150,14 @@ FROM (
 ) agg
 JOIN runs r ON r.trace_id = agg.trace_id AND r.start_ns = agg.start_ns
 """
+# SQLite: the same rows as one JSON array in one result row, so that fetching them is one step
+# (see _insert_many on why steps count).
+_SQLITE_TRACE_TOTALS = text(
+    "SELECT json_group_array(json_object('trace_id', trace_id, 'start_ns', start_ns,"
+    " 'run_count', run_count, 'error_count', error_count, 'input_tokens', input_tokens,"
+    " 'output_tokens', output_tokens, 'total_tokens', total_tokens, 'run_id', run_id,"
+    " 'span_id', span_id, 'parent_span_id', parent_span_id, 'name', name, 'status', status,"
+    " 'service_name', service_name, 'end_ns', end_ns)) FROM (" + _TRACE_TOTALS_SQL + ")"
 ).bindparams(bindparam("ids", expanding=True))
 # PostgreSQL: per trace id, through the trace_id index. The IN-list form above lets its
 # planner choose whole-table scans while a new table has no statistics yet.
@@ -154,9 +190,14 @@ def _trace_rows(connection: Connection, trace_ids: Sequence[str]) -> list[RowVal
     The root is the trace's earliest span (a span without a parent first, when two start in
     the same nanosecond); the trace's name, status and end are its root's.
     """
-    query = _PG_TRACE_TOTALS if connection.dialect.name == "postgresql" else _TRACE_TOTALS
+    found_rows: Sequence[Any]
+    if connection.dialect.name == "postgresql":
+        found_rows = list(connection.execute(_PG_TRACE_TOTALS, {"ids": list(trace_ids)}).mappings())
+    else:
+        document = connection.execute(_SQLITE_TRACE_TOTALS, {"ids": list(trace_ids)}).scalar()
+        found_rows = json.loads(document) if document else []
     rows: dict[str, RowValues] = {}
-    for found in connection.execute(query, {"ids": list(trace_ids)}).mappings():
+    for found in found_rows:
         trace_id = found["trace_id"]
         if trace_id in rows and rows[trace_id]["_has_parent"] <= (
             found["parent_span_id"] is not None
@@ -185,32 +226,59 @@ def _trace_rows(connection: Connection, trace_ids: Sequence[str]) -> list[RowVal
     return list(rows.values())
 
 
-@functools.lru_cache(maxsize=8)
-def _upsert_traces_sql(dialect_name: str, dialect: Dialect) -> str:
-    """The traces upsert as SQL text with named parameters, compiled once per dialect."""
-    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    if dialect_name == "sqlite":
-        dialect = pysqlite.dialect(paramstyle="named")
-    statement = insert(traces)
+_TRACE_COLUMNS = tuple(c.name for c in traces.columns)
+_trace_values = operator.itemgetter(*_TRACE_COLUMNS)
+
+
+@functools.lru_cache(maxsize=1)
+def _sqlite_traces_upsert_sql() -> str:
+    """The SQLite traces upsert with positional parameters in ``traces`` column order."""
+    statement = sqlite.insert(traces)
     upsert = statement.on_conflict_do_update(
         index_elements=[traces.c.trace_id],
         set_={c.name: statement.excluded[c.name] for c in traces.columns if c.name != "trace_id"},
     )
-    return str(upsert.compile(dialect=dialect, column_keys=[c.name for c in traces.columns]))
+    compiled = upsert.compile(
+        dialect=pysqlite.dialect(paramstyle="qmark"), column_keys=list(_TRACE_COLUMNS)
+    )
+    assert tuple(compiled.positiontup or ()) == _TRACE_COLUMNS, "parameters out of order"
+    return str(compiled)
 
 
-_COLUMN_LIST = ", ".join(COLUMNS)
-_STAGING = "runspan_incoming_runs"
-# PostgreSQL: rows are copied into a temporary table (COPY is PostgreSQL's fastest way in) and
-# upserted from there in one statement. An INSERT per row costs a round of the server's
-# per-statement work for each span, which capped the writer at a few thousand spans a second.
-_CREATE_STAGING = (
-    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} ON COMMIT DELETE ROWS AS"
-    f" SELECT {_COLUMN_LIST} FROM runs WITH NO DATA"
-)
-_UPSERT_FROM_STAGING = (
-    f"INSERT INTO runs ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGING}"
-    " ON CONFLICT (trace_id, span_id) DO UPDATE SET "
+# PostgreSQL: a batch goes in as one INSERT ... SELECT FROM unnest(one array per column). An
+# INSERT per row costs a round of the server's per-statement work for each span, which capped
+# the writer at a few thousand spans a second.
+_PG_DIALECT: Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _pg_array_type(column: Column[Any]) -> tuple[str, str]:
+    """The array type a column's values travel in, and the cast back to the column's type."""
+    name = column.type.compile(dialect=_PG_DIALECT)
+    if name == "JSONB":
+        return "text[]", "::jsonb"  # the writer hands over JSON text
+    if name in ("BIGINT", "INTEGER"):
+        return "int8[]", ""
+    if name == "FLOAT":
+        return "float8[]", ""
+    return "text[]", ""
+
+
+@functools.lru_cache(maxsize=4)
+def _pg_unnest_upsert(table_name: str, names: tuple[str, ...], on_conflict: str) -> str:
+    """An INSERT of many rows that travel as one array per column: one statement and one round
+    trip for the whole batch (see _insert_many on why round trips count)."""
+    table = runs if table_name == "runs" else traces
+    types = [_pg_array_type(table.c[name]) for name in names]
+    arrays = ", ".join(f"%s::{array}" for array, _ in types)
+    picked = ", ".join(f"{name}{cast}" for name, (_, cast) in zip(names, types, strict=True))
+    return (
+        f"INSERT INTO {table_name} ({', '.join(names)}) SELECT {picked}"
+        f" FROM unnest({arrays}) AS incoming ({', '.join(names)}) {on_conflict}"
+    )
+
+
+_RUNS_ON_CONFLICT = (
+    "ON CONFLICT (trace_id, span_id) DO UPDATE SET "
     + ", ".join(
         f"{name} = excluded.{name}" for name in COLUMNS if name not in ("trace_id", "span_id")
     )
@@ -218,14 +286,21 @@ _UPSERT_FROM_STAGING = (
 )
 
 
-def _copy_and_upsert(connection: Connection, rows: Sequence[RowValues]) -> None:
+def _pg_insert_many(
+    connection: Connection, table_name: str, names: tuple[str, ...], rows: Sequence[Any]
+) -> None:
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    on_conflict = (
+        _RUNS_ON_CONFLICT
+        if table_name == "runs"
+        else "ON CONFLICT (trace_id) DO UPDATE SET "
+        + ", ".join(f"{name} = excluded.{name}" for name in names if name != "trace_id")
+    )
     try:
-        cursor.execute(_CREATE_STAGING)
-        with cursor.copy(f"COPY {_STAGING} ({_COLUMN_LIST}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(_row_values(row))
-        cursor.execute(_UPSERT_FROM_STAGING)
+        cursor.execute(
+            _pg_unnest_upsert(table_name, names, on_conflict),
+            [list(values) for values in zip(*rows, strict=True)],
+        )
     finally:
         cursor.close()
 
@@ -236,14 +311,22 @@ def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
         return
     dialect = connection.dialect
     if dialect.name == "postgresql":
-        _copy_and_upsert(connection, rows)
+        _pg_insert_many(connection, "runs", COLUMNS, [_row_values(row) for row in rows])
     else:
-        connection.exec_driver_sql(_sqlite_upsert_sql(), [_row_values(row) for row in rows])
+        _insert_many(connection, _sqlite_upsert_sql(), [_row_values(row) for row in rows])
     touched = sorted({row["trace_id"] for row in rows})
     for start in range(0, len(touched), _TRACE_CHUNK):
         totals = _trace_rows(connection, touched[start : start + _TRACE_CHUNK])
-        if totals:
-            connection.exec_driver_sql(_upsert_traces_sql(dialect.name, dialect), totals)
+        if not totals:
+            continue
+        if dialect.name == "postgresql":
+            _pg_insert_many(
+                connection, "traces", _TRACE_COLUMNS, [_trace_values(row) for row in totals]
+            )
+        else:
+            _insert_many(
+                connection, _sqlite_traces_upsert_sql(), [_trace_values(row) for row in totals]
+            )
 
 
 def _snapshot(span: ReadableSpan) -> RowValues | None:
@@ -331,8 +414,11 @@ class SqlSpanExporter(SpanExporter):
             self._ready = True
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        # A span queued at its start and again at its end is the same object twice: make its
+        # row once.
+        unique = list({id(span): span for span in spans}.values())
         batch: dict[RowKey, RowValues] = {}
-        for span in spans:
+        for span in unique:
             try:
                 row = _snapshot(span)
             except Exception:
