@@ -31,6 +31,9 @@ MAX_PAUSE_SECONDS = 30.0
 # Jaeger and the Collector take large batches; the SDK's default schedule delay (5 s) would
 # leave a finished chain out of Jaeger for seconds.
 SCHEDULE_DELAY_MILLIS = 1000
+# Room for bursts (a batch of a thousand chains) while the receiver catches up; the SDK's
+# default of 2,048 spans drops spans of a burst of 500 chains.
+MAX_QUEUE_SIZE = 16_384
 
 
 class _FailureCapture(logging.Filter):
@@ -290,5 +293,6 @@ def otlp_span_processor(
     return QuietBatchSpanProcessor(
         exporter if exporter is not None else OtlpSpanExporter(settings, stored=stored),
         schedule_delay_millis=SCHEDULE_DELAY_MILLIS,
+        max_queue_size=MAX_QUEUE_SIZE,
         sink=f"OTLP export to {settings.display_endpoint}",
     )
