@@ -1,0 +1,107 @@
+"""End to end: 100,000 runs through runspan's handler into SQL with OTLP on.
+
+``prompt | chat model | parser`` (4 runs an invoke) is invoked until 100,000 runs have been
+traced, with runspan storing them (SQLite, then a PostgreSQL 15 started for the run, fsync on)
+and exporting them over OTLP/gRPC to a receiver in another process. It prints runs/s from the
+first invoke until ``flush()`` returns with everything written and sent, and how long that
+final ``flush()`` took.
+
+    python bench/ingest.py [--runs 100000] [--skip-postgres] [--postgres-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from opentelemetry.sdk.trace import TracerProvider
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from workloads import workloads
+
+from runspan import RunIdGenerator, TracingCallbackHandler
+from runspan.exporters import OtlpSettings, otlp_span_processor
+from runspan.storage import RunStore, StorageSpanProcessor
+from tests import postgres_server
+
+RUNS_PER_INVOKE = 4
+
+
+def ingest(name: str, url: str, endpoint: str, runs: int) -> None:
+    provider = TracerProvider(id_generator=RunIdGenerator(), shutdown_on_exit=False)
+    provider.add_span_processor(StorageSpanProcessor(url))
+    settings = OtlpSettings.build(endpoint, protocol="grpc")
+    assert settings is not None
+    otlp = otlp_span_processor(settings)
+    provider.add_span_processor(otlp)
+    handler = TracingCallbackHandler(tracer_provider=provider)
+    workload = next(w for w in workloads() if w.name == "prompt | chat model | parser")
+    config: dict[str, object] = {"callbacks": [handler]}
+    invokes = runs // RUNS_PER_INVOKE
+    started = time.perf_counter()
+    for _ in range(invokes):
+        workload.call(config)  # type: ignore[arg-type]
+    invoked = time.perf_counter()
+    assert provider.force_flush(600_000), "flush did not finish"
+    done = time.perf_counter()
+    dropped = otlp.dropped
+    provider.shutdown()
+    with RunStore(url) as store:
+        stored = store.sql("SELECT count(*) FROM runs").rows[0][0]
+    total = invokes * RUNS_PER_INVOKE
+    print(f"\n{name} + OTLP: {total:,} runs")
+    invoking, flushing, overall = invoked - started, done - invoked, done - started
+    print(f"  invoking                {invoking:8.1f} s   {total / invoking:9,.0f} runs/s")
+    print(f"  final flush()           {flushing:8.1f} s")
+    print(f"  end to end              {overall:8.1f} s   {total / overall:9,.0f} runs/s")
+    print(f"  rows in the database    {stored:8,d}   spans the OTLP queue dropped: {dropped:,}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--postgres-url", default=None)
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "otlp_sink.py"), str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sink.stdout is not None
+    sink.stdout.readline()
+    endpoint = f"http://127.0.0.1:{port}"
+    folder = Path(tempfile.mkdtemp(prefix="runspan-ingest-"))
+    server = None
+    try:
+        ingest("SQLite", f"sqlite:///{folder / 'runs.db'}", endpoint, args.runs)
+        if not args.skip_postgres:
+            if args.postgres_url:
+                admin = args.postgres_url
+            else:
+                server = postgres_server.start(fsync=True)
+                admin = server.url
+            ingest("PostgreSQL", postgres_server.create_database(admin), endpoint, args.runs)
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        assert sink.stdin is not None
+        sink.stdin.close()
+        sink.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
