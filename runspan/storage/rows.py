@@ -105,6 +105,11 @@ def _build_encoder() -> Callable[[Any], str]:
 _encode = _build_encoder()
 
 
+def encode_json(value: Any) -> str:
+    """Compact JSON text of rows or values (no NaN: rows hold none)."""
+    return _encode(value)
+
+
 def _json_value(value: Any) -> Any:
     """An attribute value in JSON terms: non-finite floats as strings (tuples encode as lists)."""
     kind = type(value)

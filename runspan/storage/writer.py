@@ -40,7 +40,7 @@ from runspan.logs import RateLimitedLog, logger
 from runspan.storage.engine import create_writer_engine, database_url_from, safe_url, scrubbed
 from runspan.storage.errors import DatabaseUnavailable, SchemaError
 from runspan.storage.migrate import upgrade
-from runspan.storage.rows import COLUMNS, RowValues, cleaned, span_row
+from runspan.storage.rows import COLUMNS, RowValues, cleaned, encode_json, span_row
 from runspan.storage.schema import runs, traces
 
 # Rows kept while the database is unreachable. A row is a few kB at most with content capped
@@ -245,35 +245,36 @@ def _sqlite_traces_upsert_sql() -> str:
     return str(compiled)
 
 
-# PostgreSQL: a batch goes in as one INSERT ... SELECT FROM unnest(one array per column). An
+# PostgreSQL: a batch goes in as one INSERT ... SELECT FROM json_to_recordset(the rows). An
 # INSERT per row costs a round of the server's per-statement work for each span, which capped
 # the writer at a few thousand spans a second.
 _PG_DIALECT: Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
-def _pg_array_type(column: Column[Any]) -> tuple[str, str]:
-    """The array type a column's values travel in, and the cast back to the column's type."""
+def _pg_record_type(column: Column[Any]) -> tuple[str, str]:
+    """How a column's value is read from the batch's JSON, and the cast to the column's type."""
     name = column.type.compile(dialect=_PG_DIALECT)
     if name == "JSONB":
-        return "text[]", "::jsonb"  # the writer hands over JSON text
+        return "text", "::jsonb"  # the writer hands over JSON text
     if name in ("BIGINT", "INTEGER"):
-        return "int8[]", ""
+        return "bigint", ""
     if name == "FLOAT":
-        return "float8[]", ""
-    return "text[]", ""
+        return "float8", ""
+    return "text", ""
 
 
 @functools.lru_cache(maxsize=4)
-def _pg_unnest_upsert(table_name: str, names: tuple[str, ...], on_conflict: str) -> str:
-    """An INSERT of many rows that travel as one array per column: one statement and one round
-    trip for the whole batch (see _insert_many on why round trips count)."""
+def _pg_json_upsert(table_name: str, names: tuple[str, ...], on_conflict: str) -> str:
+    """An INSERT of a whole batch sent as one JSON document: one statement, one round trip,
+    and the encoding done by the C JSON encoder (psycopg adapts Python lists to arrays element
+    by element in Python, which cost more than the database's work)."""
     table = runs if table_name == "runs" else traces
-    types = [_pg_array_type(table.c[name]) for name in names]
-    arrays = ", ".join(f"%s::{array}" for array, _ in types)
+    types = [_pg_record_type(table.c[name]) for name in names]
+    record = ", ".join(f"{name} {kind}" for name, (kind, _) in zip(names, types, strict=True))
     picked = ", ".join(f"{name}{cast}" for name, (_, cast) in zip(names, types, strict=True))
     return (
         f"INSERT INTO {table_name} ({', '.join(names)}) SELECT {picked}"
-        f" FROM unnest({arrays}) AS incoming ({', '.join(names)}) {on_conflict}"
+        f" FROM json_to_recordset(%s::json) AS incoming ({record}) {on_conflict}"
     )
 
 
@@ -284,23 +285,17 @@ _RUNS_ON_CONFLICT = (
     )
     + " WHERE runs.status = 'running'"
 )
+_TRACES_ON_CONFLICT = "ON CONFLICT (trace_id) DO UPDATE SET " + ", ".join(
+    f"{c.name} = excluded.{c.name}" for c in traces.columns if c.name != "trace_id"
+)
 
 
-def _pg_insert_many(
-    connection: Connection, table_name: str, names: tuple[str, ...], rows: Sequence[Any]
-) -> None:
+def _pg_insert_many(connection: Connection, table_name: str, rows: Sequence[RowValues]) -> None:
+    names = COLUMNS if table_name == "runs" else _TRACE_COLUMNS
+    on_conflict = _RUNS_ON_CONFLICT if table_name == "runs" else _TRACES_ON_CONFLICT
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    on_conflict = (
-        _RUNS_ON_CONFLICT
-        if table_name == "runs"
-        else "ON CONFLICT (trace_id) DO UPDATE SET "
-        + ", ".join(f"{name} = excluded.{name}" for name in names if name != "trace_id")
-    )
     try:
-        cursor.execute(
-            _pg_unnest_upsert(table_name, names, on_conflict),
-            [list(values) for values in zip(*rows, strict=True)],
-        )
+        cursor.execute(_pg_json_upsert(table_name, names, on_conflict), (encode_json(rows),))
     finally:
         cursor.close()
 
@@ -311,7 +306,7 @@ def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
         return
     dialect = connection.dialect
     if dialect.name == "postgresql":
-        _pg_insert_many(connection, "runs", COLUMNS, [_row_values(row) for row in rows])
+        _pg_insert_many(connection, "runs", rows)
     else:
         _insert_many(connection, _sqlite_upsert_sql(), [_row_values(row) for row in rows])
     touched = sorted({row["trace_id"] for row in rows})
@@ -320,9 +315,7 @@ def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
         if not totals:
             continue
         if dialect.name == "postgresql":
-            _pg_insert_many(
-                connection, "traces", _TRACE_COLUMNS, [_trace_values(row) for row in totals]
-            )
+            _pg_insert_many(connection, "traces", totals)
         else:
             _insert_many(
                 connection, _sqlite_traces_upsert_sql(), [_trace_values(row) for row in totals]
