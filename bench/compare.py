@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import otlp_sink
 from workloads import Workload, workloads
 
 from runspan import RunIdGenerator, TracingCallbackHandler
@@ -374,13 +374,6 @@ def describe_machine() -> None:
         print(f"  {package} {_version(package)}")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
@@ -394,17 +387,7 @@ def main() -> None:
         memory_child(args.memory_child, args.otlp_endpoint)
         return
 
-    port = _free_port()
-    sink = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "otlp_sink.py"), str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert sink.stdout is not None
-    sink.stdout.readline()  # "ready"
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
+    with otlp_sink.running() as endpoint:
         describe_machine()
         variants = make_variants(endpoint)
         for workload in workloads():
@@ -414,10 +397,6 @@ def main() -> None:
             variant.close()
         if not args.no_memory:
             memory([variant.name for variant in variants], endpoint)
-    finally:
-        assert sink.stdin is not None
-        sink.stdin.close()
-        sink.wait(timeout=10)
 
 
 if __name__ == "__main__":

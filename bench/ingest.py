@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import otlp_sink
 from workloads import workloads
 
 from runspan import RunIdGenerator, TracingCallbackHandler
@@ -71,36 +70,23 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    sink = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "otlp_sink.py"), str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert sink.stdout is not None
-    sink.stdout.readline()
-    endpoint = f"http://127.0.0.1:{port}"
     folder = Path(tempfile.mkdtemp(prefix="runspan-ingest-"))
     server = None
     try:
-        ingest("SQLite", f"sqlite:///{folder / 'runs.db'}", endpoint, args.runs)
-        if not args.skip_postgres:
-            if args.postgres_url:
-                admin = args.postgres_url
-            else:
-                server = postgres_server.start(fsync=True)
-                admin = server.url
-            ingest("PostgreSQL", postgres_server.create_database(admin), endpoint, args.runs)
+        with otlp_sink.running() as endpoint:
+            ingest("SQLite", f"sqlite:///{folder / 'runs.db'}", endpoint, args.runs)
+            if not args.skip_postgres:
+                if args.postgres_url:
+                    admin = args.postgres_url
+                else:
+                    server = postgres_server.start(fsync=True)
+                    admin = server.url
+                url = postgres_server.create_database(admin)
+                ingest("PostgreSQL", url, endpoint, args.runs)
     finally:
         if server is not None:
             server.stop()
         shutil.rmtree(folder, ignore_errors=True)
-        assert sink.stdin is not None
-        sink.stdin.close()
-        sink.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,12 @@ costs to receive spans is not counted against the process that sends them.
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -17,6 +21,28 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 class Sink(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request: Any, context: Any) -> Any:
         return trace_service_pb2.ExportTraceServiceResponse()
+
+
+@contextmanager
+def running() -> Iterator[str]:
+    """A sink in a process of its own for the duration of the block; yields its endpoint."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = subprocess.Popen(
+        [sys.executable, __file__, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sink.stdin is not None
+    assert sink.stdout is not None
+    try:
+        sink.stdout.readline()  # "ready"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        sink.stdin.close()
+        sink.wait(timeout=10)
 
 
 def main() -> None:

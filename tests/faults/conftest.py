@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.exporters.conftest import receiver  # noqa: F401 - the OTLP tests' fixture, shared
 from tests.storage.conftest import stored  # noqa: F401 - the storage tests' fixture, shared
 
 _HERE = Path(__file__).parent

@@ -6,7 +6,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,6 @@ from runspan.exporters import OtlpSettings, OtlpSpanExporter, otlp_span_processo
 from runspan.exporters.otlp import build_inner_exporter
 from runspan.storage import RunStore, StorageSpanProcessor
 from tests.exporters.conftest import Receiver
-from tests.exporters.receivers import GrpcReceiver, HttpReceiver
 from tests.support import UsageChatModel
 
 
@@ -46,14 +45,6 @@ class ChainThreadWatch(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self.inner.force_flush(timeout_millis)
-
-
-@pytest.fixture(params=["grpc", "http/protobuf"])
-def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
-    made: Receiver = GrpcReceiver() if request.param == "grpc" else HttpReceiver()
-    made.start()
-    yield made
-    made.stop()
 
 
 @pytest.mark.logs_warnings
