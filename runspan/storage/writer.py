@@ -569,6 +569,10 @@ def _after_fork(reference: weakref.ref[SqlSpanExporter]) -> None:
     exporter._pending = {}  # the parent writes what it had buffered
 
 
+# Queue fill above which spans are no longer queued at their start (only at their end).
+_SHED_RUNNING_ABOVE = 0.5
+
+
 class StorageSpanProcessor(QuietBatchSpanProcessor):
     """Stores every span in SQL: add it to any SDK ``TracerProvider``.
 
@@ -605,8 +609,10 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
         )
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if self._record_running:
-            # The live span joins the queue; its batch writes it as running if it is still open.
+        # The live span joins the queue; its batch writes it as running if it is still open.
+        # When the writer falls behind (the app's threads leave its thread little of the GIL),
+        # these are shed first: a finished run's row matters more than its running marker.
+        if self._record_running and self.queue_fill() < _SHED_RUNNING_ABOVE:
             self.on_end(span)
 
     def force_flush(self, timeout_millis: int | None = 30_000) -> bool:
