@@ -71,21 +71,14 @@ def main() -> None:
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="runspan-ingest-"))
-    server = None
     try:
         with otlp_sink.running() as endpoint:
             ingest("SQLite", f"sqlite:///{folder / 'runs.db'}", endpoint, args.runs)
             if not args.skip_postgres:
-                if args.postgres_url:
-                    admin = args.postgres_url
-                else:
-                    server = postgres_server.start(fsync=True)
-                    admin = server.url
-                url = postgres_server.create_database(admin)
-                ingest("PostgreSQL", url, endpoint, args.runs)
+                with postgres_server.serving(args.postgres_url) as admin:
+                    url = postgres_server.create_database(admin)
+                    ingest("PostgreSQL", url, endpoint, args.runs)
     finally:
-        if server is not None:
-            server.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 

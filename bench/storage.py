@@ -17,6 +17,7 @@ PostgreSQL is a throwaway cluster started with the machine's initdb/pg_ctl (fsyn
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import random
@@ -228,18 +229,12 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
 
-    server = None
     targets: dict[str, str] = {}
     folder = Path(tempfile.mkdtemp(prefix="runspan-bench-"))
     targets["SQLite"] = f"sqlite:///{folder / 'write.db'}"
-    if not args.skip_postgres:
-        if args.postgres_url:
-            admin = args.postgres_url
-        else:
-            server = postgres_server.start(fsync=True)
-            admin = server.url
-        targets["PostgreSQL"] = admin
-    try:
+    with contextlib.ExitStack() as stack:
+        if not args.skip_postgres:
+            targets["PostgreSQL"] = stack.enter_context(postgres_server.serving(args.postgres_url))
         spans = chain_spans(args.spans)
         print(f"{len(spans):,} spans of prompt | chat model | parser, batches of {BATCH}")
         write = {}
@@ -260,9 +255,6 @@ def main() -> None:
             query[name] = query_latency(url, trace_id, now_ns)
         for name, figures in query.items():
             report(f"Query latency, {name}, {args.runs:,} runs (median of 5)", figures, "ms")
-    finally:
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":

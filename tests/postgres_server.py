@@ -15,6 +15,8 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,3 +159,17 @@ def start(*, fsync: bool = False) -> PostgresServer:
         run_as=run_as,
         options=options,
     )
+
+
+@contextmanager
+def serving(url: str | None = None, *, fsync: bool = True) -> Iterator[str]:
+    """The URL of a server to create databases on: ``url`` if given, else a cluster started
+    for the block (fsync on by default: for benchmarks) and stopped after it."""
+    if url is not None:
+        yield url
+        return
+    server = start(fsync=fsync)
+    try:
+        yield server.url
+    finally:
+        server.stop()

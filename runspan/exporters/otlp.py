@@ -173,7 +173,6 @@ class OtlpSpanExporter(SpanExporter):
         # The end times of the first and last span not sent in this outage: what
         # `runspan export --since ... --until ...` sends again.
         self._missed: tuple[int, int] | None = None
-        self.sent = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with self._lock:  # the batch thread and a flush may both call
@@ -195,7 +194,6 @@ class OtlpSpanExporter(SpanExporter):
                     self._failed(messages)
                     return SpanExportResult.FAILURE
                 sent += len(chunk)
-            self.sent += sent
             if self._failing_since is not None:
                 self._recovered()
             return SpanExportResult.SUCCESS
