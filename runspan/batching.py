@@ -43,10 +43,10 @@ class QuietBatchSpanProcessor(BatchSpanProcessor):
         self._log = RateLimitedLog()
         self.dropped = 0
 
-    def queue_fill(self) -> float:
-        """How full the queue is, from 0 to 1 (0 if this SDK's queue cannot be seen)."""
+    def queue_length(self) -> int | None:
+        """How many spans are queued (``None`` if this SDK's queue cannot be seen)."""
         found = self._queue_limit
-        return len(found[0]) / found[1] if found is not None else 0.0
+        return len(found[0]) if found is not None else None
 
     def on_end(self, span: ReadableSpan) -> None:
         found = self._queue_limit

@@ -206,6 +206,7 @@ def create_writer_engine(url: URL) -> Engine:
             options["poolclass"] = pool
         engine = create_engine(url, **options)
         event.listen(engine, "connect", _set_sqlite_pragmas)
+        _bind_none_directly()
         return engine
     return create_engine(
         url,
@@ -214,6 +215,22 @@ def create_writer_engine(url: URL) -> Engine:
         max_overflow=2,
         connect_args={"connect_timeout": 10, "application_name": "runspan"},
     )
+
+
+def _bind_none_directly() -> None:
+    """Make ``None`` parameters cheap for sqlite3, as they are for ``int`` and ``str``.
+
+    sqlite3 binds ints, floats and strings directly, but looks every other value up in its
+    adapter registry, then for ``__adapt__`` and ``__conform__`` methods, before it binds
+    ``None`` as NULL: about a quarter of a microsecond per value. A row has a dozen NULLs (no
+    model, no error, no tokens), which made them a third of the writer's time in SQLite. An
+    adapter that returns ``None`` is found in the registry's first lookup, and ``None`` is still
+    bound as NULL, so nothing changes but the cost. The registry is process-wide: an adapter
+    for ``None`` that the application registered is left alone.
+    """
+    if (type(None), sqlite3.PrepareProtocol) not in sqlite3.adapters:
+        nothing: dict[None, None] = {}
+        sqlite3.register_adapter(type(None), nothing.get)  # in C: None, whatever it is given
 
 
 def _sqlite_pool(url: URL) -> type[Pool] | None:

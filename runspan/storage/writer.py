@@ -1,11 +1,12 @@
 """The span writer: an OpenTelemetry span processor with a SQL exporter behind it.
 
 Batching is the SDK's: :class:`StorageSpanProcessor` is a ``BatchSpanProcessor`` (bounded queue,
-background thread, safe across fork) that also queues each span when it starts, so a run shows
-up as ``running`` if it is still open when its batch is written. :class:`SqlSpanExporter` writes
-a batch in one transaction: an idempotent upsert of the ``runs`` rows (the same span twice is
-one row, and a finished row is never turned back into a running one), then the totals of every
-trace the batch touched, recomputed from ``runs`` so they are exact in whatever order spans come.
+background thread, safe across fork) that queues each span when it ends and keeps a map of the
+spans still open, so that every batch also writes the runs open at that moment as ``running``.
+:class:`SqlSpanExporter` writes a batch in one transaction: an idempotent upsert of the ``runs``
+rows (the same span twice is one row, and a finished row is never turned back into a running
+one), then the totals of every trace the batch touched, recomputed from ``runs`` so they are
+exact in whatever order spans come.
 
 When the database cannot be reached, rows wait in a bounded buffer and are retried in the
 background; rows beyond the buffer are dropped, counted and logged. A row the database refuses
@@ -16,14 +17,13 @@ its batch is written.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import operator
 import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -51,10 +51,13 @@ RETRY_INITIAL_SECONDS = 1.0
 RETRY_MAX_SECONDS = 30.0
 # The SDK's batching, tuned for a database: written every second (the most a crash can lose),
 # in batches of up to 1,024 spans (a transaction has a fixed cost: commit, trace totals), with
-# room for bursts; each span is queued at start and at end.
+# room for bursts.
 DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
 DEFAULT_MAX_QUEUE_SIZE = 16_384
 DEFAULT_MAX_EXPORT_BATCH_SIZE = 1024
+# Open spans tracked for their running rows. Beyond it a new span gets no running row (its row
+# still comes when it ends): spans that other code starts and never ends cannot grow it.
+DEFAULT_MAX_OPEN_SPANS = 16_384
 # Trace ids per statement when totals are recomputed, under every database's parameter limit.
 _TRACE_CHUNK = 500
 
@@ -136,113 +139,69 @@ def _insert_many(connection: Connection, sql: str, rows: Sequence[tuple[Any, ...
         connection.exec_driver_sql(_many_rows(sql, columns, len(chunk)), tuple(flat))
 
 
-# Built once: this runs for every batch.
-_TRACE_TOTALS_SQL = """
-SELECT agg.trace_id, agg.start_ns, agg.run_count, agg.error_count, agg.input_tokens,
-    agg.output_tokens, agg.total_tokens, r.run_id, r.span_id, r.parent_span_id, r.name, r.status,
-    r.service_name, r.end_ns
-FROM (
-    SELECT trace_id, min(start_ns) AS start_ns, count(*) AS run_count,
+# The traces rows of the batch's trace ids, computed from what ``runs`` holds now and written in
+# the same statement, so that the totals never pass through Python. The root is the trace's
+# earliest span (one without a parent first, when two start in the same nanosecond); the
+# trace's name, status and end are its root's. Durations divide by a float as Python does.
+_TRACE_COLUMNS = tuple(c.name for c in traces.columns)
+_TRACE_VALUES = """
+    root.run_id, root.span_id, root.service_name, root.name, agg.start_ns,
+    CASE WHEN root.status = 'running' THEN NULL ELSE root.end_ns END,
+    CASE WHEN root.status = 'running' THEN NULL
+        ELSE (root.end_ns - agg.start_ns) / CAST(1000000 AS DOUBLE PRECISION) END,
+    root.status, agg.run_count, agg.error_count, agg.input_tokens, agg.output_tokens,
+    agg.total_tokens"""
+_TRACE_AGGREGATES = """min(start_ns) AS start_ns, count(*) AS run_count,
         sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS error_count,
         sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-        sum(total_tokens) AS total_tokens
-    FROM runs WHERE trace_id IN :ids GROUP BY trace_id
-) agg
-JOIN runs r ON r.trace_id = agg.trace_id AND r.start_ns = agg.start_ns
-"""
-# SQLite: the same rows as one JSON array in one result row, so that fetching them is one step
-# (see _insert_many on why steps count).
+        sum(total_tokens) AS total_tokens"""
+_TRACES_ON_CONFLICT = "ON CONFLICT (trace_id) DO UPDATE SET " + ", ".join(
+    f"{name} = excluded.{name}" for name in _TRACE_COLUMNS if name != "trace_id"
+)
 _SQLITE_TRACE_TOTALS = text(
-    "SELECT json_group_array(json_object('trace_id', trace_id, 'start_ns', start_ns,"
-    " 'run_count', run_count, 'error_count', error_count, 'input_tokens', input_tokens,"
-    " 'output_tokens', output_tokens, 'total_tokens', total_tokens, 'run_id', run_id,"
-    " 'span_id', span_id, 'parent_span_id', parent_span_id, 'name', name, 'status', status,"
-    " 'service_name', service_name, 'end_ns', end_ns)) FROM (" + _TRACE_TOTALS_SQL + ")"
+    f"""
+INSERT INTO traces ({", ".join(_TRACE_COLUMNS)})
+SELECT agg.trace_id, {_TRACE_VALUES}
+FROM (
+    SELECT trace_id, {_TRACE_AGGREGATES}
+    FROM runs WHERE trace_id IN :ids GROUP BY trace_id
+) AS agg
+JOIN runs AS root ON root.id = (
+    SELECT id FROM runs WHERE trace_id = agg.trace_id
+    ORDER BY start_ns, parent_span_id IS NOT NULL LIMIT 1
+)
+WHERE true
+{_TRACES_ON_CONFLICT}
+"""  # "WHERE true": SQLite would read ON CONFLICT as the join's ON without it
 ).bindparams(bindparam("ids", expanding=True))
-# PostgreSQL: per trace id, through the trace_id index. The IN-list form above lets its
-# planner choose whole-table scans while a new table has no statistics yet.
+# PostgreSQL: per trace id, through the trace_id index. An IN list lets its planner choose
+# whole-table scans while a new table has no statistics yet.
 _PG_TRACE_TOTALS = text(
-    """
-SELECT t.trace_id, agg.start_ns, agg.run_count, agg.error_count, agg.input_tokens,
-    agg.output_tokens, agg.total_tokens, root.run_id, root.span_id, root.parent_span_id,
-    root.name, root.status, root.service_name, root.end_ns
+    f"""
+INSERT INTO traces ({", ".join(_TRACE_COLUMNS)})
+SELECT t.trace_id, {_TRACE_VALUES}
 FROM unnest(CAST(:ids AS VARCHAR[])) AS t(trace_id)
 CROSS JOIN LATERAL (
-    SELECT min(start_ns) AS start_ns, count(*) AS run_count,
-        sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS error_count,
-        sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-        sum(total_tokens) AS total_tokens
+    SELECT {_TRACE_AGGREGATES}
     FROM runs r WHERE r.trace_id = t.trace_id
-) agg
+) AS agg
 CROSS JOIN LATERAL (
-    SELECT run_id, span_id, parent_span_id, name, status, service_name, end_ns
+    SELECT run_id, span_id, name, status, service_name, end_ns
     FROM runs r WHERE r.trace_id = t.trace_id
     ORDER BY start_ns, parent_span_id IS NOT NULL
     LIMIT 1
-) root
+) AS root
+{_TRACES_ON_CONFLICT}
 """
 )
 
 
-def _trace_rows(connection: Connection, trace_ids: Sequence[str]) -> list[RowValues]:
-    """The ``traces`` rows of ``trace_ids``, computed from what ``runs`` holds now.
-
-    The root is the trace's earliest span (a span without a parent first, when two start in
-    the same nanosecond); the trace's name, status and end are its root's.
-    """
-    found_rows: Sequence[Any]
+def _refresh_traces(connection: Connection, trace_ids: list[str]) -> None:
+    """Recompute and write the ``traces`` rows of ``trace_ids``."""
     if connection.dialect.name == "postgresql":
-        found_rows = list(connection.execute(_PG_TRACE_TOTALS, {"ids": list(trace_ids)}).mappings())
+        connection.execute(_PG_TRACE_TOTALS, {"ids": trace_ids})
     else:
-        document = connection.execute(_SQLITE_TRACE_TOTALS, {"ids": list(trace_ids)}).scalar()
-        found_rows = json.loads(document) if document else []
-    rows: dict[str, RowValues] = {}
-    for found in found_rows:
-        trace_id = found["trace_id"]
-        if trace_id in rows and rows[trace_id]["_has_parent"] <= (
-            found["parent_span_id"] is not None
-        ):
-            continue
-        end = found["end_ns"] if found["status"] != "running" else None
-        rows[trace_id] = {
-            "trace_id": trace_id,
-            "root_run_id": found["run_id"],
-            "root_span_id": found["span_id"],
-            "service_name": found["service_name"],
-            "name": found["name"],
-            "start_ns": found["start_ns"],
-            "end_ns": end,
-            "duration_ms": (end - found["start_ns"]) / 1e6 if end is not None else None,
-            "status": found["status"],
-            "run_count": found["run_count"],
-            "error_count": found["error_count"],
-            "input_tokens": found["input_tokens"],
-            "output_tokens": found["output_tokens"],
-            "total_tokens": found["total_tokens"],
-            "_has_parent": found["parent_span_id"] is not None,
-        }
-    for row in rows.values():
-        del row["_has_parent"]
-    return list(rows.values())
-
-
-_TRACE_COLUMNS = tuple(c.name for c in traces.columns)
-_trace_values = operator.itemgetter(*_TRACE_COLUMNS)
-
-
-@functools.lru_cache(maxsize=1)
-def _sqlite_traces_upsert_sql() -> str:
-    """The SQLite traces upsert with positional parameters in ``traces`` column order."""
-    statement = sqlite.insert(traces)
-    upsert = statement.on_conflict_do_update(
-        index_elements=[traces.c.trace_id],
-        set_={c.name: statement.excluded[c.name] for c in traces.columns if c.name != "trace_id"},
-    )
-    compiled = upsert.compile(
-        dialect=pysqlite.dialect(paramstyle="qmark"), column_keys=list(_TRACE_COLUMNS)
-    )
-    assert tuple(compiled.positiontup or ()) == _TRACE_COLUMNS, "parameters out of order"
-    return str(compiled)
+        connection.execute(_SQLITE_TRACE_TOTALS, {"ids": trace_ids})
 
 
 # PostgreSQL: a batch goes in as one INSERT ... SELECT FROM json_to_recordset(the rows). An
@@ -263,39 +222,30 @@ def _pg_record_type(column: Column[Any]) -> tuple[str, str]:
     return "text", ""
 
 
-@functools.lru_cache(maxsize=4)
-def _pg_json_upsert(table_name: str, names: tuple[str, ...], on_conflict: str) -> str:
+@functools.lru_cache(maxsize=1)
+def _pg_runs_upsert() -> str:
     """An INSERT of a whole batch sent as one JSON document: one statement, one round trip,
     and the encoding done by the C JSON encoder (psycopg adapts Python lists to arrays element
-    by element in Python, which cost more than the database's work)."""
-    table = runs if table_name == "runs" else traces
-    types = [_pg_record_type(table.c[name]) for name in names]
-    record = ", ".join(f"{name} {kind}" for name, (kind, _) in zip(names, types, strict=True))
-    picked = ", ".join(f"{name}{cast}" for name, (_, cast) in zip(names, types, strict=True))
-    return (
-        f"INSERT INTO {table_name} ({', '.join(names)}) SELECT {picked}"
-        f" FROM json_to_recordset(%s::json) AS incoming ({record}) {on_conflict}"
-    )
-
-
-_RUNS_ON_CONFLICT = (
-    "ON CONFLICT (trace_id, span_id) DO UPDATE SET "
-    + ", ".join(
+    by element in Python, which cost more than the database's work). Updates, as on SQLite,
+    apply only over a ``running`` row."""
+    types = [_pg_record_type(runs.c[name]) for name in COLUMNS]
+    record = ", ".join(f"{name} {kind}" for name, (kind, _) in zip(COLUMNS, types, strict=True))
+    picked = ", ".join(f"{name}{cast}" for name, (_, cast) in zip(COLUMNS, types, strict=True))
+    updates = ", ".join(
         f"{name} = excluded.{name}" for name in COLUMNS if name not in ("trace_id", "span_id")
     )
-    + " WHERE runs.status = 'running'"
-)
-_TRACES_ON_CONFLICT = "ON CONFLICT (trace_id) DO UPDATE SET " + ", ".join(
-    f"{c.name} = excluded.{c.name}" for c in traces.columns if c.name != "trace_id"
-)
+    return (
+        f"INSERT INTO runs ({', '.join(COLUMNS)}) SELECT {picked}"
+        f" FROM json_to_recordset(%s::json) AS incoming ({record})"
+        f" ON CONFLICT (trace_id, span_id) DO UPDATE SET {updates}"
+        " WHERE runs.status = 'running'"
+    )
 
 
-def _pg_insert_many(connection: Connection, table_name: str, rows: Sequence[RowValues]) -> None:
-    names = COLUMNS if table_name == "runs" else _TRACE_COLUMNS
-    on_conflict = _RUNS_ON_CONFLICT if table_name == "runs" else _TRACES_ON_CONFLICT
+def _pg_insert_runs(connection: Connection, rows: Sequence[RowValues]) -> None:
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(_pg_json_upsert(table_name, names, on_conflict), (encode_json(rows),))
+        cursor.execute(_pg_runs_upsert(), (encode_json(rows),))
     finally:
         cursor.close()
 
@@ -304,22 +254,13 @@ def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
     """Upsert ``rows`` into ``runs`` and refresh their traces, in the caller's transaction."""
     if not rows:
         return
-    dialect = connection.dialect
-    if dialect.name == "postgresql":
-        _pg_insert_many(connection, "runs", rows)
+    if connection.dialect.name == "postgresql":
+        _pg_insert_runs(connection, rows)
     else:
         _insert_many(connection, _sqlite_upsert_sql(), [_row_values(row) for row in rows])
     touched = sorted({row["trace_id"] for row in rows})
     for start in range(0, len(touched), _TRACE_CHUNK):
-        totals = _trace_rows(connection, touched[start : start + _TRACE_CHUNK])
-        if not totals:
-            continue
-        if dialect.name == "postgresql":
-            _pg_insert_many(connection, "traces", totals)
-        else:
-            _insert_many(
-                connection, _sqlite_traces_upsert_sql(), [_trace_values(row) for row in totals]
-            )
+        _refresh_traces(connection, touched[start : start + _TRACE_CHUNK])
 
 
 def _snapshot(span: ReadableSpan) -> RowValues | None:
@@ -373,6 +314,10 @@ class SqlSpanExporter(SpanExporter):
         self._retry_delay = RETRY_INITIAL_SECONDS
         self._retry: threading.Timer | None = None
         self._closed = False
+        #: The spans open now, by ``id()``: :class:`StorageSpanProcessor` keeps it, and each
+        #: batch writes those no batch has written yet as running.
+        self.open_spans: dict[int, ReadableSpan] = {}
+        self._open_written: set[int] = set()  # span ids of open spans already written
         if hasattr(os, "register_at_fork"):
             reference = weakref.ref(self)
             os.register_at_fork(after_in_child=lambda: _after_fork(reference))
@@ -407,11 +352,19 @@ class SqlSpanExporter(SpanExporter):
             self._ready = True
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        batch: dict[RowKey, RowValues] = {}
         # A span queued at its start and again at its end is the same object twice: make its
         # row once.
-        unique = list({id(span): span for span in spans}.values())
-        batch: dict[RowKey, RowValues] = {}
-        for span in unique:
+        self._add_rows(batch, {id(span): span for span in spans}.values())
+        with self._lock:
+            if self._closed:
+                return SpanExportResult.FAILURE
+            self._add_open_rows(batch)
+            self._merge(batch)
+            return SpanExportResult.SUCCESS if self._write_pending() else SpanExportResult.FAILURE
+
+    def _add_rows(self, batch: dict[RowKey, RowValues], spans: Iterable[ReadableSpan]) -> None:
+        for span in spans:
             try:
                 row = _snapshot(span)
             except Exception:
@@ -421,11 +374,24 @@ class SqlSpanExporter(SpanExporter):
                 key = (row["trace_id"], row["span_id"])
                 if row["status"] != "running" or batch.get(key, row)["status"] == "running":
                     batch[key] = row
-        with self._lock:
-            if self._closed:
-                return SpanExportResult.FAILURE
-            self._merge(batch)
-            return SpanExportResult.SUCCESS if self._write_pending() else SpanExportResult.FAILURE
+
+    def _add_open_rows(self, batch: dict[RowKey, RowValues]) -> None:
+        """Add the rows of the spans open now that no batch has written yet: running, or
+        final if a span ended since it was looked up. Called under the lock."""
+        open_now = list(self.open_spans.values())  # one C call: safe while the app adds
+        if not open_now and not self._open_written:
+            return
+        written = self._open_written
+        fresh = [
+            span
+            for span in open_now
+            if (context := span.context) is not None
+            and context.trace_flags.sampled
+            and context.span_id not in written
+        ]
+        self._add_rows(batch, fresh)
+        # What is no longer open is forgotten: this set never outgrows the open spans.
+        self._open_written = {span.context.span_id for span in open_now if span.context is not None}
 
     def _merge(self, batch: dict[RowKey, RowValues]) -> None:
         pending = self._pending
@@ -537,14 +503,23 @@ class SqlSpanExporter(SpanExporter):
                 self._write_pending()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Write what is buffered now; ``False`` if the database is still unreachable."""
+        """Write what is buffered now, and the open spans as running; ``False`` if the database
+        is still unreachable."""
         with self._lock:
+            self._flush_open()
             return self._write_pending()
+
+    def _flush_open(self) -> None:
+        if not self._closed:
+            batch: dict[RowKey, RowValues] = {}
+            self._add_open_rows(batch)
+            self._merge(batch)
 
     def shutdown(self) -> None:
         with self._lock:
             if self._closed:
                 return
+            self._flush_open()  # runs still open as the process ends are kept as running
             self._write_pending()
             self._closed = True
             if self._retry is not None:
@@ -567,10 +542,8 @@ def _after_fork(reference: weakref.ref[SqlSpanExporter]) -> None:
     exporter._lock = threading.RLock()
     exporter._retry = None
     exporter._pending = {}  # the parent writes what it had buffered
-
-
-# Queue fill above which spans are no longer queued at their start (only at their end).
-_SHED_RUNNING_ABOVE = 0.5
+    exporter.open_spans.clear()  # and its open spans: the child's are its own
+    exporter._open_written = set()
 
 
 class StorageSpanProcessor(QuietBatchSpanProcessor):
@@ -583,9 +556,9 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
     Args:
         database_url: where; else ``RUNSPAN_DATABASE_URL``, else ``sqlite:///runspan.db``.
         exporter: a :class:`SqlSpanExporter` to use instead of a URL.
-        record_running: also queue spans at their start, so open runs are visible as
-            ``running``.
+        record_running: write the runs open when a batch is written as ``running``.
         schedule_delay_millis, max_queue_size, max_export_batch_size: the SDK's batching.
+        max_open_spans: the most open spans tracked for their running rows.
     """
 
     def __init__(
@@ -597,9 +570,12 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
         schedule_delay_millis: float = DEFAULT_SCHEDULE_DELAY_MILLIS,
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
         max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE,
+        max_open_spans: int = DEFAULT_MAX_OPEN_SPANS,
     ) -> None:
         self.exporter = exporter if exporter is not None else SqlSpanExporter(database_url)
         self._record_running = record_running
+        self._open = self.exporter.open_spans
+        self._max_open = max_open_spans
         super().__init__(
             self.exporter,
             max_queue_size=max_queue_size,
@@ -609,14 +585,27 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
         )
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # The live span joins the queue; its batch writes it as running if it is still open.
-        # When the writer falls behind (the app's threads leave its thread little of the GIL),
-        # these are shed first: a finished run's row matters more than its running marker.
-        if self._record_running and self.queue_fill() < _SHED_RUNNING_ABOVE:
-            self.on_end(span)
+        # Only noted here: each batch reads what is open when it is written. Queueing every
+        # span at its start as well doubled the queue's traffic and the writer's work.
+        if not self._record_running:
+            return
+        open_spans = self._open
+        if len(open_spans) < self._max_open:
+            open_spans[id(span)] = span
+        if not self.queue_length():
+            # Nothing is queued (or this SDK's queue cannot be seen), so no batch may come for
+            # a while: the SDK's worker writes only when something is queued. Queueing this
+            # span means the runs open now are written within a flush interval, even in a
+            # quiet app.
+            super().on_end(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._open.pop(id(span), None)
+        super().on_end(span)
 
     def force_flush(self, timeout_millis: int | None = 30_000) -> bool:
-        """Returns when every span ended so far is in the database (``False`` if it is not
-        reachable: those rows stay buffered and are retried)."""
+        """Returns when every span ended so far is in the database, and those still open are
+        in it as running (``False`` if it is not reachable: those rows stay buffered and are
+        retried)."""
         queued = super().force_flush(timeout_millis)
         return self.exporter.force_flush() and queued

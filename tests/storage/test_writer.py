@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from typing import Any
 
 import pytest
 from langchain_core.runnables import RunnableLambda, RunnableParallel
 from langchain_core.tools import tool
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 from sqlalchemy import create_engine, text
 
-from runspan.storage import SqlSpanExporter
+from runspan import RunIdGenerator, TracingCallbackHandler
+from runspan.storage import SqlSpanExporter, StorageSpanProcessor
 from runspan.testing import SpanCapture
 from tests.storage.conftest import Stored
 from tests.support import FruitRetriever, UsageChatModel, all_runs, fake_chat
@@ -291,6 +293,44 @@ class TestRunning:
         assert {run.status for run in done.values()} == {"ok"}
         assert done["slow"].duration_ms is not None
         assert _rows(stored.url, "SELECT status FROM traces")[0]["status"] == "ok"
+
+    def test_a_run_still_open_is_written_as_running_without_a_flush(
+        self, database_url: str
+    ) -> None:
+        """In a quiet app, with nothing else ending, a blocked run reaches SQL as running
+        within the flush interval; once it ends, the writer holds nothing of it."""
+        provider = TracerProvider(id_generator=RunIdGenerator())
+        processor = StorageSpanProcessor(database_url, schedule_delay_millis=100)
+        provider.add_span_processor(processor)
+        handler = TracingCallbackHandler(tracer_provider=provider)
+        entered, release = threading.Event(), threading.Event()
+
+        def blocked(x: int) -> int:
+            entered.set()
+            assert release.wait(10)
+            return x
+
+        worker = threading.Thread(
+            target=RunnableLambda(blocked, name="blocked").invoke,
+            args=(1,),
+            kwargs={"config": {"callbacks": [handler]}},
+        )
+        worker.start()
+        try:
+            assert entered.wait(10)
+            deadline = time.monotonic() + 10
+            statuses: list[str] = []
+            while time.monotonic() < deadline and statuses != ["running"]:
+                time.sleep(0.05)
+                statuses = [row["status"] for row in _rows(database_url, "SELECT status FROM runs")]
+            assert statuses == ["running"]
+        finally:
+            release.set()
+            worker.join(10)
+        assert provider.force_flush()
+        assert [row["status"] for row in _rows(database_url, "SELECT status FROM runs")] == ["ok"]
+        assert processor.exporter.open_spans == {}
+        provider.shutdown()
 
 
 def _span(name: str, start: int, span_id: int = 0x1234) -> ReadableSpan:
