@@ -70,8 +70,9 @@ _IN_COLUMNS = frozenset(
     }
 )
 
-_STATUS = {StatusCode.ERROR: "error", StatusCode.OK: "ok", StatusCode.UNSET: "ok"}
-_KINDS = {kind: kind.name.lower() for kind in SpanKind}
+# By the enums' values: hashing an Enum member runs Python code, reading its value does not.
+_STATUS = {code._value_: "error" if code is StatusCode.ERROR else "ok" for code in StatusCode}
+_KINDS = {kind._value_: kind.name.lower() for kind in SpanKind}
 
 # What the writer writes: every column but the key and those the database computes.
 COLUMNS = tuple(
@@ -121,12 +122,11 @@ def _json_value(value: Any) -> Any:
 
 
 def _json_attributes(attributes: Mapping[str, Any], leave_out: frozenset[str]) -> str:
-    plain = {}
-    for key, value in attributes.items():
-        if key not in leave_out:
-            kind = type(value)
-            plain[key] = _json_value(value) if kind is float or kind is tuple else value
-    return _encode(plain)
+    plain = {key: value for key, value in attributes.items() if key not in leave_out}
+    try:
+        return _encode(plain)
+    except ValueError:  # a NaN or an infinity, which JSON has no word for
+        return _encode({key: _json_value(value) for key, value in plain.items()})
 
 
 def _content(text: Any, mime: Any) -> str | None:
@@ -170,7 +170,7 @@ def _status(span: ReadableSpan, attributes: Mapping[str, Any], ended: bool) -> s
         return "running"
     if attributes.get(_UNFINISHED) is True:
         return "unfinished"
-    return _STATUS[span.status.status_code]
+    return _STATUS[span.status.status_code._value_]
 
 
 def _error_type(span: ReadableSpan, attributes: Mapping[str, Any]) -> str | None:
@@ -225,12 +225,19 @@ def span_row(span: ReadableSpan, attributes: Mapping[str, Any], end: int | None)
     ttft = get(_TIME_TO_FIRST_CHUNK)
     status = _status(span, attributes, ended)
     failed = status == "error"
-    input_tokens = _count(get(_INPUT_TOKENS))
-    output_tokens = _count(get(_OUTPUT_TOKENS))
+    # Most runs are not model calls: one look says whether there are counts to read.
+    if _INPUT_TOKENS in attributes or _OUTPUT_TOKENS in attributes:
+        input_tokens = _count(get(_INPUT_TOKENS))
+        output_tokens = _count(get(_OUTPUT_TOKENS))
+    else:
+        input_tokens = output_tokens = None
     if input_tokens is None and output_tokens is None:
         total_tokens = None
     else:
         total_tokens = (input_tokens or 0) + (output_tokens or 0)
+    cache_read = get(_CACHE_READ_TOKENS)
+    cache_creation = get(_CACHE_CREATION_TOKENS)
+    reasoning = get(_REASONING_TOKENS)
     return {
         "run_id": run_id if type(run_id) is str else None,
         "parent_run_id": parent_run_id if type(parent_run_id) is str else None,
@@ -240,7 +247,7 @@ def span_row(span: ReadableSpan, attributes: Mapping[str, Any], end: int | None)
         "service_name": service if type(service) is str else None,
         "name": span.name,
         "run_type": run_type if type(run_type) is str else None,
-        "span_kind": _KINDS[span.kind],
+        "span_kind": _KINDS[span.kind._value_],
         "status": status,
         "error_type": _error_type(span, attributes) if failed else None,
         "error_message": (span.status.description or None) if failed else None,
@@ -252,10 +259,10 @@ def span_row(span: ReadableSpan, attributes: Mapping[str, Any], end: int | None)
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "total_tokens": total_tokens,
-        "cache_read_tokens": _count(get(_CACHE_READ_TOKENS)),
-        "cache_creation_tokens": _count(get(_CACHE_CREATION_TOKENS)),
-        "reasoning_tokens": _count(get(_REASONING_TOKENS)),
-        "ttft_ms": _milliseconds(ttft),
+        "cache_read_tokens": None if cache_read is None else _count(cache_read),
+        "cache_creation_tokens": None if cache_creation is None else _count(cache_creation),
+        "reasoning_tokens": None if reasoning is None else _count(reasoning),
+        "ttft_ms": None if ttft is None else _milliseconds(ttft),
         "tags": _encode(tags) if type(tags) in (tuple, list) else None,
         "metadata": _document(get(_METADATA)),
         "attributes": _json_attributes(attributes, _IN_COLUMNS),

@@ -24,6 +24,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.context import Context
@@ -267,8 +268,11 @@ def _snapshot(span: ReadableSpan) -> RowValues | None:
     """The row of a span: final if it has ended, ``running`` if not (``None`` if its attributes
     are being changed this very moment; its end will be written anyway)."""
     end = span.end_time  # first: see span_row
+    found = span.attributes or {}
     try:
-        attributes = dict(span.attributes or {})
+        # Through a proxy, the copy is its mapping's own: one C call for a plain dict, and the
+        # SDK's attributes copy themselves under their lock.
+        attributes = dict(found.copy() if isinstance(found, MappingProxyType) else found)
     except RuntimeError:  # changed size during the copy: the app thread is recording on it
         return None
     return span_row(span, attributes, end)
