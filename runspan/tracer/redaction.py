@@ -46,29 +46,42 @@ _BEARER = r"(?P<bearer>\b[Bb]earer\s+)[A-Za-z0-9._~+/=-]{8,}"
 _URL_PASSWORD = r"(?P<url>://[^\s:/@\"']+:)[^\s@/\"']+@"
 
 _PATTERN = re.compile("|".join((*_SECRET_PATTERNS, _BEARER, _URL_PASSWORD)))
-# A text holding none of these cannot match any pattern above.
-_MARKERS = (
-    "sk-",
-    "AKIA",
-    "ASIA",
-    "ghp_",
-    "gho_",
-    "ghu_",
-    "ghs_",
-    "ghr_",
-    "github_pat_",
-    "AIza",
-    "xox",
-    "k_live_",
-    "k_test_",
-    "hf_",
-    "gsk_",
-    "r8_",
-    "glpat-",
-    "eyJ",
-    "earer",
-    "://",
+# A text holding none of these markers cannot match any pattern above. They are grouped under a
+# character each marker of the group holds: a one-character search runs at memory speed, so a
+# text without that character skips its whole group in one step, where searching for every
+# marker cost about ten microseconds per kilobyte of content.
+MARKER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "_",
+        (
+            "ghp_",
+            "gho_",
+            "ghu_",
+            "ghs_",
+            "ghr_",
+            "github_pat_",
+            "k_live_",
+            "k_test_",
+            "hf_",
+            "gsk_",
+            "r8_",
+        ),
+    ),
+    ("-", ("sk-", "glpat-", "xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-")),
+    ("A", ("AKIA", "ASIA", "AIza")),
+    ("J", ("eyJ",)),
+    ("/", ("://",)),
+    ("earer", ("earer",)),
 )
+
+
+def _may_hold_a_secret(text: str) -> bool:
+    for character, markers in MARKER_GROUPS:
+        if character in text:
+            for marker in markers:
+                if marker in text:
+                    return True
+    return False
 
 
 def _replace(match: re.Match[str]) -> str:
@@ -81,10 +94,8 @@ def _replace(match: re.Match[str]) -> str:
 
 def redact(text: str, hook: Redactor | None) -> str:
     """Built-in patterns, then the user's hook; a failing or misbehaving hook withholds."""
-    for marker in _MARKERS:
-        if marker in text:
-            text = _PATTERN.sub(_replace, text)
-            break
+    if _may_hold_a_secret(text):
+        text = _PATTERN.sub(_replace, text)
     if hook is None:
         return text
     try:

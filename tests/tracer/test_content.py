@@ -141,6 +141,14 @@ class TestRedaction:
         if kept:
             assert kept in value
 
+    def test_every_marker_holds_the_character_its_group_is_skipped_by(self) -> None:
+        """A text is searched for a group's markers only if it holds the group's character, so
+        each marker must hold it, or secrets starting with that marker would be missed."""
+        from runspan.tracer.redaction import MARKER_GROUPS
+
+        for character, markers in MARKER_GROUPS:
+            assert all(character in marker for marker in markers), character
+
     def test_redaction_hook_applies_to_every_value(self) -> None:
         """The user's hook sees each value after the built-in patterns."""
         capture = SpanCapture(redact=lambda text: text.replace("alice@example.com", "<email>"))
