@@ -8,8 +8,10 @@ and OpenLLMetry's ``LangchainInstrumentor``, each on an SDK provider with an in-
 (instrumented before their round, uninstrumented after).
 
 Per invoke: median wall time, what it adds over no handler, the ratio to the no-op handler, and
-the background CPU (process CPU not on the main thread during the round, plus the flush that
-finishes the round's exports, less what the no-handler run spends off the main thread itself).
+the background CPU: what the tracers' own threads (batch processors, the SQL writer, gRPC) spent
+during the round, plus the flush that finishes the round's exports. The threads of LangChain's
+``.batch`` pool are the application's: the wall time already holds their work, which the main
+thread waits for. (Linux: per-thread CPU clocks.)
 
 Memory: each variant in a fresh process runs 20,000 invokes of ``prompt | chat model | parser``
 under tracemalloc; in-memory exporters are emptied every 1,000 invokes, so what stays is the
@@ -33,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -47,7 +50,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import otlp_sink
-from workloads import Workload, workloads
+from workloads import Workload, prompt_model_parser, workloads
 
 from runspan import RunIdGenerator, TracingCallbackHandler
 from runspan.batching import QuietBatchSpanProcessor
@@ -55,6 +58,9 @@ from runspan.exporters import OtlpSettings, otlp_span_processor
 from runspan.storage import StorageSpanProcessor
 
 MEMORY_INVOKES = 20_000
+# Each run's content is capped (100,000 characters by default): a large input must not pile up.
+BIG_INVOKES = 200
+BIG_INPUT_CHARS = 1_000_000
 
 
 class NoOpHandler(BaseCallbackHandler):
@@ -213,21 +219,45 @@ def make_variants(otlp_endpoint: str) -> list[Variant]:
     return made
 
 
+_TASKS = Path("/proc/self/task")
+
+
+def _thread_cpu(tid: int) -> float:
+    """CPU seconds of one thread of this process, a Python thread or not (gRPC's are C)."""
+    try:
+        return time.clock_gettime(((~tid) << 3) | 6)  # Linux's per-thread CPU clock of a tid
+    except OSError:  # it has ended
+        return 0.0
+
+
+def _background_cpu() -> dict[int, float]:
+    """CPU seconds so far of every thread but the application's own: its main thread, which
+    the wall time measures, and the thread pools LangChain runs ``.batch`` in, whose work the
+    main thread waits for (so the wall time holds it too). What is left is the tracers': batch
+    processors' workers, the SQL writer, gRPC's threads."""
+    app = {
+        thread.native_id
+        for thread in threading.enumerate()
+        if thread is threading.main_thread() or thread.name.startswith("ThreadPoolExecutor")
+    }
+    return {int(tid): _thread_cpu(int(tid)) for tid in os.listdir(_TASKS) if int(tid) not in app}
+
+
 def _round(workload: Workload, variant: Variant, invokes: int) -> tuple[float, float, float]:
     """Wall µs per invoke, background CPU µs per invoke, and spans per invoke."""
     config: Any = {"callbacks": variant.callbacks}
     spans = variant.counter.ended
     variant.start()
-    wall, main_cpu, process_cpu = time.perf_counter(), time.thread_time(), time.process_time()
+    before = _background_cpu()
+    wall = time.perf_counter()
     for _ in range(invokes):
         workload.call(config)
     wall = time.perf_counter() - wall
-    main_cpu = time.thread_time() - main_cpu
-    process_cpu = time.process_time() - process_cpu
-    flushing = time.process_time()
-    variant.finish()
-    flushed = time.process_time() - flushing
-    background = max(0.0, process_cpu - main_cpu) + flushed
+    flushing = time.thread_time()
+    variant.finish()  # the exports the round caused, some of them on this thread
+    flushed = time.thread_time() - flushing
+    after = _background_cpu()
+    background = sum(cpu - before.get(tid, 0.0) for tid, cpu in after.items()) + flushed
     spans = (variant.counter.ended - spans) / invokes
     return wall / invokes * 1e6, background / invokes * 1e6, spans
 
@@ -254,8 +284,7 @@ def compare(workload: Workload, variants: list[Variant], rounds: int, seconds: f
             background[variant.name].append(bg)
     base = statistics.median(wall["no handler"])
     noop = statistics.median(wall["no-op handler"])
-    # CPU off the main thread that the workload spends itself (batch's thread pool) is not a
-    # tracer's: count what each variant adds to the no-handler run's.
+    # What threads outside the tracers spend while idle (gRPC's pollers): no variant's own.
     base_bg = statistics.median(background["no handler"])
     print(f"\n{workload.name} ({invokes} invokes a round, median of {rounds} rounds)")
     print(
@@ -282,23 +311,25 @@ def _rss_kib() -> int:
     return 0
 
 
-def memory_child(name: str, otlp_endpoint: str) -> None:
+def memory_child(name: str, otlp_endpoint: str, big: bool) -> None:
     (variant,) = [v for v in make_variants(otlp_endpoint) if v.name == name]
-    workload = next(w for w in workloads() if w.name == "prompt | chat model | parser")
+    chain = prompt_model_parser()
+    inputs = {"number": "7" * BIG_INPUT_CHARS if big else "2"}
+    invokes = BIG_INVOKES if big else MEMORY_INVOKES
     config: Any = {"callbacks": variant.callbacks}
     variant.start()
-    for _ in range(200):
-        workload.call(config)
-    if variant.memory is not None:
-        variant.memory.clear()
+    for _ in range(20 if big else 200):
+        chain.invoke(inputs, config=config)
     if variant.provider is not None:
         variant.provider.force_flush()
+    if variant.memory is not None:
+        variant.memory.clear()
     gc.collect()
     before = _rss_kib()
     tracemalloc.start()
     traced_before = tracemalloc.get_traced_memory()[0]
-    for n in range(MEMORY_INVOKES):
-        workload.call(config)
+    for n in range(invokes):
+        chain.invoke(inputs, config=config)
         if n % 1000 == 999 and variant.memory is not None:
             variant.provider.force_flush()  # type: ignore[union-attr]
             variant.memory.clear()
@@ -320,19 +351,20 @@ def memory_child(name: str, otlp_endpoint: str) -> None:
     )
 
 
-def memory(names: list[str], otlp_endpoint: str) -> None:
+def memory(names: list[str], otlp_endpoint: str, big: bool) -> None:
+    if big:
+        what = f"{BIG_INVOKES:,} invokes with a {BIG_INPUT_CHARS / 1e6:.0f} MB input each"
+    else:
+        what = f"{MEMORY_INVOKES:,} invokes"
     print(
-        f"\nMemory over {MEMORY_INVOKES:,} invokes of prompt | chat model | parser (MiB):"
-        " still held by Python objects at the end, the peak on the way, the growth of RSS"
+        f"\nMemory over {what} of prompt | chat model | parser (MiB): still held by Python"
+        " objects at the end, the peak on the way, the growth of RSS"
     )
     print(f"  {'':26s} {'retained':>9s} {'peak':>7s} {'RSS':>7s}")
     for name in names:
-        result = subprocess.run(
-            [sys.executable, __file__, "--memory-child", name, "--otlp-endpoint", otlp_endpoint],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        command = [sys.executable, __file__, "--memory-child", name, "--otlp-endpoint"]
+        command += [otlp_endpoint, *(["--big"] if big else [])]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             print(f"  {name:26s} failed: {result.stderr.strip().splitlines()[-1:]}")
             continue
@@ -381,10 +413,11 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--only", help="run only the workload whose name contains this")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--big", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--otlp-endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child, args.otlp_endpoint)
+        memory_child(args.memory_child, args.otlp_endpoint, args.big)
         return
 
     with otlp_sink.running() as endpoint:
@@ -396,7 +429,8 @@ def main() -> None:
         for variant in variants:
             variant.close()
         if not args.no_memory:
-            memory([variant.name for variant in variants], endpoint)
+            for big in (False, True):
+                memory([variant.name for variant in variants], endpoint, big)
 
 
 if __name__ == "__main__":

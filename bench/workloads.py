@@ -74,9 +74,14 @@ class Workload:
     call: Callable[[RunnableConfig], Any]
 
 
+def prompt_model_parser() -> Runnable[Any, Any]:
+    """The seed's chain with a parser: ``prompt | chat model | parser``."""
+    return _prompt() | _chat() | StrOutputParser()
+
+
 def workloads() -> list[Workload]:
     seed = _prompt() | _chat()
-    with_parser = _prompt() | _chat() | StrOutputParser()
+    with_parser = prompt_model_parser()
     nested = _nested_ten_steps()
     streamed = _prompt() | _chat(" ".join(["word"] * 50)) | StrOutputParser()
     calling = (
