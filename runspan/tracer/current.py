@@ -22,11 +22,15 @@ from types import FrameType
 from langchain_core.callbacks import manager as _callback_manager
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from opentelemetry.trace import get_current_span, set_span_in_context
+from opentelemetry.trace import INVALID_SPAN, get_current_span, set_span_in_context
 
 from runspan.tracer.runs import LiveRun
 
 _RUN_KEY = otel_context.create_key("runspan-run")
+# The key under which the API keeps the current span, read off the API rather than imported
+# (it is private): a run's context is then built as one mapping, where set_span_in_context and
+# set_value would copy the caller's context twice each.
+(_SPAN_KEY,) = set_span_in_context(INVALID_SPAN, Context()).keys()
 _SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 # Frames between LangChain's caller and the hook: the callback manager's and the tracer's own.
 _DISPATCH_FILES = frozenset(
@@ -92,7 +96,7 @@ def current_parent_context(caller_id: int) -> Context:
 def enter(run: LiveRun) -> None:
     """Make ``run``'s span current in the calling context (only call where it provably ends)."""
     before = otel_context.get_current()
-    attached = otel_context.set_value(_RUN_KEY, run, set_span_in_context(run.span, before))
+    attached = Context({**before, _SPAN_KEY: run.span, _RUN_KEY: run})
     run.context_before = before
     run.context_attached = attached
     # The token is dropped on purpose: the end restores by value (see the module docstring).
