@@ -144,7 +144,23 @@ def _insert_many(connection: Connection, sql: str, rows: Sequence[tuple[Any, ...
 # the same statement, so that the totals never pass through Python. The root is the trace's
 # earliest span (one without a parent first, when two start in the same nanosecond); the
 # trace's name, status and end are its root's. Durations divide by a float as Python does.
-_TRACE_COLUMNS = tuple(c.name for c in traces.columns)
+_TRACE_COLUMNS = (  # in the order of _TRACE_VALUES, after trace_id
+    "trace_id",
+    "root_run_id",
+    "root_span_id",
+    "service_name",
+    "name",
+    "start_ns",
+    "end_ns",
+    "duration_ms",
+    "status",
+    "run_count",
+    "error_count",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+)
+assert set(_TRACE_COLUMNS) == {c.name for c in traces.columns}, "traces columns changed"
 _TRACE_VALUES = """
     root.run_id, root.span_id, root.service_name, root.name, agg.start_ns,
     CASE WHEN root.status = 'running' THEN NULL ELSE root.end_ns END,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -345,6 +347,29 @@ def _span(name: str, start: int, span_id: int = 0x1234) -> ReadableSpan:
         status=Status(StatusCode.UNSET),
         attributes={"input.value": '"x"', "input.mime_type": "application/json"},
     )
+
+
+class TestSqliteNone:
+    def test_none_still_binds_as_null_for_everyone_and_an_apps_adapter_is_kept(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The writer makes sqlite3 bind None without its adapter lookups; an application's
+        own sqlite3 queries still get NULL for None, and an adapter for None that the
+        application registered is not replaced."""
+        key = (type(None), sqlite3.PrepareProtocol)
+        monkeypatch.delitem(sqlite3.adapters, key, raising=False)
+        SqlSpanExporter(f"sqlite:///{tmp_path / 'a.db'}").shutdown()
+        assert key in sqlite3.adapters
+        with sqlite3.connect(":memory:") as connection:
+            assert connection.execute("SELECT ? IS NULL", (None,)).fetchone() == (1,)
+        connection.close()
+
+        def apps_own(_: None) -> str:
+            return "nothing"
+
+        monkeypatch.setitem(sqlite3.adapters, key, apps_own)
+        SqlSpanExporter(f"sqlite:///{tmp_path / 'b.db'}").shutdown()
+        assert sqlite3.adapters[key] is apps_own
 
 
 class TestBadRows:
