@@ -48,28 +48,6 @@ _PROVIDER = "gen_ai.provider.name"
 _LEGACY_PROVIDER = "gen_ai.system"
 _ERROR_TYPE = "error.type"
 
-# Attributes that have their own column (or are the mime type of one) and are not repeated in
-# ``attributes``.
-_IN_COLUMNS = frozenset(
-    {
-        _RUN_ID,
-        _PARENT_RUN_ID,
-        _RUN_TYPE,
-        _TAGS,
-        _METADATA,
-        _INPUT,
-        _INPUT_MIME,
-        _OUTPUT,
-        _OUTPUT_MIME,
-        _TIME_TO_FIRST_CHUNK,
-        _INPUT_TOKENS,
-        _OUTPUT_TOKENS,
-        _CACHE_READ_TOKENS,
-        _CACHE_CREATION_TOKENS,
-        _REASONING_TOKENS,
-    }
-)
-
 # By the enums' values: hashing an Enum member runs Python code, reading its value does not.
 _STATUS = {code._value_: "error" if code is StatusCode.ERROR else "ok" for code in StatusCode}
 _KINDS = {kind._value_: kind.name.lower() for kind in SpanKind}
@@ -121,12 +99,11 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _json_attributes(attributes: Mapping[str, Any], leave_out: frozenset[str]) -> str:
-    plain = {key: value for key, value in attributes.items() if key not in leave_out}
+def _json_attributes(attributes: Mapping[str, Any]) -> str:
     try:
-        return _encode(plain)
+        return _encode(attributes)
     except ValueError:  # a NaN or an infinity, which JSON has no word for
-        return _encode({key: _json_value(value) for key, value in plain.items()})
+        return _encode({key: _json_value(value) for key, value in attributes.items()})
 
 
 def _content(text: Any, mime: Any) -> str | None:
@@ -200,12 +177,31 @@ def _events(span: ReadableSpan) -> str | None:
     )
 
 
-def span_row(span: ReadableSpan, attributes: Mapping[str, Any], end: int | None) -> RowValues:
+_SERVICE_NAMES: dict[int, tuple[Any, Any]] = {}  # id(resource) -> (resource, service.name)
+
+
+def _service_name(resource: Any) -> Any:
+    """A resource's ``service.name``, read once per resource: spans share their provider's,
+    and reading the SDK's attributes goes through a lock. The entry keeps its resource, so
+    its id is not reused while cached."""
+    if resource is None:
+        return None
+    found = _SERVICE_NAMES.get(id(resource))
+    if found is None:
+        found = (resource, resource.attributes.get(_SERVICE_NAME))
+        if len(_SERVICE_NAMES) < 64:
+            _SERVICE_NAMES[id(resource)] = found
+    return found[1]
+
+
+def span_row(span: ReadableSpan, attributes: dict[str, Any], end: int | None) -> RowValues:
     """The ``runs`` row of ``span``, from a snapshot of its attributes and its end time.
 
     ``end`` must be read before ``attributes``: a span records everything before it ends, so
     attributes read after an end was seen are complete. A span that had not ended gives a
-    ``running`` row: no end, no duration, no outputs.
+    ``running`` row: no end, no duration, no outputs. ``attributes`` is the caller's own copy:
+    the values that have columns are taken out of it, and what is left is the ``attributes``
+    column.
     """
     context = span.context
     if context is None:
@@ -213,31 +209,34 @@ def span_row(span: ReadableSpan, attributes: Mapping[str, Any], end: int | None)
     start = span.start_time
     if start is None:
         raise ValueError("a span without a start time cannot be stored")
-    get = attributes.get  # this runs for every span: plain lookups, no helpers where avoidable
+    # This runs for every span: plain dict operations, no helpers where avoidable.
+    get, take = attributes.get, attributes.pop
     ended = end is not None
     parent = span.parent
-    resource = span.resource
-    service = resource.attributes.get(_SERVICE_NAME) if resource is not None else None
+    service = _service_name(span.resource)
     model = get(_RESPONSE_MODEL) or get(_REQUEST_MODEL)
     provider = get(_PROVIDER) or get(_LEGACY_PROVIDER)
-    run_id, parent_run_id, run_type = get(_RUN_ID), get(_PARENT_RUN_ID), get(_RUN_TYPE)
-    tags = get(_TAGS)
-    ttft = get(_TIME_TO_FIRST_CHUNK)
+    run_id, parent_run_id = take(_RUN_ID, None), take(_PARENT_RUN_ID, None)
+    run_type, tags = take(_RUN_TYPE, None), take(_TAGS, None)
+    ttft = take(_TIME_TO_FIRST_CHUNK, None)
+    metadata = take(_METADATA, None)
+    inputs, input_mime = take(_INPUT, None), take(_INPUT_MIME, None)
+    outputs, output_mime = take(_OUTPUT, None), take(_OUTPUT_MIME, None)
     status = _status(span, attributes, ended)
     failed = status == "error"
     # Most runs are not model calls: one look says whether there are counts to read.
     if _INPUT_TOKENS in attributes or _OUTPUT_TOKENS in attributes:
-        input_tokens = _count(get(_INPUT_TOKENS))
-        output_tokens = _count(get(_OUTPUT_TOKENS))
+        input_tokens = _count(take(_INPUT_TOKENS, None))
+        output_tokens = _count(take(_OUTPUT_TOKENS, None))
     else:
         input_tokens = output_tokens = None
     if input_tokens is None and output_tokens is None:
         total_tokens = None
     else:
         total_tokens = (input_tokens or 0) + (output_tokens or 0)
-    cache_read = get(_CACHE_READ_TOKENS)
-    cache_creation = get(_CACHE_CREATION_TOKENS)
-    reasoning = get(_REASONING_TOKENS)
+    cache_read = take(_CACHE_READ_TOKENS, None)
+    cache_creation = take(_CACHE_CREATION_TOKENS, None)
+    reasoning = take(_REASONING_TOKENS, None)
     return {
         "run_id": run_id if type(run_id) is str else None,
         "parent_run_id": parent_run_id if type(parent_run_id) is str else None,
@@ -264,11 +263,11 @@ def span_row(span: ReadableSpan, attributes: Mapping[str, Any], end: int | None)
         "reasoning_tokens": None if reasoning is None else _count(reasoning),
         "ttft_ms": None if ttft is None else _milliseconds(ttft),
         "tags": _encode(tags) if type(tags) in (tuple, list) else None,
-        "metadata": _document(get(_METADATA)),
-        "attributes": _json_attributes(attributes, _IN_COLUMNS),
+        "metadata": _document(metadata),
+        "attributes": _json_attributes(attributes),
         "events": _events(span),
-        "inputs": _content(get(_INPUT), get(_INPUT_MIME)),
-        "outputs": _content(get(_OUTPUT), get(_OUTPUT_MIME)) if ended else None,
+        "inputs": _content(inputs, input_mime),
+        "outputs": _content(outputs, output_mime) if ended else None,
     }
 
 
