@@ -262,7 +262,11 @@ def _round(workload: Workload, variant: Variant, invokes: int) -> tuple[float, f
     return wall / invokes * 1e6, background / invokes * 1e6, spans
 
 
-def compare(workload: Workload, variants: list[Variant], rounds: int, seconds: float) -> None:
+def compare(
+    workload: Workload, variants: list[Variant], rounds: int, seconds: float
+) -> dict[str, float]:
+    """Prints the workload's table; returns each variant's cost per invoke (wall time plus
+    background CPU, µs), with the no-handler run's wall time under "no handler"."""
     for variant in variants:  # warm-up, and the size of a round
         _round(workload, variant, 3)
     for variant in variants:  # no tracer may outlive its own rounds
@@ -291,14 +295,45 @@ def compare(workload: Workload, variants: list[Variant], rounds: int, seconds: f
         f"  {'':26s} {'µs/invoke':>10s} {'added':>9s} {'/ no-op':>8s}"
         f" {'bg CPU µs':>10s} {'/ no-op, bg':>12s} {'spans':>6s}"
     )
+    costs: dict[str, float] = {}
     for variant in variants:
         ours = statistics.median(wall[variant.name])
         bg = max(0.0, statistics.median(background[variant.name]) - base_bg)
+        costs[variant.name] = ours + bg
         traced = f"{spans[variant.name]:6.1f}" if variant.provider is not None else "     -"
         print(
             f"  {variant.name:26s} {ours:10.1f} {ours - base:+9.1f} {ours / noop:7.2f}x"
             f" {bg:10.1f} {(ours + bg) / noop:11.2f}x {traced}"
         )
+    return costs
+
+
+# The targets of the benchmark issue, for runspan with its SQLite writer, background CPU counted.
+MAX_TIMES_NO_OP = 1.3
+MAX_SHARE_OF_FASTEST_PEER = 1 / 3
+
+
+def targets(results: dict[str, dict[str, float]], variant: str = "runspan + SQLite") -> None:
+    """Whether ``variant`` meets the targets on each workload: at most 1.3 times the no-op
+    handler, and at most a third of what the fastest peer adds, background CPU counted."""
+    print(
+        f"\nTargets for {variant}, background CPU counted: at most {MAX_TIMES_NO_OP}x the no-op"
+        f" handler, and at most {MAX_SHARE_OF_FASTEST_PEER:.2f} of what the fastest peer adds"
+    )
+    print(f"  {'':30s} {'added µs':>9s} {'/ no-op':>8s} {'':6s} {'/ fastest peer':>15s}")
+    for name, costs in results.items():
+        base = costs["no handler"]
+        peers = {peer: costs[peer] - base for peer in PEERS if peer in costs}
+        ours = costs[variant]
+        times_no_op = ours / costs["no-op handler"]
+        line = f"  {name:30s} {ours - base:+9.1f} {times_no_op:7.2f}x"
+        line += f" {'met' if times_no_op <= MAX_TIMES_NO_OP else 'missed':6s}"
+        if peers:
+            fastest = min(peers, key=peers.__getitem__)
+            share = (ours - base) / peers[fastest]
+            verdict = "met" if share <= MAX_SHARE_OF_FASTEST_PEER else "missed"
+            line += f" {share:6.2f} of {fastest} ({peers[fastest]:+.0f}) {verdict}"
+        print(line)
 
 
 # --- memory, one fresh process per variant -----------------------------------------------------
@@ -423,11 +458,14 @@ def main() -> None:
     with otlp_sink.running() as endpoint:
         describe_machine()
         variants = make_variants(endpoint)
-        for workload in workloads():
-            if args.only is None or args.only in workload.name:
-                compare(workload, variants, args.rounds, args.seconds)
+        results = {
+            workload.name: compare(workload, variants, args.rounds, args.seconds)
+            for workload in workloads()
+            if args.only is None or args.only in workload.name
+        }
         for variant in variants:
             variant.close()
+        targets(results)
         if not args.no_memory:
             for big in (False, True):
                 memory([variant.name for variant in variants], endpoint, big)
