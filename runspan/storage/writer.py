@@ -334,8 +334,9 @@ class SqlSpanExporter(SpanExporter):
         self._retry_delay = RETRY_INITIAL_SECONDS
         self._retry: threading.Timer | None = None
         self._closed = False
-        #: The spans open now, by ``id()``: :class:`StorageSpanProcessor` keeps it, and each
-        #: batch writes those no batch has written yet as running.
+        #: The spans open now, by span id: :class:`StorageSpanProcessor` keeps it, and each
+        #: batch writes those no batch has written yet as running. (Not by ``id()``: the SDK's
+        #: spans hand their processors a new object when they end.)
         self.open_spans: dict[int, ReadableSpan] = {}
         self._open_written: set[int] = set()  # span ids of open spans already written
         if hasattr(os, "register_at_fork"):
@@ -592,6 +593,8 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
         max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE,
         max_open_spans: int = DEFAULT_MAX_OPEN_SPANS,
     ) -> None:
+        if not isinstance(max_open_spans, int) or max_open_spans < 0:
+            raise ValueError(f"max_open_spans={max_open_spans!r}: use a non-negative integer")
         self.exporter = exporter if exporter is not None else SqlSpanExporter(database_url)
         self._record_running = record_running
         self._open = self.exporter.open_spans
@@ -611,7 +614,7 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
             return
         open_spans = self._open
         if len(open_spans) < self._max_open:
-            open_spans[id(span)] = span
+            open_spans[span.context.span_id] = span
         if not self.queue_length():
             # Nothing is queued (or this SDK's queue cannot be seen), so no batch may come for
             # a while: the SDK's worker writes only when something is queued. Queueing this
@@ -620,7 +623,7 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
             super().on_end(span)
 
     def on_end(self, span: ReadableSpan) -> None:
-        self._open.pop(id(span), None)
+        self._open.pop(span.context.span_id, None)
         super().on_end(span)
 
     def force_flush(self, timeout_millis: int | None = 30_000) -> bool:

@@ -334,6 +334,33 @@ class TestRunning:
         assert processor.exporter.open_spans == {}
         provider.shutdown()
 
+    def test_the_open_spans_it_tracks_are_bounded(self, tmp_path: Path) -> None:
+        """Spans that are started and not ended (another instrumentation's, say) are tracked
+        up to max_open_spans for running rows, no more; ended ones are let go."""
+        processor = StorageSpanProcessor(
+            f"sqlite:///{tmp_path / 'open.db'}", max_open_spans=2, schedule_delay_millis=60_000
+        )
+        provider = TracerProvider()
+        provider.add_span_processor(processor)
+        spans = [provider.get_tracer("other").start_span(f"open-{n}") for n in range(5)]
+        assert len(processor.exporter.open_spans) == 2
+        for span in spans:
+            span.end()
+        assert processor.exporter.open_spans == {}
+        assert provider.force_flush()
+        provider.shutdown()
+        names = {
+            row["name"]
+            for row in _rows(f"sqlite:///{tmp_path / 'open.db'}", "SELECT name FROM runs")
+        }
+        assert names == {f"open-{n}" for n in range(5)}
+
+    @pytest.mark.parametrize("bad", [-1, 1.5, "many"])
+    def test_a_bad_max_open_spans_is_refused_when_built(self, tmp_path: Path, bad: Any) -> None:
+        """A bad bound fails when the processor is made, never on the callback path."""
+        with pytest.raises(ValueError, match="max_open_spans"):
+            StorageSpanProcessor(f"sqlite:///{tmp_path / 'bad.db'}", max_open_spans=bad)
+
 
 def _span(name: str, start: int, span_id: int = 0x1234) -> ReadableSpan:
     context = SpanContext(
