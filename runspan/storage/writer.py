@@ -128,16 +128,32 @@ def _many_rows(sql: str, columns: int, rows: int) -> str:
     return sql.replace(one, ", ".join([one] * rows), 1)
 
 
+def _chunk_sizes(count: int, most: int) -> list[int]:
+    """``count`` rows as statements of a power-of-two number of rows each, at most ``most``.
+
+    Batches come in every size; statements of as many sizes would each be prepared anew by
+    SQLite (a millisecond or more for a thousand rows) and kept in sqlite3's statement cache.
+    Powers of two are a dozen statements in all, prepared once.
+    """
+    largest = 1 << (max(1, most).bit_length() - 1)
+    sizes = []
+    while count:
+        size = min(largest, 1 << (count.bit_length() - 1))
+        sizes.append(size)
+        count -= size
+    return sizes
+
+
 def _insert_many(connection: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Runs the one-row INSERT ``sql`` for all ``rows``, as few statements as SQLite allows."""
+    """Runs the one-row INSERT ``sql`` for all ``rows``, in a few statements of many rows."""
     if not rows:
         return
     columns = len(rows[0])
-    step = max(1, _SQLITE_MAX_PARAMETERS // columns)
-    for start in range(0, len(rows), step):
-        chunk = rows[start : start + step]
-        flat = [value for row in chunk for value in row]
-        connection.exec_driver_sql(_many_rows(sql, columns, len(chunk)), tuple(flat))
+    start = 0
+    for size in _chunk_sizes(len(rows), _SQLITE_MAX_PARAMETERS // columns):
+        flat = [value for row in rows[start : start + size] for value in row]
+        connection.exec_driver_sql(_many_rows(sql, columns, size), tuple(flat))
+        start += size
 
 
 # The traces rows of the batch's trace ids, computed from what ``runs`` holds now and written in

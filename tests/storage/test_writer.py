@@ -376,6 +376,19 @@ def _span(name: str, start: int, span_id: int = 0x1234) -> ReadableSpan:
     )
 
 
+class TestSqliteStatements:
+    @pytest.mark.parametrize("count", [1, 3, 999, 1000, 1024, 1025, 5000])
+    def test_a_batch_of_any_size_is_a_few_statements_of_power_of_two_rows(self, count: int) -> None:
+        """Every row goes in exactly once, in statements no larger than SQLite's parameter
+        limit allows, of sizes SQLite can keep prepared."""
+        from runspan.storage.writer import _chunk_sizes
+
+        sizes = _chunk_sizes(count, 1092)
+        assert sum(sizes) == count
+        assert all(size & (size - 1) == 0 and size <= 1092 for size in sizes)
+        assert len(sizes) <= count.bit_length() + count // 1024
+
+
 class TestSqliteNone:
     def test_none_still_binds_as_null_for_everyone_and_an_apps_adapter_is_kept(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
