@@ -455,6 +455,11 @@ def main() -> None:
         memory_child(args.memory_child, args.otlp_endpoint, args.big)
         return
 
+    if not _TASKS.is_dir():
+        raise SystemExit(
+            "bench/compare.py reads each thread's CPU time from Linux's per-thread clocks"
+            f" ({_TASKS} is missing here): run it on Linux"
+        )
     with otlp_sink.running() as endpoint:
         describe_machine()
         variants = make_variants(endpoint)
