@@ -5,12 +5,18 @@ should nest under that run, so the run's span has to be current while the run's 
 Tracers that ``attach`` in a start callback and ``detach`` in the end callback leak whenever the
 two fire in different contexts, or out of order in one, as LangChain's batches do.
 
-runspan attaches only where the end provably comes back to the same context: when the code that
-fired the start callback is a plain function or a coroutine, whose frame cannot suspend between
-start and end the way a generator does (a stream abandoned mid-way never reports its end). It
-restores by value, never by token, so out-of-order ends cannot raise "Failed to detach context";
-and it heals a context left holding an ended run's span by walking back to the last context that
-holds a live one (or none of runspan's).
+runspan attaches only where the end provably comes: when the code that fired the start callback
+is a plain function or a coroutine, whose frame cannot suspend between start and end the way a
+generator does (a stream abandoned mid-way never reports its end). The end does not always come
+back to the same context, though: on the async path LangChain fires chain, model and retriever
+ends in a new task, with a copy of the caller's context (``@shielded``), so nothing set there
+reaches the coroutine that awaits the run. So the context a run attaches is a :class:`RunContext`,
+which the run's end releases in place: from then on it reads as the caller's context, in every
+task and thread that holds it. Where the end does come back to the same context, the caller's
+context is also attached again by value, never by token, so out-of-order ends cannot raise
+"Failed to detach context". Contexts that copied an ended run's span (an application's own
+``attach`` inside a run, say) are healed at runspan's next callback in them, by walking back to
+the last context that holds a live run (or none of runspan's).
 """
 
 from __future__ import annotations
@@ -50,18 +56,48 @@ def can_suspend(frame: FrameType | None) -> bool:
     return frame is None or bool(frame.f_code.co_flags & _SUSPENDABLE)
 
 
+class RunContext(Context):
+    """The context a run attaches while it executes; released in place when the run ends.
+
+    OpenTelemetry's contexts are immutable, and every other one is. This one is runspan's own
+    and changes exactly once, when :meth:`release` makes it read as the context of the run's
+    caller: an async run's end fires in a copy of the awaiting coroutine's context, which shares
+    this object with it, so releasing the object is the one change that reaches that coroutine.
+    """
+
+    __slots__ = ("released_to",)
+
+    def __init__(self, values: dict[str, object]) -> None:
+        super().__init__(values)
+        self.released_to: Context | None = None
+
+    def release(self, caller: Context) -> None:
+        """Read as ``caller`` from now on.
+
+        Only the span and the run differ from ``caller`` (the run's context was ``caller`` plus
+        those two), and both change in one ``dict.update``, atomic under the GIL, so no thread
+        ever reads a mix. A key ``caller`` lacks becomes ``None``, which the API reads as unset.
+        """
+        dict.update(self, {_SPAN_KEY: caller.get(_SPAN_KEY), _RUN_KEY: caller.get(_RUN_KEY)})
+        self.released_to = caller  # so that healing can put the caller's own object back
+
+
 def healed(ctx: Context) -> Context:
     """``ctx`` without the runspan spans on top of it that have already ended."""
-    run = otel_context.get_value(_RUN_KEY, ctx)
-    while (
-        isinstance(run, LiveRun)
-        and run.ended
-        and run.context_before is not None
-        and get_current_span(ctx) is run.span
-    ):
-        ctx = run.context_before
+    while True:
+        if isinstance(ctx, RunContext) and ctx.released_to is not None:
+            ctx = ctx.released_to
+            continue
         run = otel_context.get_value(_RUN_KEY, ctx)
-    return ctx
+        if (
+            isinstance(run, LiveRun)
+            and run.ended
+            and run.context_before is not None
+            and get_current_span(ctx) is run.span
+        ):
+            ctx = run.context_before
+            continue
+        return ctx
 
 
 def heal_current() -> Context:
@@ -96,7 +132,7 @@ def current_parent_context(caller_id: int) -> Context:
 def enter(run: LiveRun) -> None:
     """Make ``run``'s span current in the calling context (only call where it provably ends)."""
     before = otel_context.get_current()
-    attached = Context({**before, _SPAN_KEY: run.span, _RUN_KEY: run})
+    attached = RunContext({**before, _SPAN_KEY: run.span, _RUN_KEY: run})
     run.context_before = before
     run.context_attached = attached
     # The token is dropped on purpose: the end restores by value (see the module docstring).
@@ -104,15 +140,32 @@ def enter(run: LiveRun) -> None:
 
 
 def leave(run: LiveRun) -> None:
-    """Restore the context ``run`` entered if it is still on top, else heal what is on top.
+    """Release the context ``run`` entered, and attach its caller's again if it is on top.
 
-    Out of order (a batch), the run's context is under a later one: it is left for that one's
-    end to heal. Runs ended early (their root ended, or they expired) are healed away at the
-    next callback that ends a run in that context.
+    Released, the run's context reads as the caller's wherever it is held: in the coroutine
+    that awaits an async run, whose end fired in another task, and under later runs of a batch,
+    whose ends came out of order. ``run`` must already be marked ended.
     """
     attached, run.context_attached = run.context_attached, None
     before = run.context_before
-    if attached is not None and before is not None and otel_context.get_current() is attached:
-        otel_context.attach(healed(before))
+    if attached is None or before is None:
+        heal_current()
+        return
+    caller = healed(before)
+    attached.release(caller)
+    if otel_context.get_current() is attached:
+        otel_context.attach(caller)
     else:
         heal_current()
+
+
+def release_all(runs: list[LiveRun]) -> None:
+    """Release the contexts of runs ended together (a trace closed with runs still open).
+
+    Every run is marked ended before this is called, so each context is released to the
+    nearest caller still live, whichever order the runs come in.
+    """
+    for run in runs:
+        attached, run.context_attached = run.context_attached, None
+        if attached is not None and run.context_before is not None:
+            attached.release(healed(run.context_before))

@@ -524,12 +524,13 @@ class TracingCallbackHandler(BaseCallbackHandler):
 
     def _close_trace(self, trace_state: TraceState, end_ns: int, reason: str) -> None:
         """End what is left of a trace: runs whose end never came, as unfinished."""
-        for leftover in self._runs.close_trace(trace_state):
+        leftovers = self._runs.close_trace(trace_state)
+        for leftover in leftovers:
             leftover.ended = True
-            # Not left here: the context it entered may not be this one; healing takes care.
-            leftover.context_attached = None
             record(leftover.span, {UNFINISHED: True, UNFINISHED_REASON: reason})
             leftover.span.end(end_time=end_ns)
+        # Released, not left: the contexts they entered may not be this one.
+        current.release_all(leftovers)
 
     def _expire_old_traces(self, now_ns: int) -> None:
         for expired in self._runs.expired_traces(now_ns, self._max_age_ns):

@@ -14,8 +14,13 @@ import weakref
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from typing import TYPE_CHECKING
+
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
+
+if TYPE_CHECKING:  # current.py imports this module
+    from runspan.tracer.current import RunContext
 
 
 @dataclass(slots=True, eq=False)
@@ -45,7 +50,7 @@ class LiveRun:
     caller_id: int = 0
     # Set when the run's span was made current: the context before, and the one attached.
     context_before: Context | None = None
-    context_attached: Context | None = None
+    context_attached: RunContext | None = None
 
 
 def _reset_lock(registry: weakref.ref[RunRegistry]) -> None:
