@@ -12,9 +12,8 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass, field
-from uuid import UUID
-
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
