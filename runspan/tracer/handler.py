@@ -447,6 +447,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
             run_id=run_id,
             parent_run_span=parent_span,
             root_context=root_context,
+            span_ids=trace_state.span_ids,
         )
         run = LiveRun(
             run_id, run_id_text, span, trace_state, start_ns, operation, caller_id=id(caller)

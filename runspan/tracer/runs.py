@@ -30,6 +30,7 @@ class TraceState:
     start_ns: int
     runs: dict[int, LiveRun] = field(default_factory=dict)
     ended_ids: list[int] = field(default_factory=list)
+    span_ids: set[int] = field(default_factory=set)  # of every run so far: ids are never reused
 
 
 @dataclass(slots=True, eq=False)

@@ -33,7 +33,7 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import Attributes, AttributeValue
 
 from runspan.tracer.errors import type_name
-from runspan.tracer.ids import RunIdGenerator, span_id_of, trace_id_of
+from runspan.tracer.ids import RunIdGenerator, trace_id_of
 
 # The SDK's default limits, applied to what code other than runspan adds to a run's span.
 _MAX_ATTRIBUTES = 128
@@ -207,9 +207,11 @@ class SpanStarter(Protocol):
         run_id: UUID,
         parent_run_span: trace_api.Span | None,
         root_context: Context | None,
+        span_ids: set[int],
     ) -> trace_api.Span:
         """Start a run's span: under ``parent_run_span`` if it has a parent run, else under
-        whatever span ``root_context`` holds (none, for a new trace)."""
+        whatever span ``root_context`` holds (none, for a new trace). ``span_ids`` holds the
+        span ids of the LangChain trace so far; the new span's is added, never one of them."""
 
 
 def _ignores_trace_ids(sampler: Sampler) -> bool:
@@ -235,8 +237,9 @@ class SdkSpanStarter:
         self._resource = tracer.resource
         self._processor = tracer.span_processor
         self._ids = tracer.id_generator
-        self._run_ids = isinstance(tracer.id_generator, RunIdGenerator)
-        self._run_trace_ids = self._run_ids and _ignores_trace_ids(tracer.sampler)
+        self._run_trace_ids = isinstance(tracer.id_generator, RunIdGenerator) and (
+            _ignores_trace_ids(tracer.sampler)
+        )
         self._scope = scope
 
     def start(
@@ -249,6 +252,7 @@ class SdkSpanStarter:
         run_id: UUID,
         parent_run_span: trace_api.Span | None,
         root_context: Context | None,
+        span_ids: set[int],
     ) -> trace_api.Span:
         parent: SpanContext | None
         if parent_run_span is not None:
@@ -260,9 +264,11 @@ class SdkSpanStarter:
             trace_id = trace_id_of(run_id) if self._run_trace_ids else self._ids.generate_trace_id()
         else:
             trace_id = parent.trace_id
-        span_id = span_id_of(run_id) if self._run_ids else 0
-        if not span_id:
+        # Random, and unique within the LangChain trace however its run ids were made.
+        span_id = self._ids.generate_span_id()
+        while span_id in span_ids or span_id == trace_api.INVALID_SPAN_ID:
             span_id = self._ids.generate_span_id()
+        span_ids.add(span_id)
         if parent is not None and parent_run_span is not None:
             # A run inherits its parent run's decision, as under the SDK's default ParentBased
             # sampler, so that a sampled chain is never missing a step.
@@ -314,7 +320,9 @@ class ApiSpanStarter:
         run_id: UUID,
         parent_run_span: trace_api.Span | None,
         root_context: Context | None,
+        span_ids: set[int],
     ) -> trace_api.Span:
+        # The provider's tracer picks the span id: uniqueness is as its id generator makes it.
         if parent_run_span is not None:
             root_context = trace_api.set_span_in_context(parent_run_span, Context())
         return self._tracer.start_span(

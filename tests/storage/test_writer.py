@@ -257,6 +257,19 @@ class TestIdempotence:
         assert len(again) == 3
         assert len(_rows(database_url, "SELECT * FROM traces")) == 1
 
+    def test_runs_whose_ids_share_their_low_bits_are_each_stored(self, stored: Stored) -> None:
+        """Rows are keyed by trace and span id: runs whose UUIDs share their low 64 bits (as
+        neighbouring UUIDv7s nearly do) are still one row each, none overwriting another."""
+        from uuid import UUID
+
+        runs = [UUID(int=(i << 64) | 0x5EED) for i in range(1, 9)]
+        for parent, run in zip([None, *runs], runs, strict=False):
+            stored.handler.on_chain_start({}, {}, run_id=run, parent_run_id=parent, name="step")
+        for run in reversed(runs):
+            stored.handler.on_chain_end({}, run_id=run)
+        with stored.store() as store:
+            assert sorted(r.run_id for r in store.runs(limit=100)) == sorted(map(str, runs))
+
 
 class TestRunning:
     def test_a_run_shows_as_running_and_is_completed_when_it_ends(self, stored: Stored) -> None:
