@@ -23,6 +23,7 @@ from runspan.config import (
 from runspan.exporters.otlp import otlp_span_processor
 from runspan.exporters.settings import OtlpSettings
 from runspan.storage.writer import StorageSpanProcessor
+from runspan.termination import flush_before_sigterm
 from runspan.tracer.ids import RunIdGenerator
 
 _lock = threading.Lock()
@@ -132,7 +133,10 @@ def configure(
             trace.set_tracer_provider(provider)
         set_default_tracer_settings(settings)
         _provider = provider
-        return provider
+    # Exit handlers do not run when SIGTERM ends the process (as it does a container's, and as
+    # uvicorn re-raises it after its graceful shutdown): flush then, where nothing else handles it.
+    flush_before_sigterm(flush)
+    return provider
 
 
 def _span_processors(given: Iterable[SpanProcessor]) -> list[SpanProcessor]:
@@ -162,7 +166,8 @@ def flush(timeout_millis: int = 30_000) -> bool:
 
 
 def shutdown() -> None:
-    """Flush and stop runspan's provider; it also runs at interpreter exit."""
+    """Flush and stop runspan's provider; it also runs at interpreter exit, and a SIGTERM that
+    nothing else handles flushes before the process dies of it."""
     provider = _provider
     if provider is not None:
         provider.shutdown()

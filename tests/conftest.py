@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,7 +65,10 @@ def fresh_globals(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
         if name.startswith(("OTEL_EXPORTER_OTLP_", "OTEL_TRACES_EXPORTER", "RUNSPAN_OTLP_")):
             monkeypatch.delenv(name)
 
+    sigterm = signal.getsignal(signal.SIGTERM)
+
     def reset() -> None:
+        signal.signal(signal.SIGTERM, sigterm)  # configure() may have handled it
         # OpenTelemetry allows setting the global provider once per process; tests need more.
         trace._TRACER_PROVIDER_SET_ONCE = Once()
         trace._TRACER_PROVIDER = None
