@@ -77,7 +77,13 @@ def _filter_options(command: _F) -> _F:
     options = [
         click.option("--name", help="Runs with this name."),
         click.option("--type", "run_type", help="chain, llm, tool, retriever, prompt, parser..."),
-        click.option("--status", help="running, ok, error or unfinished."),
+        click.option("--status", help="running, ok, error, unfinished, interrupted or retried."),
+        click.option(
+            "--reason",
+            help="Unfinished runs that ended so: cancelled, abandoned, root_ended, expired.",
+        ),
+        click.option("--interrupted", is_flag=True, help="LangGraph runs paused by interrupt()."),
+        click.option("--node", help="Runs of this LangGraph node, and what ran inside it."),
         click.option("--since", help="Started after: an age (2h, 30d) or a date (2026-11-24)."),
         click.option("--until", help="Started before: an age or a date."),
         click.option("--older-than", help="Started more than this long ago (5m, 2h, 30d)."),
@@ -106,10 +112,19 @@ def _run_filter(options: dict[str, Any]) -> RunFilter:
     if options["older_than"]:
         older = ns_ago(options["older_than"])
         until = older if until is None else min(until, older)
+    status = options["status"]
+    if options["interrupted"]:
+        if status not in (None, "interrupted"):
+            raise click.BadParameter(f"not with --status {status}", param_hint="--interrupted")
+        status = "interrupted"
+    if options["reason"] is not None and status is None:
+        status = "unfinished"
     return RunFilter(
         name=options["name"],
         run_type=options["run_type"],
-        status=options["status"],
+        status=status,
+        unfinished_reason=options["reason"],
+        node=options["node"],
         since=parse_moment(options["since"]) if options["since"] else None,
         until=until,
         min_duration_ms=options["min_duration"],
@@ -196,7 +211,7 @@ def _print_trees(console: Console, roots: list[Run], jaeger: str | None) -> None
 @main.command()
 @click.option(
     "--by",
-    type=click.Choice(["name", "model", "day"]),
+    type=click.Choice(["name", "model", "day", "node"]),
     default="name",
     show_default=True,
     help="What to group runs by.",

@@ -17,11 +17,17 @@ _STATUS_STYLES = {
     "error": "bold red",
     "running": "bold yellow",
     "unfinished": "yellow",
+    "interrupted": "bold magenta",
+    "retried": "red",
 }
 
 
-def status_text(status: str) -> Text:
-    return Text(status, style=_STATUS_STYLES.get(status, ""))
+def status_text(run: Run) -> Text:
+    """The run's status, with why it did not finish where it did not."""
+    status = run.status
+    if status == "unfinished" and run.unfinished_reason:
+        status = f"unfinished ({run.unfinished_reason})"
+    return Text(status, style=_STATUS_STYLES.get(run.status, ""))
 
 
 def duration_text(duration_ms: float | None) -> str:
@@ -66,7 +72,11 @@ def _label(run: Run, origin_ns: int, span_ns: int) -> Text:
     if run.run_type:
         label.append(f" {run.run_type}", style="dim")
     label.append(f"  {duration_text(run.duration_ms)}  ")
-    label.append_text(status_text(run.status))
+    label.append_text(status_text(run))
+    if run.attempt is not None:
+        label.append(f"  attempt {run.attempt}", style="yellow")
+    if run.resumes_trace_id:
+        label.append(f"  resumes trace {run.resumes_trace_id}", style="magenta")
     if run.model_name:
         label.append(f"  {run.model_name}", style="blue")
     tokens = tokens_text(run)
@@ -104,6 +114,15 @@ def run_tree_view(roots: Sequence[Run], title: str) -> Tree:
     return view
 
 
+def _name_text(run: Run) -> Text:
+    """The name, and the LangGraph node it ran in where that is not the name: what tells
+    apart, in a flat list, runs LangChain names alike (subgraphs, conditional edges)."""
+    name = Text(run.name)
+    if run.langgraph_node and run.langgraph_node != run.name:
+        name.append(f" · {run.langgraph_node}", style="dim")
+    return name
+
+
 def runs_table(found: Sequence[Run]) -> Table:
     table = Table(show_lines=False, header_style="bold")
     for heading, justify in (
@@ -123,9 +142,9 @@ def runs_table(found: Sequence[Run]) -> Table:
         table.add_row(
             started.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
             run.run_id or f"span {run.span_id}",
-            run.name,
+            _name_text(run),
             run.run_type or "",
-            status_text(run.status),
+            status_text(run),
             duration_text(run.duration_ms),
             run.model_name or "",
             tokens_text(run),

@@ -4,7 +4,8 @@ A replayed span has the stored run's trace id, span id, parent, name, kind, time
 attributes and events, so a receiver shows the same trace whether it came live or replayed, and
 a span replayed twice is one span to Jaeger (same ids). The attributes that the writer moved into
 columns (run ids, run type, tags, metadata, token counts, time to first chunk, inputs and
-outputs) are put back under the names the tracer gave them.
+outputs, why a run did not finish, LangGraph's node, attempt and resumed trace) are put back
+under the names the tracer gave them.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ def _attributes(run: Run) -> dict[str, Any]:
         "gen_ai.usage.cache_read.input_tokens": run.cache_read_tokens,
         "gen_ai.usage.cache_creation.input_tokens": run.cache_creation_tokens,
         "gen_ai.usage.reasoning.output_tokens": run.reasoning_tokens,
+        "runspan.unfinished.reason": run.unfinished_reason,
+        "langgraph.node": run.langgraph_node,
+        "langgraph.attempt": run.attempt,
+        "langgraph.resumes_trace_id": run.resumes_trace_id,
         # Seconds to the nanosecond, as measured: undoes the float error of ms and back.
         "gen_ai.response.time_to_first_chunk": (
             round(run.ttft_ms / 1000.0, 9) if run.ttft_ms is not None else None
@@ -121,7 +126,7 @@ def stored_span(run: Run, resource: Resource) -> ReadableSpan:
     )
     status = (
         Status(StatusCode.ERROR, run.error_message)
-        if run.status == "error"
+        if run.status in ("error", "retried")  # a retried attempt failed
         else Status(StatusCode.UNSET)
     )
     return ReadableSpan(

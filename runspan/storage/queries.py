@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from runspan.storage.engine import create_reader_engine, database_url_from, safe_url, scrubbed
 from runspan.storage.errors import DatabaseUnavailable, NotFoundError, QueryError
 from runspan.storage.migrate import check_schema
-from runspan.storage.schema import STATUSES, runs
+from runspan.storage.schema import STATUSES, UNFINISHED_REASONS, runs
 from runspan.storage.sqlfuncs import (
     json_array_contains,
     json_member_text,
@@ -51,8 +51,13 @@ runs_v = table(
 )
 _v = runs_v.c
 
-GroupBy = Literal["name", "model", "day"]
-GROUPS: dict[str, Any] = {"name": _v.name, "model": _v.model_name, "day": None}
+GroupBy = Literal["name", "model", "day", "node"]
+GROUPS: dict[str, Any] = {
+    "name": _v.name,
+    "model": _v.model_name,
+    "day": None,
+    "node": _v.langgraph_node,
+}
 _EPOCH = dt.date(1970, 1, 1)
 _PERCENTILES = (50, 95, 99)
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -93,6 +98,10 @@ class Run:
     events: Any
     inputs: Any
     outputs: Any
+    unfinished_reason: str | None
+    langgraph_node: str | None
+    attempt: int | None
+    resumes_trace_id: str | None
     cost_usd: float | None = None
     children: list[Run] = field(default_factory=list)
 
@@ -119,7 +128,10 @@ class RunFilter:
     Attributes:
         name: the run's name, exactly.
         run_type: ``chain``, ``llm``, ``tool``, ``retriever``, ``prompt``, ``parser``, ...
-        status: ``running``, ``ok``, ``error`` or ``unfinished``.
+        status: ``running``, ``ok``, ``error``, ``unfinished``, ``interrupted`` or ``retried``.
+        unfinished_reason: unfinished runs that ended this way: ``cancelled``, ``abandoned``,
+            ``root_ended`` or ``expired``.
+        node: runs of this LangGraph node (and of what runs inside it).
         since, until: start time bounds, in nanoseconds since the epoch.
         min_duration_ms, max_duration_ms: duration bounds.
         model: the model name, exactly.
@@ -133,6 +145,8 @@ class RunFilter:
     name: str | None = None
     run_type: str | None = None
     status: str | None = None
+    unfinished_reason: str | None = None
+    node: str | None = None
     since: int | None = None
     until: int | None = None
     min_duration_ms: float | None = None
@@ -147,6 +161,13 @@ class RunFilter:
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in STATUSES:
             raise QueryError(f"status={self.status!r}: use one of {', '.join(STATUSES)}")
+        reason = self.unfinished_reason
+        if reason is not None and reason not in UNFINISHED_REASONS:
+            raise QueryError(
+                f"unfinished reason {reason!r}: use one of {', '.join(UNFINISHED_REASONS)}"
+            )
+        if reason is not None and self.status not in (None, "unfinished"):
+            raise QueryError(f"a reason is for unfinished runs, not {self.status} ones")
         for name in ("min_duration_ms", "max_duration_ms"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
@@ -164,6 +185,10 @@ class RunFilter:
             where.append(_v.run_type == self.run_type)
         if self.status is not None:
             where.append(_v.status == self.status)
+        if self.unfinished_reason is not None:
+            where.append(_v.unfinished_reason == self.unfinished_reason)
+        if self.node is not None:
+            where.append(_v.langgraph_node == self.node)
         if self.since is not None:
             where.append(_v.start_ns >= self.since)
         if self.until is not None:
@@ -384,6 +409,8 @@ class RunStore:
         conditions = (where or RunFilter()).conditions()
         if by == "model":
             conditions.append(_v.model_name.is_not(None))
+        if by == "node":
+            conditions.append(_v.langgraph_node.is_not(None))
         base = (
             select(
                 key.label("key"),

@@ -29,6 +29,11 @@ _RUN_TYPE = "langchain.run_type"
 _TAGS = "langchain.tags"
 _METADATA = "langchain.metadata"
 _UNFINISHED = "runspan.unfinished"
+_UNFINISHED_REASON = "runspan.unfinished.reason"
+_GRAPH_NODE = "langgraph.node"
+_ATTEMPT = "langgraph.attempt"
+_INTERRUPTED = "langgraph.interrupted"
+_RESUMES_TRACE = "langgraph.resumes_trace_id"
 _INPUT = "input.value"
 _INPUT_MIME = "input.mime_type"
 _OUTPUT = "output.value"
@@ -147,7 +152,10 @@ def _status(span: ReadableSpan, attributes: Mapping[str, Any], ended: bool) -> s
         return "running"
     if attributes.get(_UNFINISHED) is True:
         return "unfinished"
-    return _STATUS[span.status.status_code._value_]
+    status = _STATUS[span.status.status_code._value_]
+    if status == "ok" and attributes.get(_INTERRUPTED) is True:
+        return "interrupted"
+    return status
 
 
 def _error_type(span: ReadableSpan, attributes: Mapping[str, Any]) -> str | None:
@@ -237,6 +245,9 @@ def span_row(span: ReadableSpan, attributes: dict[str, Any], end: int | None) ->
     cache_read = take(_CACHE_READ_TOKENS, None)
     cache_creation = take(_CACHE_CREATION_TOKENS, None)
     reasoning = take(_REASONING_TOKENS, None)
+    reason = take(_UNFINISHED_REASON, None) if status == "unfinished" else None
+    node, attempt = take(_GRAPH_NODE, None), take(_ATTEMPT, None)
+    resumes = take(_RESUMES_TRACE, None)
     return {
         "run_id": run_id if type(run_id) is str else None,
         "parent_run_id": parent_run_id if type(parent_run_id) is str else None,
@@ -268,6 +279,10 @@ def span_row(span: ReadableSpan, attributes: dict[str, Any], end: int | None) ->
         "events": _events(span),
         "inputs": _content(inputs, input_mime),
         "outputs": _content(outputs, output_mime) if ended else None,
+        "unfinished_reason": reason if type(reason) is str else None,
+        "langgraph_node": node if type(node) is str else None,
+        "attempt": attempt if type(attempt) is int else None,
+        "resumes_trace_id": resumes if type(resumes) is str else None,
     }
 
 

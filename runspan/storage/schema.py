@@ -125,6 +125,14 @@ runs = Table(
     Column("events", JSONDocument),
     Column("inputs", JSONDocument),
     Column("outputs", JSONDocument),
+    # Added by revision 0003. Why an unfinished run did not finish: cancelled, abandoned,
+    # root_ended or expired.
+    Column("unfinished_reason", String(16)),
+    # LangGraph: the node a run ran in, a node's attempt under a RetryPolicy (2 and up), and
+    # the trace that an invocation resuming an interrupted thread continues.
+    Column("langgraph_node", Text),
+    Column("attempt", Integer),
+    Column("resumes_trace_id", String(32)),
     # The same span written twice is one row.
     UniqueConstraint("trace_id", "span_id"),
     # The indexes, as the migrations create them (see the revisions for their reasons).
@@ -166,5 +174,8 @@ model_prices = Table(
     UniqueConstraint("model_pattern", "valid_from_ns"),
 )
 
-#: Run statuses as stored: ``running`` until the run ends.
-STATUSES = ("running", "ok", "error", "unfinished")
+#: Run statuses as stored: ``running`` until the run ends; ``interrupted`` for a LangGraph run
+#: paused by ``interrupt()``; ``retried`` for a failed attempt that a later attempt replaced.
+STATUSES = ("running", "ok", "error", "unfinished", "interrupted", "retried")
+#: Why an ``unfinished`` run did not finish.
+UNFINISHED_REASONS = ("cancelled", "abandoned", "root_ended", "expired")

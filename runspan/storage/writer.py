@@ -41,6 +41,7 @@ from runspan.logs import RateLimitedLog, logger
 from runspan.storage.engine import create_writer_engine, database_url_from, safe_url, scrubbed
 from runspan.storage.errors import DatabaseUnavailable, SchemaError
 from runspan.storage.migrate import upgrade
+from runspan.storage.retries import mark_retried
 from runspan.storage.rows import COLUMNS, RowValues, cleaned, encode_json, span_row
 from runspan.storage.schema import runs, traces
 
@@ -291,6 +292,7 @@ def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
         _pg_insert_runs(connection, rows)
     else:
         _insert_many(connection, _sqlite_upsert_sql(), [_row_values(row) for row in rows])
+    mark_retried(connection, rows)
     touched = sorted({row["trace_id"] for row in rows})
     for start in range(0, len(touched), _TRACE_CHUNK):
         _refresh_traces(connection, touched[start : start + _TRACE_CHUNK])

@@ -60,9 +60,10 @@ class RunContext(Context):
     """The context a run attaches while it executes; released in place when the run ends.
 
     OpenTelemetry treats contexts as immutable, and every other context is. This one is
-    runspan's own and changes exactly once, when :meth:`release` makes it read as the context of the run's
-    caller: an async run's end fires in a copy of the awaiting coroutine's context, which shares
-    this object with it, so releasing the object is the one change that reaches that coroutine.
+    runspan's own and changes exactly once, when :meth:`release` makes it read as the context
+    of the run's caller: an async run's end fires in a copy of the awaiting coroutine's
+    context, which shares this object with it, so releasing the object is the one change that
+    reaches that coroutine.
     """
 
     # A class default rather than a slot set in __init__: a Python __init__ doubles the cost of
@@ -96,6 +97,23 @@ def healed(ctx: Context) -> Context:
             ctx = run.context_before
             continue
         return ctx
+
+
+def stacked_runs() -> set[int]:
+    """The ids (``UUID.int``) of the runs current in the calling context, top to bottom.
+
+    When a root ends here, any of them still open can never end: the code that started it
+    ran in this context, below the root's end, and has returned without reporting its end.
+    """
+    stacked: set[int] = set()
+    ctx: Context | None = otel_context.get_current()
+    while ctx is not None:
+        run = otel_context.get_value(_RUN_KEY, ctx)
+        if not isinstance(run, LiveRun):
+            break
+        stacked.add(run.run_id.int)
+        ctx = run.context_before
+    return stacked
 
 
 def heal_current() -> Context:

@@ -1,9 +1,11 @@
 """How a run's exception is recorded.
 
-Three kinds of exception reach ``on_*_error``. Control flow: LangGraph raises interrupts and
+Four kinds of exception reach ``on_*_error``. Control flow: LangGraph raises interrupts and
 commands through the run tree (all subclasses of its ``GraphBubbleUp``); they are events, the run
-did not fail. Abandonment: ``GeneratorExit`` and ``asyncio.CancelledError`` say the caller stopped
-waiting; the run is unfinished, not failed. Everything else is an error.
+did not fail. Interrupts (``interrupt()`` waiting for a human) are told apart from the other
+control flow, since users look for them. Abandonment: ``GeneratorExit`` and
+``asyncio.CancelledError`` say the caller stopped waiting; the run is unfinished, not failed.
+Everything else is an error.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from runspan.tracer.content import safe_text
 
 ERROR_TYPE = "error.type"
 
-ErrorKind = Literal["error", "control_flow", "cancelled", "abandoned"]
+ErrorKind = Literal["error", "interrupt", "control_flow", "cancelled", "abandoned"]
 
-# LangGraph's bubble-up base class, matched by name so that runspan does not import LangGraph.
-_CONTROL_FLOW_BASES = frozenset(
-    {"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"}
-)
+# LangGraph's classes, matched by name so that runspan does not import LangGraph; interrupts
+# subclass GraphBubbleUp and come first in their MRO.
+_CONTROL_FLOW: dict[str, ErrorKind] = {
+    "GraphInterrupt": "interrupt",
+    "NodeInterrupt": "interrupt",
+    "GraphBubbleUp": "control_flow",
+    "ParentCommand": "control_flow",
+}
 
 
 def classify(error: BaseException) -> ErrorKind:
@@ -33,8 +39,9 @@ def classify(error: BaseException) -> ErrorKind:
     if isinstance(error, asyncio.CancelledError):
         return "cancelled"
     for cls in type(error).__mro__:
-        if cls.__name__ in _CONTROL_FLOW_BASES and cls.__module__.startswith("langgraph"):
-            return "control_flow"
+        kind = _CONTROL_FLOW.get(cls.__name__)
+        if kind is not None and cls.__module__.startswith("langgraph"):
+            return kind
     return "error"
 
 

@@ -42,6 +42,13 @@ METADATA = "langchain.metadata"
 ORPHAN = "runspan.orphan"
 UNFINISHED = "runspan.unfinished"
 UNFINISHED_REASON = "runspan.unfinished.reason"
+# LangGraph: the node a run belongs to (from the metadata LangGraph gives every run of a node),
+# a node's attempt under a RetryPolicy (2 and up), an interrupt(), and the trace that an
+# invocation resuming an interrupted thread continues.
+GRAPH_NODE = "langgraph.node"
+ATTEMPT = "langgraph.attempt"
+INTERRUPTED = "langgraph.interrupted"
+RESUMES_TRACE = "langgraph.resumes_trace_id"
 
 _NO_INPUT = object()
 
@@ -150,7 +157,8 @@ class TracingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         run_type = kwargs.get("run_type") or "chain"
-        name = _run_name(serialized, kwargs, run_type)
+        # LangChain's own name for a run that has none (a lambda used as a conditional edge).
+        name = _run_name(serialized, kwargs, "Unnamed")
         self._start(
             run_id,
             parent_run_id,
@@ -170,7 +178,8 @@ class TracingCallbackHandler(BaseCallbackHandler):
 
     @never_raises
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._fail(run_id, error)
+        # A stream that fails or is abandoned reports its real input here, as at a stream's end.
+        self._fail(run_id, error, kwargs.get("inputs", _NO_INPUT))
 
     # --- models ---------------------------------------------------------------------------
 
@@ -409,12 +418,16 @@ class TracingCallbackHandler(BaseCallbackHandler):
         attributes[RUN_TYPE] = run_type
         if tags:
             attributes[TAGS] = tuple(map(str, tags))
+        node = None
         if metadata:
             # LangChain's ls_* and lc_* keys describe the model (already in gen_ai.*) and
             # LangChain's own versions; what is left is the application's.
             own = {k: v for k, v in metadata.items() if not k.startswith(("ls_", "lc_"))}
             if own:
                 attributes[METADATA] = safe_text(own, self.settings)
+            node = metadata.get("langgraph_node")
+            if isinstance(node, str):
+                attributes[GRAPH_NODE] = node
         attributes.update(input_attributes(inputs, self.settings))
 
         parent = self._runs.parent(parent_run_id) if parent_run_id is not None else None
@@ -433,12 +446,24 @@ class TracingCallbackHandler(BaseCallbackHandler):
                 attributes[ORPHAN] = True
             self._expire_old_traces(start_ns)
             trace_state = TraceState(run_id, start_ns)
+            thread = metadata.get("thread_id") if metadata else None
+            if isinstance(thread, str):
+                trace_state.thread_id = thread
+                # LangGraph's Command(resume=...), matched by shape: runspan does not import it.
+                if getattr(inputs, "resume", None) is not None:
+                    resumed = self._runs.take_interrupt(thread)
+                    if resumed is not None:
+                        attributes[RESUMES_TRACE] = resumed
             root_context = (
                 Context()
                 if self.settings.separate_trace
                 else current.current_parent_context(id(caller))
             )
 
+        if node == name and metadata is not None:  # a LangGraph node's own run
+            attempt = self._attempt(trace_state, metadata.get("langgraph_checkpoint_ns"))
+            if attempt > 1:
+                attributes[ATTEMPT] = attempt
         span = self._spans().start(
             name,
             kind,
@@ -449,15 +474,35 @@ class TracingCallbackHandler(BaseCallbackHandler):
             root_context=root_context,
             span_ids=trace_state.span_ids,
         )
+        may_never_end = current.can_suspend(caller)
         run = LiveRun(
-            run_id, run_id_text, span, trace_state, start_ns, operation, caller_id=id(caller)
+            run_id,
+            run_id_text,
+            span,
+            trace_state,
+            start_ns,
+            operation,
+            may_never_end=may_never_end,
+            caller_id=id(caller),
         )
         if not self._runs.add(run):
             return
         # Only where the code that fired the callback cannot suspend before the end does the
         # span become current (see runspan.tracer.current).
-        if not current.can_suspend(caller):
+        if not may_never_end:
             current.enter(run)
+
+    @staticmethod
+    def _attempt(trace_state: TraceState, task: Any) -> int:
+        """Which attempt of its LangGraph task a node run is: RetryPolicy runs a failed node
+        again, as a new run of the same task (checkpoint namespace)."""
+        if not isinstance(task, str):
+            return 1
+        if trace_state.attempts is None:
+            trace_state.attempts = {}
+        attempt = trace_state.attempts.get(task, 0) + 1
+        trace_state.attempts[task] = attempt
+        return attempt
 
     def _end(
         self,
@@ -481,7 +526,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
         finally:  # whatever failed above, the span ends and the trace is released
             self._finish(run, end_ns)
 
-    def _fail(self, run_id: UUID, error: BaseException) -> None:
+    def _fail(self, run_id: UUID, error: BaseException, inputs: Any = _NO_INPUT) -> None:
         end_ns = time.time_ns()
         run = self._runs.remove(run_id)
         if run is None:
@@ -489,12 +534,17 @@ class TracingCallbackHandler(BaseCallbackHandler):
             return
         try:
             span = run.span
+            if inputs is not _NO_INPUT and inputs is not None:
+                record(span, input_attributes(inputs, self.settings))
             kind = errors.classify(error)
             if kind == "error":
                 span.add_event("exception", errors.exception_event(error, self.settings), end_ns)
                 record(span, {errors.ERROR_TYPE: errors.type_name(error)})
                 span.set_status(Status(StatusCode.ERROR, errors.message(error, self.settings)))
-            elif kind == "control_flow":
+            elif kind in ("interrupt", "control_flow"):
+                if kind == "interrupt":
+                    record(span, {INTERRUPTED: True})
+                    run.trace.interrupted = True
                 span.add_event(
                     "langgraph.control_flow",
                     {
@@ -510,12 +560,22 @@ class TracingCallbackHandler(BaseCallbackHandler):
 
     def _finish(self, run: LiveRun, end_ns: int) -> None:
         run.ended = True
+        trace_state = run.trace
         try:
+            is_root = trace_state.root_id.int == run.run_id.int
+            if is_root and trace_state.interrupted:
+                # The graph is paused, not done: say so on the root too, and remember the
+                # thread, so that the invocation resuming it links here.
+                record(run.span, {INTERRUPTED: True})
+                if trace_state.thread_id is not None:
+                    trace_id = run.span.get_span_context().trace_id
+                    self._runs.remember_interrupt(trace_state.thread_id, f"{trace_id:032x}")
             run.span.end(end_time=end_ns)
-            if run.trace.root_id.int == run.run_id.int:
-                self._close_trace(run.trace, end_ns, "root_ended")
+            if is_root:
+                leftovers = self._runs.end_root(trace_state, current.stacked_runs())
+                self._end_leftovers(leftovers, end_ns, "root_ended")
         finally:
-            # Last, so that the runs the root's end just closed are healed away with it.
+            # Last, so that the runs the root's end just closed are released with it.
             current.leave(run)
 
     def _event(self, run_id: UUID, name: str, attributes: dict[str, AttributeValue]) -> None:
@@ -523,9 +583,8 @@ class TracingCallbackHandler(BaseCallbackHandler):
         if run is not None:
             run.span.add_event(name, attributes)
 
-    def _close_trace(self, trace_state: TraceState, end_ns: int, reason: str) -> None:
-        """End what is left of a trace: runs whose end never came, as unfinished."""
-        leftovers = self._runs.close_trace(trace_state)
+    def _end_leftovers(self, leftovers: list[LiveRun], end_ns: int, reason: str) -> None:
+        """End runs whose end will never come, as unfinished."""
         for leftover in leftovers:
             leftover.ended = True
             record(leftover.span, {UNFINISHED: True, UNFINISHED_REASON: reason})
@@ -535,4 +594,4 @@ class TracingCallbackHandler(BaseCallbackHandler):
 
     def _expire_old_traces(self, now_ns: int) -> None:
         for expired in self._runs.expired_traces(now_ns, self._max_age_ns):
-            self._close_trace(expired, now_ns, "expired")
+            self._end_leftovers(self._runs.close_trace(expired), now_ns, "expired")
