@@ -1,10 +1,14 @@
-"""Offline models, a retriever and the check that spans match LangChain's own run tree."""
+"""Offline models, a retriever, LangGraph graphs with their corners, and the check that spans
+match LangChain's own run tree."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+import operator
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -12,6 +16,7 @@ from langchain_core.language_models import BaseChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableLambda
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 from langchain_core.tracers.schemas import Run
 from opentelemetry.sdk.trace import ReadableSpan
@@ -221,3 +226,86 @@ def assert_matches_langchain(
     if outer is None:
         assert len({r.context.trace_id for r in roots if r.context}) == len(roots)
     return roots
+
+
+class GraphState(TypedDict):
+    n: int
+    items: Annotated[list[int], operator.add]
+
+
+def corner_graph(fail_times: int = 2) -> Any:
+    """A LangGraph graph with every corner users meet: a node that fails ``fail_times`` times
+    and succeeds under a RetryPolicy, a lambda as a conditional edge (a run LangChain calls
+    ``Unnamed``), a subgraph, and a ``Send`` fan-out."""
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import RetryPolicy, Send
+
+    failures = {"left": fail_times}
+
+    def flaky(state: GraphState) -> dict[str, int]:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise ConnectionError("the search service is busy")
+        return {"n": state["n"] + 1}
+
+    inner = StateGraph(GraphState)
+    inner.add_node("summarize", lambda state: {"n": state["n"] * 10})
+    inner.add_edge(START, "summarize")
+    inner.add_edge("summarize", END)
+
+    graph = StateGraph(GraphState)
+    retry = RetryPolicy(max_attempts=3, initial_interval=0.001, jitter=False)
+    graph.add_node("search", flaky, retry_policy=retry)
+    graph.add_node("digest", inner.compile())
+    graph.add_node("work", lambda state: {"items": [state["n"]]})
+    graph.add_edge(START, "search")
+    graph.add_conditional_edges("search", lambda state: "digest", ["digest"])
+    graph.add_conditional_edges(
+        "digest", lambda state: [Send("work", {"n": i, "items": []}) for i in range(2)], ["work"]
+    )
+    graph.add_edge("work", END)
+    return graph.compile()
+
+
+def interrupting_graph() -> Any:
+    """A graph with a checkpointer whose node asks a human (``interrupt()``) before going on."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import interrupt
+
+    def approve(state: GraphState) -> dict[str, int]:
+        answer = interrupt("approve the refund?")
+        return {"n": int(answer)}
+
+    graph = StateGraph(GraphState)
+    graph.add_node("approve", approve)
+    graph.add_edge(START, "approve")
+    graph.add_edge("approve", END)
+    return graph.compile(checkpointer=InMemorySaver())
+
+
+def run_langgraph_corners(*handlers: Any, thread_id: str = "refund-42") -> None:
+    """The corner graph, an interrupted invocation and the one that resumes it, one left
+    waiting, and a run cancelled mid-way: rows for every status and reason the docs' queries
+    ask about."""
+    from langgraph.types import Command
+
+    config: Any = {"callbacks": list(handlers)}
+    corner_graph().invoke({"n": 1, "items": []}, config=config)
+    approvals = interrupting_graph()
+    thread = {**config, "configurable": {"thread_id": thread_id}}
+    approvals.invoke({"n": 0, "items": []}, config=thread)
+    approvals.invoke(Command(resume="7"), config=thread)
+    waiting = {**config, "configurable": {"thread_id": f"{thread_id}-waiting"}}
+    approvals.invoke({"n": 1, "items": []}, config=waiting)  # never resumed
+
+    async def cancelled() -> None:
+        async def wait(x: int) -> int:
+            await asyncio.sleep(30)
+            return x
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await RunnableLambda(wait, name="wait_for_approval").ainvoke(1, config=config)
+
+    asyncio.run(cancelled())

@@ -28,7 +28,7 @@ _MARK_RETRIED = (
         runs.c.parent_span_id == bindparam("parent"),
         runs.c.name == bindparam("run_name"),
         runs.c.status == "error",
-        func.coalesce(runs.c.attempt, 1) < bindparam("attempt"),
+        func.coalesce(runs.c.attempt, 1) < bindparam("later_attempt"),
         json_member_text(runs.c.metadata, literal(_TASK_KEY)) == bindparam("task"),
     )
     .values(status="retried")
@@ -58,7 +58,7 @@ def mark_retried(connection: Connection, rows: Sequence[RowValues]) -> None:
                     "trace": row["trace_id"],
                     "parent": row["parent_span_id"],
                     "run_name": row["name"],
-                    "attempt": attempt,
+                    "later_attempt": attempt,
                     "task": task,
                 }
             )

@@ -11,6 +11,7 @@ from langchain_core.runnables import RunnableLambda
 from runspan.demo import run_demo
 from runspan.storage import RunStore
 from tests.storage.conftest import Stored
+from tests.support import run_langgraph_corners
 
 _DOC = Path(__file__).parents[2] / "docs" / "queries.md"
 _BLOCKS = re.findall(r"```sql\n(.*?)```", _DOC.read_text(), flags=re.DOTALL)
@@ -27,9 +28,10 @@ def test_the_page_has_at_least_ten_questions() -> None:
 
 
 def test_every_documented_query_runs_and_finds_rows(stored: Stored) -> None:
-    """With the demo's runs, a failed tool and a hung run stored, each query (in its
-    database's variant) runs read-only and returns rows."""
+    """With the demo's runs, a failed tool, LangGraph's corners and a hung run stored, each
+    query (in its database's variant) runs read-only and returns rows."""
     run_demo(stored.handler)
+    run_langgraph_corners(stored.handler)
     with pytest.raises(TimeoutError):
         RunnableLambda(_boom, name="weather").invoke(
             1, config={"callbacks": [stored.handler], "metadata": {"user": "ann"}}
