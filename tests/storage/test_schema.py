@@ -79,6 +79,51 @@ class TestMigrations:
         reader.dispose()
         assert "ix_runs_end_ns" in indexes
 
+    def test_revision_0003_fills_the_new_columns_from_what_older_rows_hold(
+        self, database_url: str
+    ) -> None:
+        """Runs written before revision 0003 get their unfinished reason (from their
+        attributes) and LangGraph node (from their metadata) as columns, and the views show
+        the new columns on both databases."""
+        engine = create_writer_engine(database_url_from(database_url))
+        upgrade(engine, "0002")
+        insert = text(
+            "INSERT INTO runs (trace_id, span_id, name, span_kind, status, start_ns, end_ns,"
+            " attributes, metadata) VALUES ('ab', :span, :name, 'internal', :status, 1, 2,"
+            " :attributes, :metadata)"
+        )
+        with engine.begin() as connection:
+            connection.execute(
+                insert,
+                [
+                    {
+                        "span": "01",
+                        "name": "stream step",
+                        "status": "unfinished",
+                        "attributes": '{"runspan.unfinished": true,'
+                        ' "runspan.unfinished.reason": "root_ended"}',
+                        "metadata": None,
+                    },
+                    {
+                        "span": "02",
+                        "name": "agent",
+                        "status": "ok",
+                        "attributes": "{}",
+                        "metadata": '{"langgraph_node": "agent", "langgraph_step": 1}',
+                    },
+                ],
+            )
+        engine.dispose()
+        SqlSpanExporter(database_url).shutdown()  # the writer migrates on first use
+        with RunStore(database_url) as store:
+            runs = {run.name: run for run in store.runs()}
+            views = store.sql("SELECT unfinished_reason, langgraph_node FROM runs_v").rows
+        assert runs["stream step"].unfinished_reason == "root_ended"
+        assert runs["stream step"].langgraph_node is None
+        assert runs["agent"].langgraph_node == "agent"
+        assert runs["agent"].unfinished_reason is None
+        assert sorted(views, key=str) == sorted([("root_ended", None), (None, "agent")], key=str)
+
     def test_the_writer_creates_the_schema_on_first_use(self, database_url: str) -> None:
         """A new database needs no set-up step: the writer migrates it."""
         SqlSpanExporter(database_url).shutdown()
