@@ -21,7 +21,7 @@ from langchain_core.documents import Document
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel
+from langchain_core.runnables import RunnableLambda, RunnableParallel
 from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
@@ -62,15 +62,17 @@ class _Docs(BaseRetriever):
         return [Document(page_content=f"about {query}")]
 
 
-def _graph() -> Any:
-    async def think(state: State) -> dict[str, int]:
-        await asyncio.sleep(0)
-        return {"n": state["n"] + 1}
+async def _think(state: State) -> dict[str, int]:
+    await asyncio.sleep(0)
+    return {"n": state["n"] + 1}
 
+
+def _graph(node: Callable[[State], Awaitable[dict[str, int]]] = _think) -> Any:
+    """A compiled graph of one async node."""
     graph = StateGraph(State)
-    graph.add_node("think", think)
-    graph.add_edge(START, "think")
-    graph.add_edge("think", END)
+    graph.add_node(node.__name__, node)
+    graph.add_edge(START, node.__name__)
+    graph.add_edge(node.__name__, END)
     return graph.compile()
 
 
@@ -264,12 +266,7 @@ class TestSpansOpenedAfterAnAwait:
                 await asyncio.sleep(0)
             return {"n": state["n"] + 1}
 
-        graph = StateGraph(State)
-        graph.add_node("agent", agent)
-        graph.add_edge(START, "agent")
-        graph.add_edge("agent", END)
-        compiled: Runnable[Any, Any] = graph.compile()
-        asyncio.run(compiled.ainvoke({"n": 1}, config={"callbacks": [capture.handler]}))
+        asyncio.run(_graph(agent).ainvoke({"n": 1}, config={"callbacks": [capture.handler]}))
         assert _parent_name(capture, "vector.search") == "agent"
 
     def test_in_an_async_retriever(self, capture: SpanCapture) -> None:
