@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 
 from runspan.exporters.jaeger import jaeger_base_url, jaeger_trace_url
-from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
+from runspan.exporters.otlp import OtlpSpanExporter
 from runspan.exporters.replay import replay, trace_pages, window_pages
 from runspan.exporters.settings import OtlpSettings
 from runspan.storage import (
@@ -402,28 +402,21 @@ def _queries_to_paste(trace_id: str) -> list[tuple[str, str]]:
 @_json_option
 def demo(database_url: str | None, otlp_endpoint: str | None, as_json: bool) -> None:
     """Run a real LangChain chain offline, store its runs, and show them read back from SQL."""
-    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 - demo-only imports
-    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
-
     from runspan.demo import QUESTION, run_demo  # noqa: PLC0415 - needs LangChain
-    from runspan.storage import StorageSpanProcessor  # noqa: PLC0415
-    from runspan.tracer import RunIdGenerator, TracingCallbackHandler  # noqa: PLC0415
+    from runspan.provider import build_provider  # noqa: PLC0415
+    from runspan.tracer import TracingCallbackHandler  # noqa: PLC0415
 
     with _errors_as_messages():
         url = database_url_from(database_url)
         otlp = OtlpSettings.build(otlp_endpoint)
         jaeger = jaeger_base_url() if otlp is not None else None
         started = time.time_ns()
-        # A provider of the demo's own rather than runspan.configure(): the same pieces,
-        # without touching the process's global OpenTelemetry state.
-        provider = TracerProvider(
-            resource=Resource.create({"service.name": "runspan-demo"}),
-            id_generator=RunIdGenerator(),
-        )
-        provider.add_span_processor(StorageSpanProcessor(url))
+        # The provider runspan.configure() builds, without touching the process's global
+        # OpenTelemetry state.
         exporter = OtlpSpanExporter(otlp) if otlp is not None else None
-        if exporter is not None and otlp is not None:
-            provider.add_span_processor(otlp_span_processor(otlp, exporter=exporter))
+        provider = build_provider(
+            "runspan-demo", database_url=url, otlp=otlp, otlp_exporter=exporter
+        )
         try:
             answer, streamed = run_demo(TracingCallbackHandler(tracer_provider=provider))
             if not provider.force_flush():

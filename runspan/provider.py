@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from sqlalchemy import URL
 
 from runspan.config import (
     Redactor,
@@ -20,7 +21,7 @@ from runspan.config import (
     service_name_from,
     set_default_tracer_settings,
 )
-from runspan.exporters.otlp import otlp_span_processor
+from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
 from runspan.exporters.settings import OtlpSettings
 from runspan.storage.writer import StorageSpanProcessor
 from runspan.termination import flush_before_sigterm
@@ -120,15 +121,9 @@ def configure(
                 " runspan.configure(set_global=False), or give your provider to"
                 " TracingCallbackHandler(tracer_provider=...)."
             )
-        if otlp is not None:
-            processors.insert(0, otlp_span_processor(otlp, stored=storage))
-        if storage:
-            processors.insert(0, StorageSpanProcessor(database_url))
-        provider = TracerProvider(
-            resource=Resource.create({SERVICE_NAME: name}), id_generator=RunIdGenerator()
+        provider = build_provider(
+            name, database_url=database_url, storage=storage, otlp=otlp, more=processors
         )
-        for processor in processors:
-            provider.add_span_processor(processor)
         if set_global:
             trace.set_tracer_provider(provider)
         set_default_tracer_settings(settings)
@@ -136,6 +131,32 @@ def configure(
     # Exit handlers do not run when SIGTERM ends the process (as it does a container's, and as
     # uvicorn re-raises it after its graceful shutdown): flush then, where nothing else handles it.
     flush_before_sigterm(flush)
+    return provider
+
+
+def build_provider(
+    service_name: str,
+    *,
+    database_url: str | URL | None,
+    storage: bool = True,
+    otlp: OtlpSettings | None = None,
+    otlp_exporter: OtlpSpanExporter | None = None,
+    more: Iterable[SpanProcessor] = (),
+) -> TracerProvider:
+    """runspan's SDK provider, with no global state touched: ``configure()`` and the demo both
+    build theirs here. The SQL writer first, then OTLP (``otlp_exporter``, if given, is the
+    exporter it uses), then ``more``."""
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: service_name}), id_generator=RunIdGenerator()
+    )
+    if storage:
+        provider.add_span_processor(StorageSpanProcessor(database_url))
+    if otlp is not None:
+        provider.add_span_processor(
+            otlp_span_processor(otlp, exporter=otlp_exporter, stored=storage)
+        )
+    for processor in more:
+        provider.add_span_processor(processor)
     return provider
 
 

@@ -22,6 +22,18 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from runspan.attributes import (
+    COLUMNS,
+    INPUT_MIME_TYPE,
+    INPUT_VALUE,
+    JSON_MIME,
+    METADATA,
+    OUTPUT_MIME_TYPE,
+    OUTPUT_VALUE,
+    TAGS,
+    TEXT_MIME,
+    TIME_TO_FIRST_CHUNK,
+)
 from runspan.storage import Run, RunStore
 
 # How many traces, or runs, are read and their spans sent at a time.
@@ -31,8 +43,6 @@ PAGE_SIZE = 1000
 _SCOPE = InstrumentationScope("runspan.replay")
 _KINDS = {kind.name.lower(): kind for kind in SpanKind}
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_JSON_MIME = "application/json"
-_TEXT_MIME = "text/plain"
 # The end of a value the tracer cut (runspan.tracer.content.capped).
 _CUT_BY_TRACER = re.compile(r"\.\.\.\[runspan: truncated, \d+ chars in all\]\Z")
 
@@ -53,37 +63,33 @@ def _content(value: Any, value_key: str, mime_key: str) -> dict[str, Any]:
         return {}
     if isinstance(value, str) and _CUT_BY_TRACER.search(value):
         # Content the tracer cut at its cap was sent as text, not JSON, and stored as a string.
-        return {value_key: value, mime_key: _TEXT_MIME}
-    return {value_key: _json_text(value), mime_key: _JSON_MIME}
+        return {value_key: value, mime_key: TEXT_MIME}
+    return {value_key: _json_text(value), mime_key: JSON_MIME}
+
+
+# How a column's value goes back into its attribute, where the row builder converted it.
+_FROM_COLUMN: dict[str, Callable[[Any], Any]] = {
+    TAGS: tuple,
+    METADATA: _json_text,
+    # Seconds to the nanosecond, as measured: undoes the float error of ms and back.
+    TIME_TO_FIRST_CHUNK: lambda ms: round(ms / 1000.0, 9),
+}
+_CONTENT = {INPUT_VALUE: INPUT_MIME_TYPE, OUTPUT_VALUE: OUTPUT_MIME_TYPE}
 
 
 def _attributes(run: Run) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     if isinstance(run.attributes, Mapping):
         attributes.update((k, _attribute_value(v)) for k, v in run.attributes.items())
-    columns: dict[str, Any] = {
-        "langchain.run_id": run.run_id,
-        "langchain.parent_run_id": run.parent_run_id,
-        "langchain.run_type": run.run_type,
-        "langchain.tags": tuple(run.tags) if run.tags is not None else None,
-        "langchain.metadata": _json_text(run.metadata) if run.metadata is not None else None,
-        "gen_ai.usage.input_tokens": run.input_tokens,
-        "gen_ai.usage.output_tokens": run.output_tokens,
-        "gen_ai.usage.cache_read.input_tokens": run.cache_read_tokens,
-        "gen_ai.usage.cache_creation.input_tokens": run.cache_creation_tokens,
-        "gen_ai.usage.reasoning.output_tokens": run.reasoning_tokens,
-        "runspan.unfinished.reason": run.unfinished_reason,
-        "langgraph.node": run.langgraph_node,
-        "langgraph.attempt": run.attempt,
-        "langgraph.resumes_trace_id": run.resumes_trace_id,
-        # Seconds to the nanosecond, as measured: undoes the float error of ms and back.
-        "gen_ai.response.time_to_first_chunk": (
-            round(run.ttft_ms / 1000.0, 9) if run.ttft_ms is not None else None
-        ),
-    }
-    attributes.update((key, value) for key, value in columns.items() if value is not None)
-    attributes.update(_content(run.inputs, "input.value", "input.mime_type"))
-    attributes.update(_content(run.outputs, "output.value", "output.mime_type"))
+    for name, column in COLUMNS.items():
+        value = getattr(run, column)
+        if value is None:
+            continue
+        if name in _CONTENT:
+            attributes.update(_content(value, name, _CONTENT[name]))
+        else:
+            convert = _FROM_COLUMN.get(name)
+            attributes[name] = convert(value) if convert is not None else value
     return attributes
 
 

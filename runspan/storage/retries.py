@@ -14,12 +14,10 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, literal, update
 
+from runspan.attributes import TASK_KEY
 from runspan.storage.rows import RowValues
 from runspan.storage.schema import runs
 from runspan.storage.sqlfuncs import json_member_text
-
-# LangGraph's key for a node's task, in every run's metadata; the attempts of a task share it.
-_TASK_KEY = "langgraph_checkpoint_ns"
 
 _MARK_RETRIED = (
     update(runs)
@@ -29,7 +27,7 @@ _MARK_RETRIED = (
         runs.c.name == bindparam("run_name"),
         runs.c.status == "error",
         func.coalesce(runs.c.attempt, 1) < bindparam("later_attempt"),
-        json_member_text(runs.c.metadata, literal(_TASK_KEY)) == bindparam("task"),
+        json_member_text(runs.c.metadata, literal(TASK_KEY)) == bindparam("task"),
     )
     .values(status="retried")
 )
@@ -37,7 +35,7 @@ _MARK_RETRIED = (
 
 def _task(metadata: Any) -> str | None:
     try:
-        task = json.loads(metadata).get(_TASK_KEY) if isinstance(metadata, str) else None
+        task = json.loads(metadata).get(TASK_KEY) if isinstance(metadata, str) else None
     except (ValueError, AttributeError):
         return None
     return task if isinstance(task, str) else None

@@ -17,41 +17,41 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from runspan.attributes import (
+    ATTEMPT,
+    CACHE_CREATION_TOKENS,
+    CACHE_READ_TOKENS,
+    ERROR_TYPE,
+    EXCEPTION_EVENT,
+    EXCEPTION_TYPE,
+    GRAPH_NODE,
+    INPUT_MIME_TYPE,
+    INPUT_TOKENS,
+    INPUT_VALUE,
+    INTERRUPTED,
+    JSON_MIME,
+    LEGACY_PROVIDER,
+    METADATA,
+    OUTPUT_MIME_TYPE,
+    OUTPUT_TOKENS,
+    OUTPUT_VALUE,
+    PARENT_RUN_ID,
+    PROVIDER,
+    REASONING_TOKENS,
+    REQUEST_MODEL,
+    RESPONSE_MODEL,
+    RESUMES_TRACE,
+    RUN_ID,
+    RUN_TYPE,
+    SERVICE_NAME,
+    TAGS,
+    TIME_TO_FIRST_CHUNK,
+    UNFINISHED,
+    UNFINISHED_REASON,
+)
 from runspan.storage.schema import runs
 
 RowValues = dict[str, Any]
-
-# Attribute names, as the tracer writes them (runspan.tracer); storage does not import the
-# tracer, whose spans are one producer among others.
-_RUN_ID = "langchain.run_id"
-_PARENT_RUN_ID = "langchain.parent_run_id"
-_RUN_TYPE = "langchain.run_type"
-_TAGS = "langchain.tags"
-_METADATA = "langchain.metadata"
-_UNFINISHED = "runspan.unfinished"
-_UNFINISHED_REASON = "runspan.unfinished.reason"
-_GRAPH_NODE = "langgraph.node"
-_ATTEMPT = "langgraph.attempt"
-_INTERRUPTED = "langgraph.interrupted"
-_RESUMES_TRACE = "langgraph.resumes_trace_id"
-_INPUT = "input.value"
-_INPUT_MIME = "input.mime_type"
-_OUTPUT = "output.value"
-_OUTPUT_MIME = "output.mime_type"
-_JSON_MIME = "application/json"
-_SERVICE_NAME = "service.name"
-
-_INPUT_TOKENS = "gen_ai.usage.input_tokens"
-_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-_CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
-_CACHE_CREATION_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
-_REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
-_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"  # seconds
-_RESPONSE_MODEL = "gen_ai.response.model"
-_REQUEST_MODEL = "gen_ai.request.model"
-_PROVIDER = "gen_ai.provider.name"
-_LEGACY_PROVIDER = "gen_ai.system"
-_ERROR_TYPE = "error.type"
 
 # By the enums' values: hashing an Enum member runs Python code, reading its value does not.
 _STATUS = {code._value_: "error" if code is StatusCode.ERROR else "ok" for code in StatusCode}
@@ -115,7 +115,7 @@ def _content(text: Any, mime: Any) -> str | None:
     """``input.value``/``output.value`` as JSON text: as is when it is JSON, else a string."""
     if not isinstance(text, str):
         return None
-    if mime == _JSON_MIME:
+    if mime == JSON_MIME:
         return text
     return _encode(text)
 
@@ -150,21 +150,21 @@ def _milliseconds(seconds: Any) -> float | None:
 def _status(span: ReadableSpan, attributes: Mapping[str, Any], ended: bool) -> str:
     if not ended:
         return "running"
-    if attributes.get(_UNFINISHED) is True:
+    if attributes.get(UNFINISHED) is True:
         return "unfinished"
     status = _STATUS[span.status.status_code._value_]
-    if status == "ok" and attributes.get(_INTERRUPTED) is True:
+    if status == "ok" and attributes.get(INTERRUPTED) is True:
         return "interrupted"
     return status
 
 
 def _error_type(span: ReadableSpan, attributes: Mapping[str, Any]) -> str | None:
-    declared = attributes.get(_ERROR_TYPE)
+    declared = attributes.get(ERROR_TYPE)
     if isinstance(declared, str):
         return declared
     for event in span.events:
-        if event.name == "exception":
-            found = (event.attributes or {}).get("exception.type")
+        if event.name == EXCEPTION_EVENT:
+            found = (event.attributes or {}).get(EXCEPTION_TYPE)
             if isinstance(found, str):
                 return found
     return None
@@ -196,7 +196,7 @@ def _service_name(resource: Any) -> Any:
         return None
     found = _SERVICE_NAMES.get(id(resource))
     if found is None:
-        found = (resource, resource.attributes.get(_SERVICE_NAME))
+        found = (resource, resource.attributes.get(SERVICE_NAME))
         if len(_SERVICE_NAMES) < 64:
             _SERVICE_NAMES[id(resource)] = found
     return found[1]
@@ -222,32 +222,32 @@ def span_row(span: ReadableSpan, attributes: dict[str, Any], end: int | None) ->
     ended = end is not None
     parent = span.parent
     service = _service_name(span.resource)
-    model = get(_RESPONSE_MODEL) or get(_REQUEST_MODEL)
-    provider = get(_PROVIDER) or get(_LEGACY_PROVIDER)
-    run_id, parent_run_id = take(_RUN_ID, None), take(_PARENT_RUN_ID, None)
-    run_type, tags = take(_RUN_TYPE, None), take(_TAGS, None)
-    ttft = take(_TIME_TO_FIRST_CHUNK, None)
-    metadata = take(_METADATA, None)
-    inputs, input_mime = take(_INPUT, None), take(_INPUT_MIME, None)
-    outputs, output_mime = take(_OUTPUT, None), take(_OUTPUT_MIME, None)
+    model = get(RESPONSE_MODEL) or get(REQUEST_MODEL)
+    provider = get(PROVIDER) or get(LEGACY_PROVIDER)
+    run_id, parent_run_id = take(RUN_ID, None), take(PARENT_RUN_ID, None)
+    run_type, tags = take(RUN_TYPE, None), take(TAGS, None)
+    ttft = take(TIME_TO_FIRST_CHUNK, None)
+    metadata = take(METADATA, None)
+    inputs, input_mime = take(INPUT_VALUE, None), take(INPUT_MIME_TYPE, None)
+    outputs, output_mime = take(OUTPUT_VALUE, None), take(OUTPUT_MIME_TYPE, None)
     status = _status(span, attributes, ended)
     failed = status == "error"
     # Most runs are not model calls: one look says whether there are counts to read.
-    if _INPUT_TOKENS in attributes or _OUTPUT_TOKENS in attributes:
-        input_tokens = _count(take(_INPUT_TOKENS, None))
-        output_tokens = _count(take(_OUTPUT_TOKENS, None))
+    if INPUT_TOKENS in attributes or OUTPUT_TOKENS in attributes:
+        input_tokens = _count(take(INPUT_TOKENS, None))
+        output_tokens = _count(take(OUTPUT_TOKENS, None))
     else:
         input_tokens = output_tokens = None
     if input_tokens is None and output_tokens is None:
         total_tokens = None
     else:
         total_tokens = (input_tokens or 0) + (output_tokens or 0)
-    cache_read = take(_CACHE_READ_TOKENS, None)
-    cache_creation = take(_CACHE_CREATION_TOKENS, None)
-    reasoning = take(_REASONING_TOKENS, None)
-    reason = take(_UNFINISHED_REASON, None) if status == "unfinished" else None
-    node, attempt = take(_GRAPH_NODE, None), take(_ATTEMPT, None)
-    resumes = take(_RESUMES_TRACE, None)
+    cache_read = take(CACHE_READ_TOKENS, None)
+    cache_creation = take(CACHE_CREATION_TOKENS, None)
+    reasoning = take(REASONING_TOKENS, None)
+    reason = take(UNFINISHED_REASON, None) if status == "unfinished" else None
+    node, attempt = take(GRAPH_NODE, None), take(ATTEMPT, None)
+    resumes = take(RESUMES_TRACE, None)
     return {
         "run_id": run_id if type(run_id) is str else None,
         "parent_run_id": parent_run_id if type(parent_run_id) is str else None,

@@ -11,17 +11,17 @@ from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
+from runspan.attributes import (
+    INPUT_MIME_TYPE,
+    INPUT_VALUE,
+    JSON_MIME,
+    OUTPUT_MIME_TYPE,
+    OUTPUT_VALUE,
+    TEXT_MIME,
+)
 from runspan.config import TracerSettings
 from runspan.tracer.redaction import redact
 from runspan.tracer.serialize import to_json
-
-INPUT_VALUE = "input.value"
-INPUT_MIME_TYPE = "input.mime_type"
-OUTPUT_VALUE = "output.value"
-OUTPUT_MIME_TYPE = "output.mime_type"
-JSON_MIME = "application/json"
-TEXT_MIME = "text/plain"
-
 
 # Redaction looks this far past the cap, so that a secret straddling the cut is still matched
 # whole, while a huge value is never scanned end to end.

@@ -16,10 +16,9 @@ from typing import Literal
 
 from opentelemetry.util.types import AttributeValue
 
+from runspan.attributes import EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE, EXCEPTION_TYPE
 from runspan.config import TracerSettings
 from runspan.tracer.content import safe_text
-
-ERROR_TYPE = "error.type"
 
 ErrorKind = Literal["error", "interrupt", "control_flow", "cancelled", "abandoned"]
 
@@ -68,7 +67,7 @@ def exception_event(error: BaseException, settings: TracerSettings) -> dict[str,
     except Exception:
         stack = ""
     return {
-        "exception.type": type_name(error),
-        "exception.message": message(error, settings),
-        "exception.stacktrace": safe_text(stack, settings),
+        EXCEPTION_TYPE: type_name(error),
+        EXCEPTION_MESSAGE: message(error, settings),
+        EXCEPTION_STACKTRACE: safe_text(stack, settings),
     }

@@ -13,20 +13,28 @@ from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
+from runspan.attributes import (
+    FINISH_REASONS,
+    OPERATION,
+    PROVIDER,
+    REQUEST_FREQUENCY_PENALTY,
+    REQUEST_MAX_TOKENS,
+    REQUEST_MODEL,
+    REQUEST_PRESENCE_PENALTY,
+    REQUEST_SEED,
+    REQUEST_STOP_SEQUENCES,
+    REQUEST_TEMPERATURE,
+    REQUEST_TOP_K,
+    REQUEST_TOP_P,
+    RESPONSE_ID,
+    RESPONSE_MODEL,
+    TOOL_CALL_ID,
+    TOOL_DESCRIPTION,
+    TOOL_NAME,
+    TOOL_TYPE,
+)
 from runspan.tracer.guard import failures
 from runspan.tracer.usage import reported_usage
-
-OPERATION = "gen_ai.operation.name"
-PROVIDER = "gen_ai.provider.name"
-REQUEST_MODEL = "gen_ai.request.model"
-RESPONSE_MODEL = "gen_ai.response.model"
-RESPONSE_ID = "gen_ai.response.id"
-FINISH_REASONS = "gen_ai.response.finish_reasons"
-TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
-TOOL_NAME = "gen_ai.tool.name"
-TOOL_CALL_ID = "gen_ai.tool.call.id"
-TOOL_DESCRIPTION = "gen_ai.tool.description"
-TOOL_TYPE = "gen_ai.tool.type"
 
 CHAT = "chat"
 TEXT_COMPLETION = "text_completion"
@@ -61,20 +69,20 @@ _PROVIDERS = {
 # Request parameters: invocation parameter names, and the metadata keys LangChain sets, by the
 # attribute they fill. Metadata wins: LangChain has already normalized it.
 _PARAMETER_ATTRIBUTES = {
-    "temperature": "gen_ai.request.temperature",
-    "max_tokens": "gen_ai.request.max_tokens",
-    "max_completion_tokens": "gen_ai.request.max_tokens",
-    "max_output_tokens": "gen_ai.request.max_tokens",
-    "num_predict": "gen_ai.request.max_tokens",
-    "top_p": "gen_ai.request.top_p",
-    "top_k": "gen_ai.request.top_k",
-    "frequency_penalty": "gen_ai.request.frequency_penalty",
-    "presence_penalty": "gen_ai.request.presence_penalty",
-    "seed": "gen_ai.request.seed",
+    "temperature": REQUEST_TEMPERATURE,
+    "max_tokens": REQUEST_MAX_TOKENS,
+    "max_completion_tokens": REQUEST_MAX_TOKENS,
+    "max_output_tokens": REQUEST_MAX_TOKENS,
+    "num_predict": REQUEST_MAX_TOKENS,
+    "top_p": REQUEST_TOP_P,
+    "top_k": REQUEST_TOP_K,
+    "frequency_penalty": REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": REQUEST_PRESENCE_PENALTY,
+    "seed": REQUEST_SEED,
 }
 _METADATA_ATTRIBUTES = {
-    "ls_temperature": "gen_ai.request.temperature",
-    "ls_max_tokens": "gen_ai.request.max_tokens",
+    "ls_temperature": REQUEST_TEMPERATURE,
+    "ls_max_tokens": REQUEST_MAX_TOKENS,
 }
 
 
@@ -136,7 +144,7 @@ def _stop_sequences(
     if isinstance(stop, str):
         stop = [stop]
     if isinstance(stop, (list, tuple)) and stop and all(isinstance(s, str) for s in stop):
-        attributes["gen_ai.request.stop_sequences"] = tuple(stop)
+        attributes[REQUEST_STOP_SEQUENCES] = tuple(stop)
 
 
 _REQUEST_EXTRACTORS: tuple[Extractor, ...] = (

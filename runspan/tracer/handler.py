@@ -27,28 +27,39 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
+from runspan.attributes import (
+    ATTEMPT,
+    CONTROL_FLOW_EVENT,
+    ERROR_TYPE,
+    EXCEPTION_EVENT,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_TYPE,
+    FIRST_CHUNK_EVENT,
+    GRAPH_NODE,
+    INTERRUPTED,
+    METADATA,
+    NODE_KEY,
+    ORPHAN,
+    PARENT_RUN_ID,
+    REQUEST_MODEL,
+    RESUMES_TRACE,
+    RETRY_ATTEMPT,
+    RUN_ID,
+    RUN_TYPE,
+    TAGS,
+    TASK_KEY,
+    THREAD_KEY,
+    TIME_TO_FIRST_CHUNK,
+    TOOL_NAME,
+    UNFINISHED,
+    UNFINISHED_REASON,
+)
 from runspan.config import Redactor, TracerSettings, default_tracer_settings
 from runspan.tracer import current, errors, genai
 from runspan.tracer.content import input_attributes, output_attributes, safe_text
 from runspan.tracer.guard import never_raises
 from runspan.tracer.runs import LiveRun, RunRegistry, TraceState
 from runspan.tracer.spans import SpanStarter, record, starter_for
-
-RUN_ID = "langchain.run_id"
-PARENT_RUN_ID = "langchain.parent_run_id"
-RUN_TYPE = "langchain.run_type"
-TAGS = "langchain.tags"
-METADATA = "langchain.metadata"
-ORPHAN = "runspan.orphan"
-UNFINISHED = "runspan.unfinished"
-UNFINISHED_REASON = "runspan.unfinished.reason"
-# LangGraph: the node a run belongs to (from the metadata LangGraph gives every run of a node),
-# a node's attempt under a RetryPolicy (2 and up), an interrupt(), and the trace that an
-# invocation resuming an interrupted thread continues.
-GRAPH_NODE = "langgraph.node"
-ATTEMPT = "langgraph.attempt"
-INTERRUPTED = "langgraph.interrupted"
-RESUMES_TRACE = "langgraph.resumes_trace_id"
 
 _NO_INPUT = object()
 
@@ -239,8 +250,8 @@ class TracingCallbackHandler(BaseCallbackHandler):
             return
         now = time.time_ns()
         run.first_chunk_ns = now
-        record(run.span, {genai.TIME_TO_FIRST_CHUNK: (now - run.start_ns) / 1e9})
-        run.span.add_event("gen_ai.first_chunk", timestamp=now)
+        record(run.span, {TIME_TO_FIRST_CHUNK: (now - run.start_ns) / 1e9})
+        run.span.add_event(FIRST_CHUNK_EVENT, timestamp=now)
 
     @never_raises
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
@@ -331,7 +342,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
 
     @never_raises
     def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        attributes: dict[str, AttributeValue] = {genai.TOOL_NAME: str(action.tool)}
+        attributes: dict[str, AttributeValue] = {TOOL_NAME: str(action.tool)}
         if self.settings.capture_content:
             attributes["tool_input"] = safe_text(action.tool_input, self.settings)
             attributes["log"] = safe_text(action.log, self.settings)
@@ -349,12 +360,12 @@ class TracingCallbackHandler(BaseCallbackHandler):
         attributes: dict[str, AttributeValue] = {}
         attempt = getattr(retry_state, "attempt_number", None)
         if isinstance(attempt, int):
-            attributes["retry.attempt"] = attempt
+            attributes[RETRY_ATTEMPT] = attempt
         outcome = getattr(retry_state, "outcome", None)
         error = outcome.exception() if outcome is not None and outcome.failed else None
         if error is not None:
-            attributes["exception.type"] = errors.type_name(error)
-            attributes["exception.message"] = errors.message(error, self.settings)
+            attributes[EXCEPTION_TYPE] = errors.type_name(error)
+            attributes[EXCEPTION_MESSAGE] = errors.message(error, self.settings)
         self._event(run_id, "retry", attributes)
 
     @never_raises
@@ -380,7 +391,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
     ) -> None:
         params = kwargs.get("invocation_params")
         attributes = genai.request_attributes(operation, metadata, params)
-        model = attributes.get(genai.REQUEST_MODEL)
+        model = attributes.get(REQUEST_MODEL)
         name = f"{operation} {model}" if model else _run_name(serialized, kwargs, operation)
         self._start(
             run_id,
@@ -425,7 +436,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
             own = {k: v for k, v in metadata.items() if not k.startswith(("ls_", "lc_"))}
             if own:
                 attributes[METADATA] = safe_text(own, self.settings)
-            node = metadata.get("langgraph_node")
+            node = metadata.get(NODE_KEY)
             if isinstance(node, str):
                 attributes[GRAPH_NODE] = node
         attributes.update(input_attributes(inputs, self.settings))
@@ -446,7 +457,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
                 attributes[ORPHAN] = True
             self._expire_old_traces(start_ns)
             trace_state = TraceState(run_id, start_ns)
-            thread = metadata.get("thread_id") if metadata else None
+            thread = metadata.get(THREAD_KEY) if metadata else None
             if isinstance(thread, str):
                 trace_state.thread_id = thread
                 # LangGraph's Command(resume=...), matched by shape: runspan does not import it.
@@ -461,7 +472,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
             )
 
         if node == name and metadata is not None:  # a LangGraph node's own run
-            attempt = self._attempt(trace_state, metadata.get("langgraph_checkpoint_ns"))
+            attempt = self._attempt(trace_state, metadata.get(TASK_KEY))
             if attempt > 1:
                 attributes[ATTEMPT] = attempt
         span = self._spans().start(
@@ -538,18 +549,19 @@ class TracingCallbackHandler(BaseCallbackHandler):
                 record(span, input_attributes(inputs, self.settings))
             kind = errors.classify(error)
             if kind == "error":
-                span.add_event("exception", errors.exception_event(error, self.settings), end_ns)
-                record(span, {errors.ERROR_TYPE: errors.type_name(error)})
+                event = errors.exception_event(error, self.settings)
+                span.add_event(EXCEPTION_EVENT, event, end_ns)
+                record(span, {ERROR_TYPE: errors.type_name(error)})
                 span.set_status(Status(StatusCode.ERROR, errors.message(error, self.settings)))
             elif kind in ("interrupt", "control_flow"):
                 if kind == "interrupt":
                     record(span, {INTERRUPTED: True})
                     run.trace.interrupted = True
                 span.add_event(
-                    "langgraph.control_flow",
+                    CONTROL_FLOW_EVENT,
                     {
-                        "exception.type": errors.type_name(error),
-                        "exception.message": errors.message(error, self.settings),
+                        EXCEPTION_TYPE: errors.type_name(error),
+                        EXCEPTION_MESSAGE: errors.message(error, self.settings),
                     },
                     end_ns,
                 )

@@ -32,6 +32,13 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import Attributes, AttributeValue
 
+from runspan.attributes import (
+    EXCEPTION_ESCAPED,
+    EXCEPTION_EVENT,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+    EXCEPTION_TYPE,
+)
 from runspan.tracer.errors import type_name
 from runspan.tracer.ids import RunIdGenerator, trace_id_of
 
@@ -181,13 +188,13 @@ class RunSpan(sdk_trace.Span):
             traceback.format_exception(type(exception), exception, exception.__traceback__)
         )
         event: dict[str, AttributeValue] = {
-            "exception.type": type_name(exception),
-            "exception.message": str(exception),
-            "exception.stacktrace": stack,
-            "exception.escaped": str(escaped),
+            EXCEPTION_TYPE: type_name(exception),
+            EXCEPTION_MESSAGE: str(exception),
+            EXCEPTION_STACKTRACE: stack,
+            EXCEPTION_ESCAPED: str(escaped),
         }
         event.update(_valid_attributes(attributes))
-        self.add_event("exception", event, timestamp)
+        self.add_event(EXCEPTION_EVENT, event, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
         if self._end_time is not None:
