@@ -38,9 +38,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from sqlalchemy import create_engine, insert, text
 
 from runspan.storage import RunFilter, RunStore, SqlSpanExporter
+from runspan.storage.processor import DEFAULT_MAX_EXPORT_BATCH_SIZE
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import runs
-from runspan.storage.writer import DEFAULT_MAX_EXPORT_BATCH_SIZE
 from runspan.testing import capture_spans
 
 sys.path.insert(0, str(Path(__file__).parents[1]))

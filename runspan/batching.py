@@ -16,6 +16,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from runspan.logs import RateLimitedLog
 
+# The batching of runspan's processors, SQL and OTLP alike. A batch every second: the most a
+# crash can lose, and how long a finished chain waits for Jaeger (the SDK's default is 5 s).
+SCHEDULE_DELAY_MILLIS = 1000
+# Room for bursts while the sink catches up: the SDK's default of 2,048 spans drops spans of a
+# burst of 500 chains.
+MAX_QUEUE_SIZE = 16_384
+
 
 def _queue_and_limit(processor: BatchSpanProcessor) -> tuple[collections.deque[Any], int] | None:
     """The processor's queue and its size limit (SDK internals: ``None`` if they moved, and

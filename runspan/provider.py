@@ -23,7 +23,7 @@ from runspan.config import (
 )
 from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
 from runspan.exporters.settings import OtlpSettings
-from runspan.storage.writer import StorageSpanProcessor
+from runspan.storage.processor import StorageSpanProcessor
 from runspan.termination import flush_before_sigterm
 from runspan.tracer.ids import RunIdGenerator
 

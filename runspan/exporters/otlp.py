@@ -21,19 +21,13 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from runspan.batching import QuietBatchSpanProcessor
+from runspan.batching import MAX_QUEUE_SIZE, SCHEDULE_DELAY_MILLIS, QuietBatchSpanProcessor
 from runspan.exporters.previews import DEFAULT_MAX_BATCH_BYTES, chunked, previewed_span
 from runspan.exporters.settings import GRPC, OtlpSettings
 from runspan.logs import logger
 
 FIRST_PAUSE_SECONDS = 1.0
 MAX_PAUSE_SECONDS = 30.0
-# Jaeger and the Collector take large batches; the SDK's default schedule delay (5 s) would
-# leave a finished chain out of Jaeger for seconds.
-SCHEDULE_DELAY_MILLIS = 1000
-# Room for bursts (a batch of a thousand chains) while the receiver catches up; the SDK's
-# default of 2,048 spans drops spans of a burst of 500 chains.
-MAX_QUEUE_SIZE = 16_384
 
 
 class _FailureCapture(logging.Filter):

@@ -16,9 +16,10 @@ from runspan.storage.errors import (
     SchemaError,
     StorageError,
 )
+from runspan.storage.exporter import SqlSpanExporter
 from runspan.storage.maintenance import Pruned, prune, upgrade_database
+from runspan.storage.processor import StorageSpanProcessor
 from runspan.storage.queries import Run, RunFilter, RunStore, SqlResult, Stat
-from runspan.storage.writer import SqlSpanExporter, StorageSpanProcessor
 
 __all__ = [
     "DATABASE_URL_ENV",

@@ -88,6 +88,14 @@ def scrubbed(message: str, url: URL) -> str:
     return message
 
 
+def described(error: BaseException, url: URL) -> str:
+    """A database error in one line, as its driver words it, with the URL's password masked;
+    its type where the driver says nothing."""
+    cause = getattr(error, "orig", None) or error
+    lines = scrubbed(str(cause), url).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
 def is_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite"
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import URL, delete, select
 from sqlalchemy.exc import DBAPIError
 
-from runspan.storage.engine import create_writer_engine, database_url_from, safe_url, scrubbed
+from runspan.storage.engine import create_writer_engine, database_url_from, described, safe_url
 from runspan.storage.errors import DatabaseUnavailable
 from runspan.storage.migrate import check_schema, upgrade
 from runspan.storage.schema import runs, traces
@@ -66,9 +66,8 @@ def prune(
                     delete(traces).where(traces.c.trace_id.in_(chunk))
                 ).rowcount
     except DBAPIError as error:
-        detail = scrubbed(str(error.orig), engine.url).strip().splitlines()
         raise DatabaseUnavailable(
-            f"cannot prune {safe_url(engine.url)}: {detail[0] if detail else error}"
+            f"cannot prune {safe_url(engine.url)}: {described(error, engine.url)}"
         ) from None
     finally:
         engine.dispose()

@@ -22,9 +22,9 @@ from sqlalchemy.pool import NullPool
 
 from runspan.storage.engine import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
+    described,
     is_sqlite,
     safe_url,
-    scrubbed,
     sqlite_path,
 )
 from runspan.storage.errors import DatabaseUnavailable, SchemaError
@@ -161,6 +161,6 @@ def _migration_engine(engine: Engine) -> Engine:
 
 
 def _unavailable(engine: Engine, error: DBAPIError) -> DatabaseUnavailable:
-    detail = scrubbed(str(error.orig), engine.url).strip().splitlines()
-    first = detail[0] if detail else type(error.orig).__name__
-    return DatabaseUnavailable(f"cannot use the database {safe_url(engine.url)}: {first}")
+    return DatabaseUnavailable(
+        f"cannot use the database {safe_url(engine.url)}: {described(error, engine.url)}"
+    )

@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, StatementError
 
-from runspan.storage.engine import create_reader_engine, database_url_from, safe_url, scrubbed
+from runspan.storage.engine import create_reader_engine, database_url_from, described, safe_url
 from runspan.storage.errors import DatabaseUnavailable, NotFoundError, QueryError
 from runspan.storage.migrate import check_schema
 from runspan.storage.schema import STATUSES, UNFINISHED_REASONS, runs
@@ -280,8 +280,7 @@ class RunStore:
             raise self._failure(error) from None
 
     def _failure(self, error: DBAPIError) -> Exception:
-        detail = scrubbed(str(error.orig), self.engine.url).strip().splitlines()
-        message = detail[0] if detail else type(error.orig).__name__
+        message = described(error, self.engine.url)
         if message in ("not authorized", "authorization denied"):  # the reader's authorizer
             return QueryError(
                 "runspan sql is read-only: this statement would change the database or write"

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 import runspan.storage.durations
+from runspan.batching import SCHEDULE_DELAY_MILLIS
 from runspan.cli import main
 from runspan.storage import RunFilter, RunStore
-from runspan.storage.writer import DEFAULT_SCHEDULE_DELAY_MILLIS
 
 # A run is written at the latest one flush interval after it ends, plus the time of the write
 # in progress; this is that write's allowance on a loaded 2-core machine.
@@ -73,7 +73,7 @@ def test_a_killed_process_leaves_a_sound_file_and_its_ended_runs(
     assert child.stdout is not None
     ended: dict[int, int] = {}
     started = time.monotonic()
-    margin = DEFAULT_SCHEDULE_DELAY_MILLIS * 1_000_000 + _WRITE_ALLOWANCE_NS
+    margin = SCHEDULE_DELAY_MILLIS * 1_000_000 + _WRITE_ALLOWANCE_NS
     # Until 100 runs ended longer ago than the margin (however slow a loaded machine makes the
     # child), and the hung runs have had time to be written as running.
     while (

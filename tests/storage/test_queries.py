@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from runspan.storage import NotFoundError, QueryError, RunFilter, RunStore, SqlSpanExporter
 from runspan.storage.rows import COLUMNS
-from runspan.storage.writer import write_rows
+from runspan.storage.upsert import write_rows
 
 DAY_NS = 86_400 * 10**9
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z

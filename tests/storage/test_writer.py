@@ -344,7 +344,7 @@ class TestRunning:
             worker.join(10)
         assert provider.force_flush()
         assert [row["status"] for row in _rows(database_url, "SELECT status FROM runs")] == ["ok"]
-        assert processor.exporter.open_spans == {}
+        assert len(processor.exporter.open_spans) == 0
         provider.shutdown()
 
     def test_the_open_spans_it_tracks_are_bounded(self, tmp_path: Path) -> None:
@@ -359,7 +359,7 @@ class TestRunning:
         assert len(processor.exporter.open_spans) == 2
         for span in spans:
             span.end()
-        assert processor.exporter.open_spans == {}
+        assert len(processor.exporter.open_spans) == 0
         assert provider.force_flush()
         provider.shutdown()
         names = {
@@ -394,7 +394,7 @@ class TestSqliteStatements:
     def test_a_batch_of_any_size_is_a_few_statements_of_power_of_two_rows(self, count: int) -> None:
         """Every row goes in exactly once, in statements no larger than SQLite's parameter
         limit allows, of sizes SQLite can keep prepared."""
-        from runspan.storage.writer import _chunk_sizes
+        from runspan.storage.upsert import _chunk_sizes
 
         sizes = _chunk_sizes(count, 1092)
         assert sum(sizes) == count

@@ -1,0 +1,248 @@
+"""Writing rows: the dialect-specific SQL that puts a batch into ``runs`` and ``traces``.
+
+One transaction per batch, a few statements per batch whatever its size (a statement or driver
+step per row gives up the GIL per row, and under a busy app waits up to a switch interval to
+get it back): an idempotent upsert of the ``runs`` rows (the same span twice is one row, and a
+finished row is never turned back into a running one), the failed attempts a later attempt
+retried, then the totals of every trace the batch touched, recomputed from ``runs`` so they
+are exact in whatever order spans come.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Column, Connection, bindparam, literal_column, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite import pysqlite
+from sqlalchemy.engine import Dialect
+
+from runspan.storage.retries import mark_retried
+from runspan.storage.rows import COLUMNS, RowValues, encode_json
+from runspan.storage.schema import runs, traces
+
+# Trace ids per statement when totals are recomputed, under every database's parameter limit.
+_TRACE_CHUNK = 500
+
+
+def _sqlite_upsert() -> Any:
+    """SQLite's ``INSERT ... ON CONFLICT DO UPDATE`` of runs rows (PostgreSQL's, by the same
+    rule, is ``_RUNS_ON_CONFLICT``).
+
+    The update applies only over a ``running`` row: a finished row written again is left as it
+    is, so a late copy of a span's start can never undo its end.
+    """
+    statement = sqlite.insert(runs)
+    updates = {
+        name: statement.excluded[name] for name in COLUMNS if name not in ("trace_id", "span_id")
+    }
+    return statement.on_conflict_do_update(
+        index_elements=[runs.c.trace_id, runs.c.span_id],
+        set_=updates,
+        where=runs.c.status == literal_column("'running'"),  # no parameter
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _sqlite_upsert_sql() -> str:
+    """The SQLite upsert as SQL text with positional parameters in ``COLUMNS`` order.
+
+    Rows go to sqlite3's ``executemany`` as tuples: SQLAlchemy's per-row parameter processing,
+    or even binding by name, would cost more than SQLite's own work on a batch (every value is
+    already what the database takes).
+    """
+    dialect = pysqlite.dialect(paramstyle="qmark")
+    compiled = _sqlite_upsert().compile(dialect=dialect, column_keys=list(COLUMNS))
+    assert tuple(compiled.positiontup or ()) == COLUMNS, "parameters out of column order"
+    return str(compiled)
+
+
+_row_values = operator.itemgetter(*COLUMNS)
+
+# Rows go to SQLite many to a statement, not through executemany: sqlite3 lets go of the GIL
+# around every row's step, and a thread that gives up the GIL while the application's thread
+# is busy waits up to a switch interval (5 ms) to get it back. Row by row, a batch of 1,024
+# took seconds under a busy app and the queue overflowed; a statement at a time, it takes as
+# long as the work. SQLite takes 32,766 parameters in a statement since 3.32, 999 before.
+_SQLITE_MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+@functools.lru_cache(maxsize=32)
+def _many_rows(sql: str, columns: int, rows: int) -> str:
+    """``sql``, an INSERT of one row of ``columns`` ``?`` parameters, for ``rows`` rows."""
+    one = "(" + ", ".join(["?"] * columns) + ")"
+    assert one in sql, "expected a VALUES clause of positional parameters"
+    return sql.replace(one, ", ".join([one] * rows), 1)
+
+
+def _chunk_sizes(count: int, most: int) -> list[int]:
+    """``count`` rows as statements of a power-of-two number of rows each, at most ``most``.
+
+    Batches come in every size; statements of as many sizes would each be prepared anew by
+    SQLite (a millisecond or more for a thousand rows) and kept in sqlite3's statement cache.
+    Powers of two are a dozen statements in all, prepared once.
+    """
+    largest = 1 << (max(1, most).bit_length() - 1)
+    sizes = []
+    while count:
+        size = min(largest, 1 << (count.bit_length() - 1))
+        sizes.append(size)
+        count -= size
+    return sizes
+
+
+def _insert_many(connection: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Runs the one-row INSERT ``sql`` for all ``rows``, in a few statements of many rows."""
+    if not rows:
+        return
+    columns = len(rows[0])
+    start = 0
+    for size in _chunk_sizes(len(rows), _SQLITE_MAX_PARAMETERS // columns):
+        flat = [value for row in rows[start : start + size] for value in row]
+        connection.exec_driver_sql(_many_rows(sql, columns, size), tuple(flat))
+        start += size
+
+
+# The traces rows of the batch's trace ids, computed from what ``runs`` holds now and written in
+# the same statement, so that the totals never pass through Python. The root is the trace's
+# earliest span (one without a parent first, when two start in the same nanosecond); the
+# trace's name, status and end are its root's. Durations divide by a float as Python does.
+_TRACE_COLUMNS = (  # in the order of _TRACE_VALUES, after trace_id
+    "trace_id",
+    "root_run_id",
+    "root_span_id",
+    "service_name",
+    "name",
+    "start_ns",
+    "end_ns",
+    "duration_ms",
+    "status",
+    "run_count",
+    "error_count",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+)
+assert set(_TRACE_COLUMNS) == {c.name for c in traces.columns}, "traces columns changed"
+_TRACE_VALUES = """
+    root.run_id, root.span_id, root.service_name, root.name, agg.start_ns,
+    CASE WHEN root.status = 'running' THEN NULL ELSE root.end_ns END,
+    CASE WHEN root.status = 'running' THEN NULL
+        ELSE (root.end_ns - agg.start_ns) / CAST(1000000 AS DOUBLE PRECISION) END,
+    root.status, agg.run_count, agg.error_count, agg.input_tokens, agg.output_tokens,
+    agg.total_tokens"""
+_TRACE_AGGREGATES = """min(start_ns) AS start_ns, count(*) AS run_count,
+        sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS error_count,
+        sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+        sum(total_tokens) AS total_tokens"""
+_TRACES_ON_CONFLICT = "ON CONFLICT (trace_id) DO UPDATE SET " + ", ".join(
+    f"{name} = excluded.{name}" for name in _TRACE_COLUMNS if name != "trace_id"
+)
+_SQLITE_TRACE_TOTALS = text(
+    f"""
+INSERT INTO traces ({", ".join(_TRACE_COLUMNS)})
+SELECT agg.trace_id, {_TRACE_VALUES}
+FROM (
+    SELECT trace_id, {_TRACE_AGGREGATES}
+    FROM runs WHERE trace_id IN :ids GROUP BY trace_id
+) AS agg
+JOIN runs AS root ON root.id = (
+    SELECT id FROM runs WHERE trace_id = agg.trace_id
+    ORDER BY start_ns, parent_span_id IS NOT NULL LIMIT 1
+)
+WHERE true
+{_TRACES_ON_CONFLICT}
+"""  # "WHERE true": SQLite would read ON CONFLICT as the join's ON without it
+).bindparams(bindparam("ids", expanding=True))
+# PostgreSQL: per trace id, through the trace_id index. An IN list lets its planner choose
+# whole-table scans while a new table has no statistics yet.
+_PG_TRACE_TOTALS = text(
+    f"""
+INSERT INTO traces ({", ".join(_TRACE_COLUMNS)})
+SELECT t.trace_id, {_TRACE_VALUES}
+FROM unnest(CAST(:ids AS VARCHAR[])) AS t(trace_id)
+CROSS JOIN LATERAL (
+    SELECT {_TRACE_AGGREGATES}
+    FROM runs r WHERE r.trace_id = t.trace_id
+) AS agg
+CROSS JOIN LATERAL (
+    SELECT run_id, span_id, name, status, service_name, end_ns
+    FROM runs r WHERE r.trace_id = t.trace_id
+    ORDER BY start_ns, parent_span_id IS NOT NULL
+    LIMIT 1
+) AS root
+{_TRACES_ON_CONFLICT}
+"""
+)
+
+
+def _refresh_traces(connection: Connection, trace_ids: list[str]) -> None:
+    """Recompute and write the ``traces`` rows of ``trace_ids``."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_PG_TRACE_TOTALS, {"ids": trace_ids})
+    else:
+        connection.execute(_SQLITE_TRACE_TOTALS, {"ids": trace_ids})
+
+
+# PostgreSQL: a batch goes in as one INSERT ... SELECT FROM json_to_recordset(the rows). An
+# INSERT per row costs a round of the server's per-statement work for each span, which capped
+# the writer at a few thousand spans a second.
+_PG_DIALECT: Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _pg_record_type(column: Column[Any]) -> tuple[str, str]:
+    """How a column's value is read from the batch's JSON, and the cast to the column's type."""
+    name = column.type.compile(dialect=_PG_DIALECT)
+    if name == "JSONB":
+        return "text", "::jsonb"  # the writer hands over JSON text
+    if name in ("BIGINT", "INTEGER"):
+        return "bigint", ""
+    if name == "FLOAT":
+        return "float8", ""
+    return "text", ""
+
+
+@functools.lru_cache(maxsize=1)
+def _pg_runs_upsert() -> str:
+    """An INSERT of a whole batch sent as one JSON document: one statement, one round trip,
+    and the encoding done by the C JSON encoder (psycopg adapts Python lists to arrays element
+    by element in Python, which cost more than the database's work). Updates, as on SQLite,
+    apply only over a ``running`` row."""
+    types = [_pg_record_type(runs.c[name]) for name in COLUMNS]
+    record = ", ".join(f"{name} {kind}" for name, (kind, _) in zip(COLUMNS, types, strict=True))
+    picked = ", ".join(f"{name}{cast}" for name, (_, cast) in zip(COLUMNS, types, strict=True))
+    updates = ", ".join(
+        f"{name} = excluded.{name}" for name in COLUMNS if name not in ("trace_id", "span_id")
+    )
+    return (
+        f"INSERT INTO runs ({', '.join(COLUMNS)}) SELECT {picked}"
+        f" FROM json_to_recordset(%s::json) AS incoming ({record})"
+        f" ON CONFLICT (trace_id, span_id) DO UPDATE SET {updates}"
+        " WHERE runs.status = 'running'"
+    )
+
+
+def _pg_insert_runs(connection: Connection, rows: Sequence[RowValues]) -> None:
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_pg_runs_upsert(), (encode_json(rows),))
+    finally:
+        cursor.close()
+
+
+def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
+    """Upsert ``rows`` into ``runs`` and refresh their traces, in the caller's transaction."""
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        _pg_insert_runs(connection, rows)
+    else:
+        _insert_many(connection, _sqlite_upsert_sql(), [_row_values(row) for row in rows])
+    mark_retried(connection, rows)
+    touched = sorted({row["trace_id"] for row in rows})
+    for start in range(0, len(touched), _TRACE_CHUNK):
+        _refresh_traces(connection, touched[start : start + _TRACE_CHUNK])
