@@ -21,14 +21,13 @@ from pathlib import Path
 from opentelemetry.sdk.trace import TracerProvider
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import otlp_sink
 from workloads import workloads
 
 from runspan import RunIdGenerator, TracingCallbackHandler
 from runspan.exporters import OtlpSettings, otlp_span_processor
 from runspan.storage import RunStore, StorageSpanProcessor
-from tests import postgres_server
+from runspan.testing import postgres as postgres_server
 
 RUNS_PER_INVOKE = 4
 

@@ -22,7 +22,6 @@ import itertools
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -42,9 +41,7 @@ from runspan.storage.processor import DEFAULT_MAX_EXPORT_BATCH_SIZE
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import runs
 from runspan.testing import capture_spans
-
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from tests import postgres_server
+from runspan.testing import postgres as postgres_server
 
 DAY_NS = 86_400 * 10**9
 BATCH = DEFAULT_MAX_EXPORT_BATCH_SIZE  # as the writer's batch processor hands them over

@@ -16,7 +16,7 @@ import runspan
 import runspan.config
 import runspan.provider
 from runspan.testing import SpanCapture
-from tests import postgres_server
+from runspan.testing import postgres as postgres_server
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -10,6 +10,9 @@ never slows the application; SQL keeps everything, and ``runspan export`` replay
 """
 
 from runspan.exporters.jaeger import DEFAULT_JAEGER_URL, JAEGER_URL_ENV, jaeger_trace_url
+
+# For runspan's command line, not in __all__: whether to print Jaeger links.
+from runspan.exporters.jaeger import jaeger_base_url as jaeger_base_url
 from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
 from runspan.exporters.previews import DEFAULT_MAX_BATCH_BYTES, DEFAULT_PREVIEW_CHARS, preview
 from runspan.exporters.replay import Replayed, replay, stored_span, trace_pages, window_pages

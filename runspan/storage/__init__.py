@@ -7,6 +7,11 @@ Read: :class:`RunStore`, the ``runspan`` command, or plain SQL over ``runs``, ``
 """
 
 from runspan.storage.engine import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, safe_url
+
+# For runspan's command line, not in __all__: how it reads --database-url.
+from runspan.storage.engine import database_url_from as database_url_from
+from runspan.storage.engine import is_sqlite as is_sqlite
+from runspan.storage.engine import sqlite_path as sqlite_path
 from runspan.storage.errors import (
     ConfigurationError,
     DatabaseNotFoundError,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import runspan.storage.durations
+import runspan.cli.arguments
 from runspan.batching import SCHEDULE_DELAY_MILLIS
 from runspan.cli import main
 from runspan.storage import RunFilter, RunStore
@@ -104,9 +104,7 @@ def test_a_killed_process_leaves_a_sound_file_and_its_ended_runs(
     assert "before" not in {run.name for run in running}  # it ended before the kill
 
     # Five minutes later, the hung runs are what an operator looks for.
-    monkeypatch.setattr(
-        runspan.storage.durations, "_now_ns", lambda: time.time_ns() + 6 * 60 * 10**9
-    )
+    monkeypatch.setattr(runspan.cli.arguments, "_now_ns", lambda: time.time_ns() + 6 * 60 * 10**9)
     result = CliRunner().invoke(
         main,
         ["runs", "--status", "running", "--older-than", "5m", "--database-url", url, "--json"],

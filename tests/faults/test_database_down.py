@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from runspan import RunIdGenerator, TracingCallbackHandler
 from runspan.storage import RunStore, SqlSpanExporter, StorageSpanProcessor
-from tests import postgres_server
+from runspan.testing import postgres as postgres_server
 from tests.storage.conftest import Stored
 
 

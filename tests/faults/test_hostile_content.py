@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import math
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ class Traced:
     provider: TracerProvider
     handler: TracingCallbackHandler
 
-    def stored_json(self, run_id: uuid.UUID) -> tuple[str | None, str | None]:
+    def stored_json(self, run_id: uuid.UUID) -> tuple[Any, Any]:
         """The run's inputs and outputs exactly as the database holds them, as text."""
         assert self.provider.force_flush()
         cast = "::text" if self.url.startswith("postgresql") else ""
@@ -121,9 +122,14 @@ def traced(database_url: str) -> Iterator[Traced]:
     provider.shutdown()
 
 
-def _strict_json(text: str | None) -> None:
+def _strict_json(text: str | int | float | None) -> None:
     """Parses as JSON with no NaN or Infinity (which are not JSON)."""
     assert text is not None
+    if isinstance(text, (int, float)):
+        # SQLite gives a JSON column numeric affinity: the JSON text of a number is kept as
+        # that number.
+        assert math.isfinite(text)
+        return
 
     def refuse(constant: str) -> None:
         raise AssertionError(f"{constant} is not JSON")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from langchain_core.runnables import RunnableLambda
 
-from runspan.demo import run_demo
+from runspan.cli.demo_chain import run_demo
 from runspan.storage import RunStore
 from tests.storage.conftest import Stored
 from tests.support import run_langgraph_corners

@@ -1,6 +1,8 @@
-"""A throwaway PostgreSQL cluster for the tests, from the machine's initdb and pg_ctl.
+"""A throwaway PostgreSQL cluster for tests and benchmarks, from the machine's initdb and pg_ctl.
 
-``RUNSPAN_TEST_POSTGRES_URL`` points the tests at a server someone else runs. Otherwise the
+runspan's own tests and benchmarks use it, and so can yours: ``start()`` gives a server,
+``create_database()`` a database of its own per test. ``RUNSPAN_TEST_POSTGRES_URL`` points it
+at a server someone else runs. Otherwise the
 cluster lives in a temporary folder, listens on a free loopback port only, and is stopped and
 removed when the tests end. ``initdb`` refuses to run as root, so as root it runs as the
 ``postgres`` user.
@@ -19,6 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 URL_ENV = "RUNSPAN_TEST_POSTGRES_URL"
 
@@ -84,9 +89,6 @@ def _free_port() -> int:
 
 def create_database(admin_url: str) -> str:
     """A new, empty database on the server; returns its URL."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
     name = f"runspan_test_{uuid.uuid4().hex[:12]}"
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
@@ -96,9 +98,6 @@ def create_database(admin_url: str) -> str:
 
 
 def drop_database(admin_url: str, url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         name = make_url(url).database

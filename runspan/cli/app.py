@@ -1,0 +1,69 @@
+"""The ``runspan`` command group, and what its commands share: options, errors, output.
+
+Output is for people (tables and trees) unless ``--json`` asks for it for scripts. Every error a
+user can cause (a bad id, filter, URL or statement) ends in one line saying what to do, and exit
+status 1; a database password never appears in it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from runspan.exporters import jaeger_trace_url
+from runspan.storage import Run, StorageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group()
+@click.version_option(package_name="runspan")
+def main() -> None:
+    """runspan: every LangChain run as an OpenTelemetry span, stored in SQL."""
+
+
+def database_option(command: F) -> F:
+    return click.option(
+        "--database-url",
+        "database_url",
+        default=None,
+        metavar="URL",
+        help="The database; else RUNSPAN_DATABASE_URL, else sqlite:///runspan.db.",
+    )(command)
+
+
+def json_option(command: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")(command)
+
+
+@contextmanager
+def errors_as_messages() -> Iterator[None]:
+    try:
+        yield
+    except (StorageError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def print_link(console: Console, label: str, url: str) -> None:
+    console.print(f"{label}: [link={url}]{url}[/link]", highlight=False, soft_wrap=True)
+
+
+def print_trees(console: Console, roots: list[Run], jaeger: str | None) -> None:
+    from runspan.cli.render import run_tree_view  # noqa: PLC0415
+
+    count = sum(1 for root in roots for _ in root.walk())
+    trace = roots[0].trace_id
+    console.print(run_tree_view(roots, f"trace {trace} · {count} runs"))
+    if jaeger is not None:
+        print_link(console, "Jaeger", jaeger_trace_url(trace, jaeger))

@@ -1,0 +1,155 @@
+"""Reading run history: ``runs``, ``show``, ``stats``, ``sql``, ``prune`` and ``db upgrade``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+
+from runspan.cli.app import (
+    database_option,
+    errors_as_messages,
+    json_option,
+    main,
+    print_json,
+    print_link,
+    print_trees,
+)
+from runspan.cli.arguments import filter_options, parse_age, run_filter
+from runspan.exporters import jaeger_base_url, jaeger_trace_url
+from runspan.storage import RunStore, database_url_from, prune, safe_url, upgrade_database
+
+# Jaeger links printed under a list of runs, one per trace.
+_LINKS_SHOWN = 5
+
+
+@main.command()
+@filter_options
+@click.option("--slowest", is_flag=True, help="Slowest first instead of newest first.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@database_option
+@json_option
+def runs(
+    slowest: bool, limit: int, database_url: str | None, as_json: bool, **options: Any
+) -> None:
+    """List runs, newest first, filtered."""
+    with errors_as_messages(), RunStore(database_url) as store:
+        jaeger = jaeger_base_url()
+        found = store.runs(
+            run_filter(options), limit=limit, order="slowest" if slowest else "newest"
+        )
+    if as_json:
+        print_json(
+            [
+                {
+                    **run.as_dict(children=False),
+                    "jaeger_url": jaeger_trace_url(run.trace_id, jaeger),
+                }
+                for run in found
+            ]
+        )
+        return
+    from runspan.cli.render import runs_table  # noqa: PLC0415 - rich tables only when drawing
+
+    console = Console()
+    if not found:
+        console.print("no runs match")
+        return
+    console.print(runs_table(found))
+    traces = list(dict.fromkeys(run.trace_id for run in found))
+    for trace_id in traces[:_LINKS_SHOWN]:
+        print_link(console, "Jaeger", jaeger_trace_url(trace_id, jaeger))
+    if len(traces) > _LINKS_SHOWN:
+        console.print(f"and {len(traces) - _LINKS_SHOWN} more traces (--json gives every link)")
+
+
+@main.command()
+@click.argument("run_or_trace_id")
+@database_option
+@json_option
+def show(run_or_trace_id: str, database_url: str | None, as_json: bool) -> None:
+    """Draw the tree of a run (run id) or of a trace (trace id)."""
+    with errors_as_messages(), RunStore(database_url) as store:
+        jaeger = jaeger_base_url()
+        roots = store.tree(run_or_trace_id)
+    if as_json:
+        link = jaeger_trace_url(roots[0].trace_id, jaeger)
+        print_json([{**root.as_dict(), "jaeger_url": link} for root in roots])
+        return
+    print_trees(Console(), roots, jaeger)
+
+
+@main.command()
+@click.option(
+    "--by",
+    type=click.Choice(["name", "model", "day", "node"]),
+    default="name",
+    show_default=True,
+    help="What to group runs by.",
+)
+@filter_options
+@database_option
+@json_option
+def stats(by: str, database_url: str | None, as_json: bool, **options: Any) -> None:
+    """Latency percentiles, error rates, tokens and cost, grouped."""
+    with errors_as_messages(), RunStore(database_url) as store:
+        found = store.stats(by, run_filter(options))  # type: ignore[arg-type]
+    if as_json:
+        print_json([vars(stat) for stat in found])
+        return
+    from runspan.cli.render import stats_table  # noqa: PLC0415
+
+    Console().print(stats_table(found, by))
+
+
+@main.command()
+@click.argument("statement")
+@database_option
+@json_option
+def sql(statement: str, database_url: str | None, as_json: bool) -> None:
+    """Run one read-only SQL statement (SQLite opened read-only, PostgreSQL in a read-only
+    transaction)."""
+    with errors_as_messages(), RunStore(database_url) as store:
+        result = store.sql(statement)
+    if as_json:
+        print_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
+        return
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(*result.columns, header_style="bold")
+    for row in result.rows:
+        table.add_row(*("NULL" if value is None else str(value) for value in row))
+    console = Console()
+    console.print(table)
+    console.print(f"{len(result.rows)} rows", style="dim")
+
+
+@main.command(name="prune")
+@click.option("--older-than", required=True, help="Delete traces started longer ago: 30d, 12h.")
+@database_option
+@json_option
+def prune_command(older_than: str, database_url: str | None, as_json: bool) -> None:
+    """Delete traces (with their runs) older than an age."""
+    with errors_as_messages():
+        seconds = parse_age(older_than)
+        removed = prune(seconds, database_url)
+    if as_json:
+        print_json({"traces": removed.traces, "runs": removed.runs})
+        return
+    click.echo(f"deleted {removed.traces} traces ({removed.runs} runs) older than {older_than}")
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command()
+@database_option
+def upgrade(database_url: str | None) -> None:
+    """Create runspan's schema, or migrate it to this version."""
+    with errors_as_messages():
+        url = database_url_from(database_url)
+        version = upgrade_database(url)
+    click.echo(f"{safe_url(url)} is at schema {version}")
