@@ -10,7 +10,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-from runspan.config import TracerSettings
 from runspan.provider import configure, configured_provider, flush, shutdown
 from runspan.tracer import (
     RunIdGenerator,
@@ -19,6 +18,7 @@ from runspan.tracer import (
     instrumented_handler,
     uninstrument,
 )
+from runspan.tracer.settings import TracerSettings
 
 __all__ = [
     "RunIdGenerator",

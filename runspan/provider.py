@@ -13,19 +13,19 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from sqlalchemy import URL
+from typing_extensions import Unpack
 
-from runspan.config import (
-    Redactor,
-    TracerSettings,
-    check_sdk_environment,
-    service_name_from,
-    set_default_tracer_settings,
-)
+from runspan.environment import check_sdk_environment, service_name_from
 from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
 from runspan.exporters.settings import OtlpSettings
 from runspan.storage.processor import StorageSpanProcessor
 from runspan.termination import flush_before_sigterm
 from runspan.tracer.ids import RunIdGenerator
+from runspan.tracer.settings import (
+    TracerOptions,
+    TracerSettings,
+    set_default_tracer_settings,
+)
 
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
@@ -34,11 +34,6 @@ _provider: TracerProvider | None = None
 def configure(
     service_name: str | None = None,
     *,
-    capture_content: bool | None = None,
-    max_value_chars: int | None = None,
-    redact: Redactor | None = None,
-    separate_trace: bool | None = None,
-    max_run_age_seconds: float | None = None,
     database_url: str | None = None,
     storage: bool = True,
     otlp_endpoint: str | None = None,
@@ -50,14 +45,13 @@ def configure(
     otlp_preview_chars: int | None = None,
     span_processors: Iterable[SpanProcessor] = (),
     set_global: bool = True,
+    **tracer: Unpack[TracerOptions],
 ) -> TracerProvider:
     """Build runspan's tracer provider and make it the global one.
 
     Args:
         service_name: the ``service.name`` of every span; else ``OTEL_SERVICE_NAME``, else
             ``langchain-app``.
-        capture_content, max_value_chars, redact, separate_trace, max_run_age_seconds: defaults
-            for every :class:`~runspan.TracingCallbackHandler` made afterwards.
         database_url: where runs are stored; else ``RUNSPAN_DATABASE_URL``, else
             ``sqlite:///runspan.db`` (in the working directory). The schema is created or
             upgraded here; an unreachable database is retried in the background.
@@ -78,6 +72,9 @@ def configure(
         span_processors: more processors for the provider, such as your own exporter's.
         set_global: install the provider as OpenTelemetry's global one, so that handlers made
             without ``tracer_provider=`` and the application's own spans share it.
+        tracer: ``capture_content``, ``max_value_chars``, ``redact``, ``separate_trace``,
+            ``max_run_age_seconds``, ``max_live_traces`` (see :class:`~runspan.TracerSettings`):
+            the defaults of every :class:`~runspan.TracingCallbackHandler` made afterwards.
 
     Raises:
         ValueError: a bad argument or environment variable (storage's
@@ -91,13 +88,7 @@ def configure(
             raise ValueError(f"{name}={flag!r}: use True or False")
     processors = _span_processors(span_processors)
     check_sdk_environment()
-    settings = TracerSettings.build(
-        capture_content=capture_content,
-        max_value_chars=max_value_chars,
-        redact=redact,
-        separate_trace=separate_trace,
-        max_run_age_seconds=max_run_age_seconds,
-    )
+    settings = TracerSettings.build(**tracer)
     name = service_name_from(service_name)
     otlp = OtlpSettings.build(
         otlp_endpoint,

@@ -13,8 +13,8 @@ from opentelemetry import trace
 from opentelemetry.util._once import Once
 
 import runspan
-import runspan.config
 import runspan.provider
+import runspan.tracer.settings
 from runspan.testing import SpanCapture
 from runspan.testing import postgres as postgres_server
 
@@ -75,7 +75,7 @@ def fresh_globals(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
         if runspan.provider._provider is not None:
             runspan.provider._provider.shutdown()
         runspan.provider._provider = None
-        runspan.config.set_default_tracer_settings(runspan.config.TracerSettings())
+        runspan.tracer.settings.set_default_tracer_settings(runspan.TracerSettings())
         runspan.uninstrument()
 
     reset()

@@ -49,26 +49,55 @@ def test_handler_is_a_langchain_callback_handler_run_inline() -> None:
 
 
 def test_exporters_exported() -> None:
-    """runspan.exporters exports its public names and no others."""
+    """runspan.exporters exports what users call and no more: replay and links for the
+    command line are importable but not part of the API."""
     import runspan.exporters
 
     assert sorted(runspan.exporters.__all__) == [
-        "DEFAULT_JAEGER_URL",
-        "DEFAULT_MAX_BATCH_BYTES",
-        "DEFAULT_PREVIEW_CHARS",
         "GRPC",
         "HTTP_PROTOBUF",
-        "JAEGER_URL_ENV",
         "OtlpSettings",
         "OtlpSpanExporter",
-        "Replayed",
         "jaeger_trace_url",
         "otlp_span_processor",
-        "preview",
-        "replay",
-        "stored_span",
-        "trace_pages",
-        "window_pages",
     ]
     for name in runspan.exporters.__all__:
         assert hasattr(runspan.exporters, name), name
+
+
+def test_storage_exported() -> None:
+    """runspan.storage exports what users call and no more."""
+    import runspan.storage
+
+    assert sorted(runspan.storage.__all__) == [
+        "ConfigurationError",
+        "DatabaseNotFoundError",
+        "DatabaseUnavailable",
+        "NotFoundError",
+        "Pruned",
+        "QueryError",
+        "Run",
+        "RunFilter",
+        "RunStore",
+        "SchemaError",
+        "SqlResult",
+        "SqlSpanExporter",
+        "Stat",
+        "StorageError",
+        "StorageSpanProcessor",
+        "prune",
+        "upgrade_database",
+    ]
+    for name in runspan.storage.__all__:
+        assert hasattr(runspan.storage, name), name
+
+
+def test_an_unknown_tracer_setting_is_refused_with_the_choices() -> None:
+    """A misspelt setting is a TypeError naming the settings there are, from the handler as
+    from TracerSettings.build (configure() takes the same keywords)."""
+    import pytest
+
+    with pytest.raises(TypeError, match=r"capture_contnet.*capture_content"):
+        runspan.TracingCallbackHandler(capture_contnet=False)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="max_live_traces"):
+        runspan.TracerSettings.build(colour="red")  # type: ignore[call-arg]

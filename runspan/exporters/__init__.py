@@ -9,30 +9,22 @@ What goes over the wire is bounded (long values become previews) and an unreacha
 never slows the application; SQL keeps everything, and ``runspan export`` replays it.
 """
 
-from runspan.exporters.jaeger import DEFAULT_JAEGER_URL, JAEGER_URL_ENV, jaeger_trace_url
-
-# For runspan's command line, not in __all__: whether to print Jaeger links.
+# For runspan's command line, not in __all__: Jaeger links, and replay.
 from runspan.exporters.jaeger import jaeger_base_url as jaeger_base_url
+from runspan.exporters.jaeger import jaeger_trace_url
 from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
-from runspan.exporters.previews import DEFAULT_MAX_BATCH_BYTES, DEFAULT_PREVIEW_CHARS, preview
-from runspan.exporters.replay import Replayed, replay, stored_span, trace_pages, window_pages
+from runspan.exporters.replay import Replayed as Replayed
+from runspan.exporters.replay import replay as replay
+from runspan.exporters.replay import stored_span as stored_span
+from runspan.exporters.replay import trace_pages as trace_pages
+from runspan.exporters.replay import window_pages as window_pages
 from runspan.exporters.settings import GRPC, HTTP_PROTOBUF, OtlpSettings
 
 __all__ = [
-    "DEFAULT_JAEGER_URL",
-    "DEFAULT_MAX_BATCH_BYTES",
-    "DEFAULT_PREVIEW_CHARS",
     "GRPC",
     "HTTP_PROTOBUF",
-    "JAEGER_URL_ENV",
     "OtlpSettings",
     "OtlpSpanExporter",
-    "Replayed",
     "jaeger_trace_url",
     "otlp_span_processor",
-    "preview",
-    "replay",
-    "stored_span",
-    "trace_pages",
-    "window_pages",
 ]

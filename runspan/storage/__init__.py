@@ -6,11 +6,10 @@ Read: :class:`RunStore`, the ``runspan`` command, or plain SQL over ``runs``, ``
 ``runs_v``, ``traces_v``, ``llm_calls`` and ``model_prices``.
 """
 
-from runspan.storage.engine import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, safe_url
-
-# For runspan's command line, not in __all__: how it reads --database-url.
+# For runspan's command line, not in __all__: how it reads --database-url and shows it.
 from runspan.storage.engine import database_url_from as database_url_from
 from runspan.storage.engine import is_sqlite as is_sqlite
+from runspan.storage.engine import safe_url as safe_url
 from runspan.storage.engine import sqlite_path as sqlite_path
 from runspan.storage.errors import (
     ConfigurationError,
@@ -27,8 +26,6 @@ from runspan.storage.processor import StorageSpanProcessor
 from runspan.storage.queries import Run, RunFilter, RunStore, SqlResult, Stat
 
 __all__ = [
-    "DATABASE_URL_ENV",
-    "DEFAULT_DATABASE_URL",
     "ConfigurationError",
     "DatabaseNotFoundError",
     "DatabaseUnavailable",
@@ -45,6 +42,5 @@ __all__ = [
     "StorageError",
     "StorageSpanProcessor",
     "prune",
-    "safe_url",
     "upgrade_database",
 ]

@@ -19,9 +19,9 @@ from runspan.attributes import (
     OUTPUT_VALUE,
     TEXT_MIME,
 )
-from runspan.config import TracerSettings
 from runspan.tracer.redaction import redact
 from runspan.tracer.serialize import to_json
+from runspan.tracer.settings import TracerSettings
 
 # Redaction looks this far past the cap, so that a secret straddling the cut is still matched
 # whole, while a huge value is never scanned end to end.

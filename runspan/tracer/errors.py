@@ -17,8 +17,8 @@ from typing import Literal
 from opentelemetry.util.types import AttributeValue
 
 from runspan.attributes import EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE, EXCEPTION_TYPE
-from runspan.config import TracerSettings
 from runspan.tracer.content import safe_text
+from runspan.tracer.settings import TracerSettings
 
 ErrorKind = Literal["error", "interrupt", "control_flow", "cancelled", "abandoned"]
 

@@ -26,6 +26,7 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 from opentelemetry.util.types import AttributeValue
+from typing_extensions import Unpack
 
 from runspan.attributes import (
     ATTEMPT,
@@ -54,11 +55,11 @@ from runspan.attributes import (
     UNFINISHED,
     UNFINISHED_REASON,
 )
-from runspan.config import Redactor, TracerSettings, default_tracer_settings
 from runspan.tracer import current, errors, genai
 from runspan.tracer.content import input_attributes, output_attributes, safe_text
 from runspan.tracer.guard import never_raises
-from runspan.tracer.runs import LiveRun, RunRegistry, TraceState
+from runspan.tracer.runs import LiveRun, RunRegistry, RunTree
+from runspan.tracer.settings import TracerOptions, TracerSettings, default_tracer_settings
 from runspan.tracer.spans import SpanStarter, record, starter_for
 
 _NO_INPUT = object()
@@ -105,24 +106,10 @@ class TracingCallbackHandler(BaseCallbackHandler):
     def __init__(
         self,
         tracer_provider: TracerProvider | None = None,
-        *,
-        separate_trace: bool | None = None,
-        capture_content: bool | None = None,
-        max_value_chars: int | None = None,
-        redact: Redactor | None = None,
-        max_run_age_seconds: float | None = None,
-        max_live_traces: int | None = None,
+        **settings: Unpack[TracerOptions],
     ) -> None:
         super().__init__()
-        self.settings = TracerSettings.build(
-            separate_trace=separate_trace,
-            capture_content=capture_content,
-            max_value_chars=max_value_chars,
-            redact=redact,
-            max_run_age_seconds=max_run_age_seconds,
-            max_live_traces=max_live_traces,
-            base=default_tracer_settings(),
-        )
+        self.settings = TracerSettings.build(base=default_tracer_settings(), **settings)
         self._provider = tracer_provider
         self._starter: SpanStarter | None = None
         self._starter_provider: TracerProvider | None = None
@@ -449,17 +436,17 @@ class TracingCallbackHandler(BaseCallbackHandler):
             parent_span = parent.span
             if parent.ended:  # a late child: link to what is left of its parent
                 parent_span = NonRecordingSpan(parent_span.get_span_context())
-            trace_state = parent.trace
+            tree = parent.trace
         else:
             # A root, or a child whose parent runspan never saw (an orphan, made a root).
             if parent_run_id is not None:
                 attributes[PARENT_RUN_ID] = str(parent_run_id)
                 attributes[ORPHAN] = True
             self._expire_old_traces(start_ns)
-            trace_state = TraceState(run_id, start_ns)
+            tree = RunTree(run_id, start_ns)
             thread = metadata.get(THREAD_KEY) if metadata else None
             if isinstance(thread, str):
-                trace_state.thread_id = thread
+                tree.thread_id = thread
                 # LangGraph's Command(resume=...), matched by shape: runspan does not import it.
                 if getattr(inputs, "resume", None) is not None:
                     resumed = self._runs.take_interrupt(thread)
@@ -472,7 +459,7 @@ class TracingCallbackHandler(BaseCallbackHandler):
             )
 
         if node == name and metadata is not None:  # a LangGraph node's own run
-            attempt = self._attempt(trace_state, metadata.get(TASK_KEY))
+            attempt = self._attempt(tree, metadata.get(TASK_KEY))
             if attempt > 1:
                 attributes[ATTEMPT] = attempt
         span = self._spans().start(
@@ -483,14 +470,14 @@ class TracingCallbackHandler(BaseCallbackHandler):
             run_id=run_id,
             parent_run_span=parent_span,
             root_context=root_context,
-            span_ids=trace_state.span_ids,
+            span_ids=tree.span_ids,
         )
         may_never_end = current.can_suspend(caller)
         run = LiveRun(
             run_id,
             run_id_text,
             span,
-            trace_state,
+            tree,
             start_ns,
             operation,
             may_never_end=may_never_end,
@@ -504,15 +491,15 @@ class TracingCallbackHandler(BaseCallbackHandler):
             current.enter(run)
 
     @staticmethod
-    def _attempt(trace_state: TraceState, task: Any) -> int:
+    def _attempt(tree: RunTree, task: Any) -> int:
         """Which attempt of its LangGraph task a node run is: RetryPolicy runs a failed node
         again, as a new run of the same task (checkpoint namespace)."""
         if not isinstance(task, str):
             return 1
-        if trace_state.attempts is None:
-            trace_state.attempts = {}
-        attempt = trace_state.attempts.get(task, 0) + 1
-        trace_state.attempts[task] = attempt
+        if tree.attempts is None:
+            tree.attempts = {}
+        attempt = tree.attempts.get(task, 0) + 1
+        tree.attempts[task] = attempt
         return attempt
 
     def _end(
@@ -572,19 +559,19 @@ class TracingCallbackHandler(BaseCallbackHandler):
 
     def _finish(self, run: LiveRun, end_ns: int) -> None:
         run.ended = True
-        trace_state = run.trace
+        tree = run.trace
         try:
-            is_root = trace_state.root_id.int == run.run_id.int
-            if is_root and trace_state.interrupted:
+            is_root = tree.root_id.int == run.run_id.int
+            if is_root and tree.interrupted:
                 # The graph is paused, not done: say so on the root too, and remember the
                 # thread, so that the invocation resuming it links here.
                 record(run.span, {INTERRUPTED: True})
-                if trace_state.thread_id is not None:
+                if tree.thread_id is not None:
                     trace_id = run.span.get_span_context().trace_id
-                    self._runs.remember_interrupt(trace_state.thread_id, f"{trace_id:032x}")
+                    self._runs.remember_interrupt(tree.thread_id, f"{trace_id:032x}")
             run.span.end(end_time=end_ns)
             if is_root:
-                leftovers = self._runs.end_root(trace_state, current.stacked_runs())
+                leftovers = self._runs.end_root(tree, current.stacked_runs())
                 self._end_leftovers(leftovers, end_ns, "root_ended")
         finally:
             # Last, so that the runs the root's end just closed are released with it.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from runspan.config import Redactor
+from runspan.tracer.settings import Redactor
 
 REDACTED = "[REDACTED]"
 WITHHELD = "[runspan: withheld, the redaction hook failed]"

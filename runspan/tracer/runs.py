@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # current.py imports this module
 
 
 @dataclass(slots=True, eq=False)
-class TraceState:
+class RunTree:
     """The runs of one LangChain root: those still open, and the ids of those that ended."""
 
     root_id: UUID
@@ -48,7 +48,7 @@ class LiveRun:
     run_id: UUID
     run_id_text: str
     span: Span
-    trace: TraceState
+    trace: RunTree
     start_ns: int
     operation: str | None = None  # the GenAI operation of a model run, None otherwise
     first_chunk_ns: int | None = None
@@ -81,7 +81,7 @@ class RunRegistry:
         self._lock = threading.Lock()
         self._live: dict[int, LiveRun] = {}
         self._ended: dict[int, LiveRun] = {}  # ended runs of live traces, for late children
-        self._traces: dict[int, TraceState] = {}  # by root id, oldest first
+        self._traces: dict[int, RunTree] = {}  # by root id, oldest first
         self._max_live_traces = max_live_traces
         # LangGraph threads whose last invocation was interrupted: thread id -> trace id (hex),
         # so that the invocation that resumes it links to it. Oldest first, as many as traces.
@@ -136,7 +136,7 @@ class RunRegistry:
                 self._release(trace)
             return run
 
-    def end_root(self, trace: TraceState, stacked: set[int]) -> list[LiveRun]:
+    def end_root(self, trace: RunTree, stacked: set[int]) -> list[LiveRun]:
         """The root of ``trace`` has ended: take out and return its open runs whose end may
         never come, or can no longer come (those in ``stacked``, current where the root
         ended); release the trace if no other run is open."""
@@ -155,7 +155,7 @@ class RunRegistry:
                 self._release(trace)
             return abandoned
 
-    def close_trace(self, trace: TraceState) -> list[LiveRun]:
+    def close_trace(self, trace: RunTree) -> list[LiveRun]:
         """Forget a trace (expired); return its runs that are still open."""
         with self._lock:
             leftovers = list(trace.runs.values())
@@ -165,7 +165,7 @@ class RunRegistry:
             self._release(trace)
             return leftovers
 
-    def _release(self, trace: TraceState) -> None:
+    def _release(self, trace: RunTree) -> None:
         """Forget a trace with no open run left (the lock is held)."""
         self._traces.pop(trace.root_id.int, None)
         for key in trace.ended_ids:
@@ -186,9 +186,9 @@ class RunRegistry:
         with self._lock:
             return self._interrupted.pop(thread_id, None)
 
-    def expired_traces(self, now_ns: int, max_age_ns: int) -> list[TraceState]:
+    def expired_traces(self, now_ns: int, max_age_ns: int) -> list[RunTree]:
         """Traces older than ``max_age_ns``, and the oldest beyond the live-trace limit."""
-        expired: list[TraceState] = []
+        expired: list[RunTree] = []
         with self._lock:
             while self._traces:
                 oldest = next(iter(self._traces.values()))

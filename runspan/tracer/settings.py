@@ -1,8 +1,9 @@
-"""Settings from arguments and the environment, validated when they are built.
+"""The tracer's settings, from arguments and the environment, validated when they are built.
 
 An argument wins over its environment variable, which wins over the default. A bad value raises
 ``ValueError`` at once, naming the variable and what it accepts, so that a typo in a deployment
-fails when the app starts rather than silently tracing nothing.
+fails when the app starts rather than silently tracing nothing. ``runspan.configure()`` sets the
+process-wide default that handlers made afterwards start from.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypedDict
+
+from typing_extensions import Unpack
 
 #: A user's redaction hook: takes one serialized text value, returns what may leave the process.
 Redactor = Callable[[str], str]
@@ -17,9 +21,7 @@ Redactor = Callable[[str], str]
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 MAX_VALUE_CHARS_ENV = "RUNSPAN_MAX_VALUE_CHARS"
 MAX_RUN_AGE_ENV = "RUNSPAN_MAX_RUN_AGE_SECONDS"
-SERVICE_NAME_ENV = "OTEL_SERVICE_NAME"
 
-DEFAULT_SERVICE_NAME = "langchain-app"
 DEFAULT_MAX_VALUE_CHARS = 100_000
 # A root run older than this is ended as unfinished: long enough for slow agents, short enough
 # that a process that abandons runs does not keep them for its lifetime.
@@ -52,6 +54,18 @@ def _env_number(name: str, environ: Mapping[str, str]) -> float | None:
         return float(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+class TracerOptions(TypedDict, total=False):
+    """The tracer's settings as keyword arguments, named once: of ``TracingCallbackHandler``,
+    ``runspan.configure()`` and :meth:`TracerSettings.build`. See :class:`TracerSettings`."""
+
+    capture_content: bool
+    max_value_chars: int
+    redact: Redactor
+    separate_trace: bool
+    max_run_age_seconds: float
+    max_live_traces: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,18 +114,30 @@ class TracerSettings:
     def build(
         cls,
         *,
-        capture_content: bool | None = None,
-        max_value_chars: int | None = None,
-        redact: Redactor | None = None,
-        separate_trace: bool | None = None,
-        max_run_age_seconds: float | None = None,
-        max_live_traces: int | None = None,
         base: TracerSettings | None = None,
         environ: Mapping[str, str] | None = None,
+        **options: Unpack[TracerOptions],
     ) -> TracerSettings:
-        """Settings from arguments, then the environment, then ``base`` or the defaults."""
+        """Settings from ``options``, then the environment, then ``base`` or the defaults.
+
+        Raises:
+            ValueError: a bad value, from an option or the environment.
+            TypeError: an option that does not exist.
+        """
+        unknown = set(options) - set(TracerOptions.__annotations__)
+        if unknown:
+            raise TypeError(
+                f"unknown tracer setting {', '.join(sorted(unknown))}: use"
+                f" {', '.join(TracerOptions.__annotations__)}"
+            )
         env = os.environ if environ is None else environ
         start = base or cls()
+        capture_content = options.get("capture_content")
+        max_value_chars = options.get("max_value_chars")
+        redact = options.get("redact")
+        separate_trace = options.get("separate_trace")
+        max_run_age_seconds = options.get("max_run_age_seconds")
+        max_live_traces = options.get("max_live_traces")
         chars = max_value_chars
         if chars is None:
             env_chars = _env_number(MAX_VALUE_CHARS_ENV, env)
@@ -145,70 +171,6 @@ class TracerSettings:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def service_name_from(argument: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """The service name: the argument, ``OTEL_SERVICE_NAME``, or ``langchain-app``."""
-    env = os.environ if environ is None else environ
-    if argument is not None and not isinstance(argument, str):
-        raise ValueError(f"service_name={argument!r}: use a non-empty string")
-    name = argument if argument is not None else env.get(SERVICE_NAME_ENV, "").strip()
-    if argument is not None and not argument.strip():
-        raise ValueError("service_name must not be empty")
-    return name or DEFAULT_SERVICE_NAME
-
-
-_SAMPLERS = frozenset(
-    {
-        "always_on",
-        "always_off",
-        "traceidratio",
-        "parentbased_always_on",
-        "parentbased_always_off",
-        "parentbased_traceidratio",
-    }
-)
-_BSP_VARIABLES = (
-    "OTEL_BSP_SCHEDULE_DELAY",
-    "OTEL_BSP_MAX_QUEUE_SIZE",
-    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-    "OTEL_BSP_EXPORT_TIMEOUT",
-)
-
-
-def check_sdk_environment(environ: Mapping[str, str] | None = None) -> None:
-    """Checks the OpenTelemetry SDK variables that shape runspan's provider.
-
-    The SDK itself warns about a malformed one and carries on with a default, which hides a
-    typo in a deployment (a sampler that silently samples everything, a resource attribute
-    lost); runspan refuses it when ``configure()`` runs instead.
-
-    Raises:
-        ValueError: naming the variable and what it accepts.
-    """
-    env = os.environ if environ is None else environ
-    for name in _BSP_VARIABLES:
-        raw = env.get(name, "").strip()
-        if raw and not (raw.isdigit() and int(raw) > 0):
-            raise ValueError(f"{name}={raw!r}: use a positive whole number (milliseconds/spans)")
-    attributes = env.get("OTEL_RESOURCE_ATTRIBUTES", "").strip()
-    for number, entry in enumerate(attributes.split(",") if attributes else (), start=1):
-        key, sep, _ = entry.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"OTEL_RESOURCE_ATTRIBUTES: entry {number} is not key=value")
-    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
-    if sampler and sampler not in _SAMPLERS:
-        raise ValueError(
-            f"OTEL_TRACES_SAMPLER={sampler!r}: use one of {', '.join(sorted(_SAMPLERS))}"
-        )
-    argument = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
-    if sampler.endswith("traceidratio") and argument:
-        try:
-            ratio = float(argument)
-        except ValueError:
-            ratio = -1.0
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"OTEL_TRACES_SAMPLER_ARG={argument!r}: use a ratio from 0 to 1")
 
 
 _defaults = TracerSettings()
