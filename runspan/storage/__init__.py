@@ -23,7 +23,8 @@ from runspan.storage.errors import (
 from runspan.storage.exporter import SqlSpanExporter
 from runspan.storage.maintenance import Pruned, prune, upgrade_database
 from runspan.storage.processor import StorageSpanProcessor
-from runspan.storage.queries import Run, RunFilter, RunStore, SqlResult, Stat
+from runspan.storage.queries import RunStore
+from runspan.storage.records import Run, RunFilter, SqlResult, Stat
 
 __all__ = [
     "ConfigurationError",

@@ -208,12 +208,12 @@ class TestFailuresInsideTheHandler:
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         """An exception inside a callback is logged once per interval, never raised."""
-        import runspan.tracer.handler as handler_module
+        import runspan.tracer.recorder as recorder_module
 
         def explode(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("serializer bug")
 
-        monkeypatch.setattr(handler_module, "output_attributes", explode)
+        monkeypatch.setattr(recorder_module, "output_attributes", explode)
         chain = RunnableLambda(lambda x: x * 2) | RunnableLambda(lambda x: x + 1)
         results = [chain.invoke(i, config={"callbacks": [capture.handler]}) for i in range(5)]
         assert results == [1, 3, 5, 7, 9]
