@@ -15,6 +15,7 @@ from opentelemetry.util._once import Once
 import runspan
 import runspan.provider
 import runspan.tracer.settings
+from runspan.storage import upgrade_database
 from runspan.testing import SpanCapture
 from runspan.testing import postgres as postgres_server
 
@@ -111,3 +112,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     url = postgres_server.create_database(server.url)
     yield url
     postgres_server.drop_database(server.url, url)
+
+
+@pytest.fixture
+def read_url(request: pytest.FixtureRequest, database_url: str) -> str:
+    """What ``runspan sql`` and ``RunStore.sql`` read through: on PostgreSQL a role that can only
+    read (made by ``runspan db create-reader`` once the schema exists); on SQLite the file."""
+    if database_url.startswith("sqlite"):
+        return database_url
+    upgrade_database(database_url)
+    server: postgres_server.PostgresServer = request.getfixturevalue("postgres")
+    return postgres_server.add_reader(server.url, database_url)

@@ -18,7 +18,14 @@ from runspan.cli.app import (
 )
 from runspan.cli.arguments import filter_options, parse_age, run_filter
 from runspan.exporters import jaeger_base_url, jaeger_trace_url
-from runspan.storage import RunStore, database_url_from, prune, safe_url, upgrade_database
+from runspan.storage import (
+    RunStore,
+    create_reader,
+    database_url_from,
+    prune,
+    safe_url,
+    upgrade_database,
+)
 
 # Jaeger links printed under a list of runs, one per trace.
 _LINKS_SHOWN = 5
@@ -142,7 +149,7 @@ def prune_command(older_than: str, database_url: str | None, as_json: bool) -> N
 
 @main.group()
 def db() -> None:
-    """The database schema."""
+    """The database: its schema, and a role that can only read it."""
 
 
 @db.command()
@@ -153,3 +160,33 @@ def upgrade(database_url: str | None) -> None:
         url = database_url_from(database_url)
         version = upgrade_database(url)
     click.echo(f"{safe_url(url)} is at schema {version}")
+
+
+@db.command(name="create-reader")
+@click.argument("role")
+@database_option
+@click.option(
+    "--password",
+    envvar="RUNSPAN_READER_PASSWORD",
+    help="The role's password (else RUNSPAN_READER_PASSWORD; else none: the server's auth).",
+)
+@click.option("--execute", is_flag=True, help="Run the statements, instead of printing them.")
+def create_reader_command(
+    role: str, database_url: str | None, password: str | None, execute: bool
+) -> None:
+    """Make a PostgreSQL role that can only read runspan's tables, for `runspan sql`.
+
+    Prints the SQL to run as an administrator, or runs it with --execute as the URL's role.
+    Then set RUNSPAN_READ_DATABASE_URL to the role's URL: the read side uses it.
+    """
+    with errors_as_messages():
+        statements, reader_url = create_reader(
+            role, database_url, password=password, execute=execute
+        )
+    shown = safe_url(reader_url)
+    if not execute:
+        for statement in statements:
+            click.echo(f"{statement};")
+        click.echo(f"-- then: export RUNSPAN_READ_DATABASE_URL='{shown}'")
+        return
+    click.echo(f"made {role}, which can only read; export RUNSPAN_READ_DATABASE_URL='{shown}'")

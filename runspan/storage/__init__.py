@@ -21,7 +21,7 @@ from runspan.storage.errors import (
     StorageError,
 )
 from runspan.storage.exporter import SqlSpanExporter
-from runspan.storage.maintenance import Pruned, prune, upgrade_database
+from runspan.storage.maintenance import Pruned, create_reader, prune, upgrade_database
 from runspan.storage.processor import StorageSpanProcessor
 from runspan.storage.queries import RunStore
 from runspan.storage.records import Run, RunFilter, SqlResult, Stat
@@ -42,6 +42,7 @@ __all__ = [
     "Stat",
     "StorageError",
     "StorageSpanProcessor",
+    "create_reader",
     "prune",
     "upgrade_database",
 ]

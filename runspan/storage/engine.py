@@ -21,6 +21,8 @@ from sqlalchemy.pool import NullPool, Pool, StaticPool
 from runspan.storage.errors import ConfigurationError, DatabaseNotFoundError
 
 DATABASE_URL_ENV = "RUNSPAN_DATABASE_URL"
+# The read side's own URL (a role that can only read), else the one above.
+READ_DATABASE_URL_ENV = "RUNSPAN_READ_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///runspan.db"
 
 # Seconds a SQLite writer waits for another process's write lock before giving up. Writers
@@ -28,16 +30,33 @@ DEFAULT_DATABASE_URL = "sqlite:///runspan.db"
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 
 
-def database_url_from(argument: str | URL | None, environ: Mapping[str, str] | None = None) -> URL:
-    """The database URL: the argument, ``RUNSPAN_DATABASE_URL``, or ``sqlite:///runspan.db``.
+def read_database_url_from(
+    argument: str | URL | None, environ: Mapping[str, str] | None = None
+) -> URL:
+    """The URL readers use: the argument, ``RUNSPAN_READ_DATABASE_URL``, then as
+    :func:`database_url_from`."""
+    env = os.environ if environ is None else environ
+    if argument is None and env.get(READ_DATABASE_URL_ENV, "").strip():
+        return database_url_from(None, env, variable=READ_DATABASE_URL_ENV)
+    return database_url_from(argument, env)
+
+
+def database_url_from(
+    argument: str | URL | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    variable: str = DATABASE_URL_ENV,
+) -> URL:
+    """The database URL: the argument, ``variable`` (``RUNSPAN_DATABASE_URL``), or
+    ``sqlite:///runspan.db``.
 
     Raises:
         ConfigurationError: the URL cannot be parsed or names a database runspan does not
             support, or its driver is not installed.
     """
     env = os.environ if environ is None else environ
-    raw: str | URL = argument if argument is not None else env.get(DATABASE_URL_ENV, "").strip()
-    source = "database_url" if argument is not None else DATABASE_URL_ENV
+    raw: str | URL = argument if argument is not None else env.get(variable, "").strip()
+    source = "database_url" if argument is not None else variable
     if not raw:
         raw = DEFAULT_DATABASE_URL
     try:
@@ -277,5 +296,8 @@ def create_reader_engine(url: URL) -> Engine:
             "connect_timeout": 10,
             "application_name": "runspan-cli",
             "options": "-c default_transaction_read_only=on",
+            # Every statement prepared: the extended query protocol, which refuses a text of
+            # several statements (see runspan.storage.readonly).
+            "prepare_threshold": 0,
         },
     )

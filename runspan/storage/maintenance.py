@@ -1,16 +1,23 @@
-"""Changing a runspan database on purpose: schema upgrades and retention."""
+"""Changing a runspan database on purpose: schema upgrades, retention, and a role that reads."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import URL, delete, select
+from sqlalchemy import URL, delete, select, text
 from sqlalchemy.exc import DBAPIError
 
-from runspan.storage.engine import create_writer_engine, database_url_from, described, safe_url
-from runspan.storage.errors import DatabaseUnavailable
+from runspan.storage.engine import (
+    create_writer_engine,
+    database_url_from,
+    described,
+    is_sqlite,
+    safe_url,
+)
+from runspan.storage.errors import ConfigurationError, DatabaseUnavailable
 from runspan.storage.migrate import check_schema, upgrade
+from runspan.storage.readonly import reader_statements
 from runspan.storage.schema import runs, traces
 
 # Traces deleted per transaction, so that pruning a large history never holds the write lock
@@ -72,3 +79,42 @@ def prune(
     finally:
         engine.dispose()
     return Pruned(traces=removed_traces, runs=removed_runs)
+
+
+def create_reader(
+    role: str,
+    database_url: str | URL | None = None,
+    *,
+    password: str | None = None,
+    execute: bool = False,
+) -> tuple[list[str], URL]:
+    """The statements that make ``role`` a PostgreSQL role that can only read runspan's tables,
+    run with ``database_url``'s role if ``execute``; and the URL to read with (as ``role``).
+
+    Raises:
+        ConfigurationError: a SQLite database (its readers open the file read-only already).
+        QueryError: a role name that is not a plain identifier.
+        DatabaseUnavailable: the statements could not be run (the role exists, say).
+    """
+    url = database_url_from(database_url)
+    if is_sqlite(url):
+        raise ConfigurationError(
+            "create-reader is for PostgreSQL: runspan opens a SQLite file read-only already"
+        )
+    statements = reader_statements(role, url.database or "", password)
+    reader_url = url.set(username=role, password=password)
+    if not execute:
+        return statements, reader_url
+    engine = create_writer_engine(url)
+    try:
+        check_schema(engine)
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.execute(text(statement))
+    except DBAPIError as error:
+        raise DatabaseUnavailable(
+            f"cannot make the role {role} in {safe_url(url)}: {described(error, url)}"
+        ) from None
+    finally:
+        engine.dispose()
+    return statements, reader_url

@@ -27,9 +27,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, StatementError
 
-from runspan.storage.engine import create_reader_engine, database_url_from, described, safe_url
+from runspan.storage.engine import (
+    create_reader_engine,
+    described,
+    read_database_url_from,
+    safe_url,
+)
 from runspan.storage.errors import DatabaseUnavailable, NotFoundError, QueryError
 from runspan.storage.migrate import check_schema
+from runspan.storage.readonly import check_reader_role, check_reading_statement
 from runspan.storage.records import (
     GROUPS,
     RUN_FIELDS,
@@ -67,7 +73,9 @@ class RunStore:
 
     def __init__(self, database_url: str | URL | None = None, *, engine: Engine | None = None):
         self.engine = (
-            engine if engine is not None else create_reader_engine(database_url_from(database_url))
+            engine
+            if engine is not None
+            else create_reader_engine(read_database_url_from(database_url))
         )
         check_schema(self.engine)
 
@@ -288,7 +296,9 @@ class RunStore:
         try:
             with self.engine.connect() as connection:
                 if connection.dialect.name == "postgresql":
+                    check_reading_statement(statement)
                     connection.execute(text("SET TRANSACTION READ ONLY"))
+                    check_reader_role(connection)
                 result = connection.execute(text(statement), dict(parameters or {}))
                 if not result.returns_rows:
                     raise QueryError("the statement returned no rows: runspan sql only reads")

@@ -87,14 +87,58 @@ def _free_port() -> int:
         return port
 
 
-def create_database(admin_url: str) -> str:
-    """A new, empty database on the server; returns its URL."""
+#: The role that owns each database ``create_database`` makes: like an application's own role,
+#: it may do anything to its database and nothing beyond it (no superuser).
+APP_ROLE = "runspan_app"
+
+
+def create_database(admin_url: str, *, owner: str | None = APP_ROLE) -> str:
+    """A new, empty database on the server, owned by ``owner`` (made if missing, with the admin
+    URL's password); returns its URL as that role. ``owner=None``: the admin's own."""
     name = f"runspan_test_{uuid.uuid4().hex[:12]}"
+    admin = make_url(admin_url)
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        if owner is not None:
+            password = admin.password
+            login = (
+                f"LOGIN PASSWORD '{str(password).replace(chr(39), chr(39) * 2)}'"
+                if password
+                else "LOGIN"
+            )
+            connection.execute(
+                text(
+                    f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}')"
+                    f' THEN CREATE ROLE "{owner}" {login}; END IF; END $$'
+                )
+            )
+            connection.execute(text(f'CREATE DATABASE "{name}" OWNER "{owner}"'))
+        else:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    url = admin.set(database=name)
+    if owner is not None:
+        url = url.set(username=owner)
+    return url.render_as_string(hide_password=False)
+
+
+def _reader_role(url: str) -> str:
+    return f"reader_{make_url(url).database}".lower()[:63]
+
+
+def add_reader(admin_url: str, url: str) -> str:
+    """A role that can only read the runspan database at ``url`` (``runspan db create-reader``,
+    run as the admin); returns its URL."""
+    from runspan.storage import create_reader  # noqa: PLC0415 - the package imports this one
+
+    admin = make_url(admin_url)
+    _, reader = create_reader(
+        _reader_role(url),
+        admin.set(database=make_url(url).database),
+        password=admin.password,
+        execute=True,
+    )
+    return reader.render_as_string(hide_password=False)
 
 
 def drop_database(admin_url: str, url: str) -> None:
@@ -102,6 +146,7 @@ def drop_database(admin_url: str, url: str) -> None:
     with engine.connect() as connection:
         name = make_url(url).database
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'DROP ROLE IF EXISTS "{_reader_role(url)}"'))
     engine.dispose()
 
 

@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.runnables import RunnableLambda
 from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy import create_engine, text
 
 from runspan import RunIdGenerator, TracingCallbackHandler
-from runspan.storage import RunStore, StorageSpanProcessor
+from runspan.storage import StorageSpanProcessor
 
 
 class Hostile:
@@ -105,12 +106,11 @@ class Traced:
         """The run's inputs and outputs exactly as the database holds them, as text."""
         assert self.provider.force_flush()
         cast = "::text" if self.url.startswith("postgresql") else ""
-        with RunStore(self.url) as store:
-            result = store.sql(
-                f"SELECT inputs{cast}, outputs{cast} FROM runs WHERE run_id = :id",
-                {"id": str(run_id)},
-            )
-        (row,) = result.rows
+        engine = create_engine(self.url)
+        with engine.connect() as connection:
+            query = text(f"SELECT inputs{cast}, outputs{cast} FROM runs WHERE run_id = :id")
+            (row,) = connection.execute(query, {"id": str(run_id)}).all()
+        engine.dispose()
         return row[0], row[1]
 
 

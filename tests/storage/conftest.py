@@ -19,6 +19,7 @@ class Stored:
     """A provider writing into a database, a handler on it, and a store reading it back."""
 
     url: str
+    read_url: str  # on PostgreSQL, a role that can only read (what RunStore.sql needs)
     provider: TracerProvider
     processor: StorageSpanProcessor
     handler: TracingCallbackHandler
@@ -28,17 +29,21 @@ class Stored:
 
     def store(self) -> RunStore:
         self.flush()
-        return RunStore(self.url)
+        return RunStore(self.read_url)
 
 
 @pytest.fixture
-def stored(database_url: str) -> Iterator[Stored]:
+def stored(database_url: str, read_url: str) -> Iterator[Stored]:
     provider = TracerProvider(
         resource=Resource.create({"service.name": "test-app"}), id_generator=RunIdGenerator()
     )
     processor = StorageSpanProcessor(database_url, schedule_delay_millis=60_000)
     provider.add_span_processor(processor)
     yield Stored(
-        database_url, provider, processor, TracingCallbackHandler(tracer_provider=provider)
+        database_url,
+        read_url,
+        provider,
+        processor,
+        TracingCallbackHandler(tracer_provider=provider),
     )
     provider.shutdown()

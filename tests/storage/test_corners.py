@@ -85,8 +85,9 @@ def _assert_as_langchain_records(stored: Stored, collector: RunCollectorCallback
             assert row.status == expected, (run.name, row.status, run.error)
         assert row.end_ns is not None
         assert run.end_time is not None
-        # Ends within 50 ms of LangChain's own clock reading, not cut at the root's end.
-        assert abs(row.end_ns / 1e9 - run.end_time.timestamp()) < 0.05, run.name
+        # Ends as LangChain's own clock read it (give or take a busy machine's scheduling),
+        # not cut at the root's end, which comes half a second earlier in the branch case.
+        assert abs(row.end_ns / 1e9 - run.end_time.timestamp()) < 0.2, run.name
         if run.parent_run_id is None:
             assert row.parent_run_id is None
         else:
@@ -108,7 +109,7 @@ class TestBranchesThatOutliveTheirParent:
         child, in the same trace, not an orphan root."""
 
         async def slow(x: int) -> int:
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.5)
             return x
 
         def boom(x: int) -> int:
@@ -121,7 +122,7 @@ class TestBranchesThatOutliveTheirParent:
             )
             with pytest.raises(ValueError, match="boom"):
                 await branches.ainvoke(1, config={"callbacks": [stored.handler, collector]})
-            await asyncio.sleep(0.5)  # the branch goes on, as in a server's event loop
+            await asyncio.sleep(0.7)  # the branch goes on, as in a server's event loop
 
         asyncio.run(main())
         _assert_as_langchain_records(stored, collector)

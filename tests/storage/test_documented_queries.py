@@ -9,7 +9,6 @@ import pytest
 from langchain_core.runnables import RunnableLambda
 
 from runspan.cli.demo_chain import run_demo
-from runspan.storage import RunStore
 from tests.storage.conftest import Stored
 from tests.support import run_langgraph_corners
 
@@ -70,5 +69,5 @@ def test_the_store_is_not_changed_by_them(stored: Stored) -> None:
     assert example is not None
     with stored.store() as store, pytest.raises(Exception, match=r"read-?only|readonly"):
         store.sql(example.group(1).strip().rstrip(";"))
-    with RunStore(stored.url) as store:
+    with stored.store() as store:
         assert store.sql("SELECT count(*) FROM runs").rows[0][0] == 22

@@ -55,9 +55,9 @@ def child_of(parent: dict[str, Any], **values: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[tuple[RunStore, SqlSpanExporter]]:
+def store(database_url: str, read_url: str) -> Iterator[tuple[RunStore, SqlSpanExporter]]:
     writer = SqlSpanExporter(database_url)
-    reader = RunStore(database_url)
+    reader = RunStore(read_url)
     yield reader, writer
     reader.close()
     writer.shutdown()

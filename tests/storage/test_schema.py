@@ -117,7 +117,11 @@ class TestMigrations:
         SqlSpanExporter(database_url).shutdown()  # the writer migrates on first use
         with RunStore(database_url) as store:
             runs = {run.name: run for run in store.runs()}
-            views = store.sql("SELECT unfinished_reason, langgraph_node FROM runs_v").rows
+        engine = create_engine(database_url)
+        with engine.connect() as connection:
+            query = text("SELECT unfinished_reason, langgraph_node FROM runs_v")
+            views = [tuple(row) for row in connection.execute(query)]
+        engine.dispose()
         assert runs["stream step"].unfinished_reason == "root_ended"
         assert runs["stream step"].langgraph_node is None
         assert runs["agent"].langgraph_node == "agent"
