@@ -170,16 +170,22 @@ def configured_provider() -> TracerProvider | None:
     return _provider
 
 
+def _providers() -> list[TracerProvider]:
+    """configure()'s provider, and the one handlers fell back to without it."""
+    from runspan.default_provider import default_provider  # noqa: PLC0415 - imports this one
+
+    return [p for p in (_provider, default_provider.provider) if p is not None]
+
+
 def flush(timeout_millis: int = 30_000) -> bool:
     """Hand every span ended so far to the sinks: when it returns ``True``, every run ended so far
     is in the database. ``False`` if that did not finish in time or the database is unreachable."""
-    provider = _provider
-    return True if provider is None else provider.force_flush(timeout_millis)
+    flushed = [provider.force_flush(timeout_millis) for provider in _providers()]  # every one
+    return all(flushed)
 
 
 def shutdown() -> None:
     """Flush and stop runspan's provider; it also runs at interpreter exit, and a SIGTERM that
     nothing else handles flushes before the process dies of it."""
-    provider = _provider
-    if provider is not None:
+    for provider in _providers():
         provider.shutdown()

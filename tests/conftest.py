@@ -13,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.util._once import Once
 
 import runspan
+import runspan.default_provider
 import runspan.provider
 import runspan.tracer.settings
 from runspan.storage import upgrade_database
@@ -76,6 +77,10 @@ def fresh_globals(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
         if runspan.provider._provider is not None:
             runspan.provider._provider.shutdown()
         runspan.provider._provider = None
+        fallen_back = runspan.default_provider.default_provider
+        if fallen_back.provider is not None:
+            fallen_back.provider.shutdown()
+        fallen_back.provider = None
         runspan.tracer.settings.set_default_tracer_settings(runspan.TracerSettings())
         runspan.uninstrument()
 

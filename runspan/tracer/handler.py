@@ -32,6 +32,7 @@ from runspan.attributes import (
 )
 from runspan.tracer import errors, genai
 from runspan.tracer.content import safe_text
+from runspan.tracer.fallback import fallback
 from runspan.tracer.guard import never_raises
 from runspan.tracer.recorder import NO_INPUT, RunRecorder
 from runspan.tracer.settings import TracerOptions, TracerSettings, default_tracer_settings
@@ -83,6 +84,10 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
     ) -> None:
         BaseCallbackHandler.__init__(self)
         built = TracerSettings.build(base=default_tracer_settings(), **settings)
+        own = fallback()
+        if tracer_provider is None and own is not None:
+            # A bad variable fails here, not at the first run (where it could only be logged).
+            own.check()
         RunRecorder.__init__(self, tracer_provider, built)
 
     # LangChain copies handlers when it builds child callback managers; every copy must be

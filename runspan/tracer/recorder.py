@@ -43,6 +43,7 @@ from runspan.attributes import (
 )
 from runspan.tracer import current, errors
 from runspan.tracer.content import input_attributes, output_attributes, safe_text
+from runspan.tracer.fallback import fallback
 from runspan.tracer.runs import LiveRun, RunRegistry, RunTree
 from runspan.tracer.settings import TracerSettings
 from runspan.tracer.spans import SpanStarter, record, starter_for
@@ -66,6 +67,10 @@ class RunRecorder:
         """The span starter for the provider in use; without one, the global provider, which
         may be set after this handler was made."""
         provider = self._provider or trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider):  # none is set: runspan's own
+            own = fallback()
+            if own is not None:
+                provider = own.get()
         starter = self._starter
         if starter is None or provider is not self._starter_provider:
             from runspan import __version__  # noqa: PLC0415 - the package imports this module
