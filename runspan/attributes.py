@@ -48,7 +48,8 @@ REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
 RESPONSE_MODEL = "gen_ai.response.model"
 RESPONSE_ID = "gen_ai.response.id"
 FINISH_REASONS = "gen_ai.response.finish_reasons"
-TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"  # seconds
+TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"  # seconds, to any chunk
+TIME_TO_FIRST_TOKEN = "gen_ai.response.time_to_first_token"  # seconds, to the first content
 INPUT_TOKENS = "gen_ai.usage.input_tokens"
 OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
@@ -58,6 +59,7 @@ TOOL_NAME = "gen_ai.tool.name"
 TOOL_CALL_ID = "gen_ai.tool.call.id"
 TOOL_DESCRIPTION = "gen_ai.tool.description"
 TOOL_TYPE = "gen_ai.tool.type"
+TOOL_DEFINITIONS = "gen_ai.tool.definitions"  # JSON text of the tools offered to a model
 
 # --- Errors, on the span and on its events ---------------------------------------------------
 ERROR_TYPE = "error.type"
@@ -96,7 +98,8 @@ COLUMNS: dict[str, str] = {
     CACHE_READ_TOKENS: "cache_read_tokens",
     CACHE_CREATION_TOKENS: "cache_creation_tokens",
     REASONING_TOKENS: "reasoning_tokens",
-    TIME_TO_FIRST_CHUNK: "ttft_ms",
+    TIME_TO_FIRST_TOKEN: "ttft_ms",
+    TIME_TO_FIRST_CHUNK: "first_chunk_ms",
     UNFINISHED_REASON: "unfinished_reason",
     GRAPH_NODE: "langgraph_node",
     ATTEMPT: "attempt",

@@ -84,6 +84,8 @@ def _every_kind_of_run(capture: SpanCapture) -> None:
     model = AllParametersChatModel()
     (ChatPromptTemplate.from_template("count {x}") | model).invoke({"x": "apples"}, config=config)
     model.invoke("count pears", config=config, stop=["\n\n"])
+    offered = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    model.bind(tools=[offered]).invoke("add 1 and 2", config=config)
     for _ in AllParametersChatModel(shape="usage_metadata").stream("hi", config=config):
         pass
 

@@ -32,7 +32,7 @@ def demo_db(fresh_globals: None, tmp_path: Path) -> str:
 class TestDemo:
     def test_stores_the_runs_and_draws_them_back_from_sql(self, demo_db: str) -> None:
         """runspan demo runs the chain offline, stores it, prints both trees read back from
-        SQL (names, status, model, tokens, first chunk) and three SQL queries to paste."""
+        SQL (names, status, model, tokens, first token) and three SQL queries to paste."""
         code, out = invoke("demo", "--database-url", demo_db)
         assert code == 0, out
         assert "Pack a light raincoat" in out
@@ -47,7 +47,7 @@ class TestDemo:
         ):
             assert name in out
         assert "tokens 64→12" in out
-        assert "first chunk" in out
+        assert "first token" in out
         assert " error" not in out
         assert out.count("SELECT") == 3
         assert "FROM llm_calls" in out

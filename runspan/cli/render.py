@@ -83,7 +83,7 @@ def _label(run: Run, origin_ns: int, span_ns: int) -> Text:
     if tokens:
         label.append(f"  tokens {tokens}", style="magenta")
     if run.ttft_ms is not None:
-        label.append(f"  first chunk {run.ttft_ms:.2f} ms", style="dim")
+        label.append(f"  first token {run.ttft_ms:.2f} ms", style="dim")
     if run.cost_usd is not None:
         label.append(f"  {cost_text(run.cost_usd)}", style="green")
     if run.status == "error":

@@ -33,6 +33,7 @@ from runspan.attributes import (
     TAGS,
     TEXT_MIME,
     TIME_TO_FIRST_CHUNK,
+    TIME_TO_FIRST_TOKEN,
 )
 from runspan.storage import Run, RunStore
 
@@ -73,6 +74,7 @@ _FROM_COLUMN: dict[str, Callable[[Any], Any]] = {
     METADATA: _json_text,
     # Seconds to the nanosecond, as measured: undoes the float error of ms and back.
     TIME_TO_FIRST_CHUNK: lambda ms: round(ms / 1000.0, 9),
+    TIME_TO_FIRST_TOKEN: lambda ms: round(ms / 1000.0, 9),
 }
 _CONTENT = {INPUT_VALUE: INPUT_MIME_TYPE, OUTPUT_VALUE: OUTPUT_MIME_TYPE}
 

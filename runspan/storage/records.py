@@ -72,6 +72,7 @@ class Run:
     langgraph_node: str | None
     attempt: int | None
     resumes_trace_id: str | None
+    first_chunk_ms: float | None
     cost_usd: float | None = None
     children: list[Run] = field(default_factory=list)
 

@@ -46,6 +46,7 @@ from runspan.attributes import (
     SERVICE_NAME,
     TAGS,
     TIME_TO_FIRST_CHUNK,
+    TIME_TO_FIRST_TOKEN,
     UNFINISHED,
     UNFINISHED_REASON,
 )
@@ -226,7 +227,8 @@ def span_row(span: ReadableSpan, attributes: dict[str, Any], end: int | None) ->
     provider = get(PROVIDER) or get(LEGACY_PROVIDER)
     run_id, parent_run_id = take(RUN_ID, None), take(PARENT_RUN_ID, None)
     run_type, tags = take(RUN_TYPE, None), take(TAGS, None)
-    ttft = take(TIME_TO_FIRST_CHUNK, None)
+    ttft = take(TIME_TO_FIRST_TOKEN, None)
+    first_chunk = take(TIME_TO_FIRST_CHUNK, None)
     metadata = take(METADATA, None)
     inputs, input_mime = take(INPUT_VALUE, None), take(INPUT_MIME_TYPE, None)
     outputs, output_mime = take(OUTPUT_VALUE, None), take(OUTPUT_MIME_TYPE, None)
@@ -273,6 +275,7 @@ def span_row(span: ReadableSpan, attributes: dict[str, Any], end: int | None) ->
         "cache_creation_tokens": None if cache_creation is None else _count(cache_creation),
         "reasoning_tokens": None if reasoning is None else _count(reasoning),
         "ttft_ms": None if ttft is None else _milliseconds(ttft),
+        "first_chunk_ms": None if first_chunk is None else _milliseconds(first_chunk),
         "tags": _encode(tags) if type(tags) in (tuple, list) else None,
         "metadata": _document(metadata),
         "attributes": _json_attributes(attributes),

@@ -133,6 +133,9 @@ runs = Table(
     Column("langgraph_node", Text),
     Column("attempt", Integer),
     Column("resumes_trace_id", String(32)),
+    # Added by revision 0004: time to the first streamed chunk, content or not (ttft_ms is
+    # time to the first chunk that carries content).
+    Column("first_chunk_ms", Float),
     # The same span written twice is one row.
     UniqueConstraint("trace_id", "span_id"),
     # The indexes, as the migrations create them (see the revisions for their reasons).

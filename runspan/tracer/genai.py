@@ -193,6 +193,14 @@ def _response_model_and_id(
             value = source.get("id")
             if isinstance(value, str) and value:
                 attributes[RESPONSE_ID] = value
+    if RESPONSE_ID not in attributes:
+        # Streams carry the provider's id on the message itself; LangChain's own ids for
+        # messages that have none start with "lc_".
+        for generation in generations:
+            value = getattr(getattr(generation, "message", None), "id", None)
+            if isinstance(value, str) and value and not value.startswith("lc_"):
+                attributes[RESPONSE_ID] = value
+                break
 
 
 def _finish_reasons(

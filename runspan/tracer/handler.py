@@ -28,6 +28,8 @@ from runspan.attributes import (
     REQUEST_MODEL,
     RETRY_ATTEMPT,
     TIME_TO_FIRST_CHUNK,
+    TIME_TO_FIRST_TOKEN,
+    TOOL_DEFINITIONS,
     TOOL_NAME,
 )
 from runspan.tracer import errors, genai
@@ -51,6 +53,14 @@ def _run_name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], d
         if isinstance(ids, list) and ids and isinstance(ids[-1], str):
             return ids[-1]
     return default
+
+
+def _has_content(token: Any, chunk: Any) -> bool:
+    """Whether a streamed chunk carries text, content blocks or a tool call's delta."""
+    if isinstance(token, str) and token:
+        return True
+    message = getattr(chunk, "message", None)
+    return bool(getattr(message, "content", None) or getattr(message, "tool_call_chunks", None))
 
 
 class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
@@ -191,12 +201,17 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
     @never_raises
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._runs.get(run_id)
-        if run is None or run.first_chunk_ns is not None:
+        if run is None or run.first_token_ns is not None:
             return
         now = time.time_ns()
-        run.first_chunk_ns = now
-        record(run.span, {TIME_TO_FIRST_CHUNK: (now - run.start_ns) / 1e9})
-        run.span.add_event(FIRST_CHUNK_EVENT, timestamp=now)
+        if run.first_chunk_ns is None:
+            run.first_chunk_ns = now
+            record(run.span, {TIME_TO_FIRST_CHUNK: (now - run.start_ns) / 1e9})
+            run.span.add_event(FIRST_CHUNK_EVENT, timestamp=now)
+        # Providers often open a stream with an empty chunk: a token is what carries content.
+        if _has_content(token, kwargs.get("chunk")):
+            run.first_token_ns = now
+            record(run.span, {TIME_TO_FIRST_TOKEN: (now - run.start_ns) / 1e9})
 
     @never_raises
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
@@ -336,6 +351,9 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
     ) -> None:
         params = kwargs.get("invocation_params")
         attributes = genai.request_attributes(operation, metadata, params)
+        tools = params.get("tools") if isinstance(params, Mapping) else None
+        if tools and self.settings.capture_content:  # the tools offered: content, capped
+            attributes[TOOL_DEFINITIONS] = safe_text(tools, self.settings)
         model = attributes.get(REQUEST_MODEL)
         name = f"{operation} {model}" if model else _run_name(serialized, kwargs, operation)
         self._start(

@@ -20,7 +20,6 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, Status
 from opentelemetry.util.types import AttributeValue
 
 from runspan.attributes import (
-    ATTEMPT,
     CONTROL_FLOW_EVENT,
     ERROR_TYPE,
     EXCEPTION_EVENT,
@@ -32,18 +31,16 @@ from runspan.attributes import (
     NODE_KEY,
     ORPHAN,
     PARENT_RUN_ID,
-    RESUMES_TRACE,
     RUN_ID,
     RUN_TYPE,
     TAGS,
-    TASK_KEY,
-    THREAD_KEY,
     UNFINISHED,
     UNFINISHED_REASON,
 )
-from runspan.tracer import current, errors
+from runspan.tracer import current, errors, langgraph
 from runspan.tracer.content import input_attributes, output_attributes, safe_text
 from runspan.tracer.fallback import fallback
+from runspan.tracer.redaction import redact
 from runspan.tracer.runs import LiveRun, RunRegistry, RunTree
 from runspan.tracer.settings import TracerSettings
 from runspan.tracer.spans import SpanStarter, record, starter_for
@@ -104,19 +101,7 @@ class RunRecorder:
         run_id_text = str(run_id)
         attributes[RUN_ID] = run_id_text
         attributes[RUN_TYPE] = run_type
-        if tags:
-            attributes[TAGS] = tuple(map(str, tags))
-        node = None
-        if metadata:
-            # LangChain's ls_* and lc_* keys describe the model (already in gen_ai.*) and
-            # LangChain's own versions; what is left is the application's.
-            own = {k: v for k, v in metadata.items() if not k.startswith(("ls_", "lc_"))}
-            if own:
-                attributes[METADATA] = safe_text(own, self.settings)
-            node = metadata.get(NODE_KEY)
-            if isinstance(node, str):
-                attributes[GRAPH_NODE] = node
-        attributes.update(input_attributes(inputs, self.settings))
+        node = self._describe(attributes, tags, metadata, inputs)
 
         parent = self._runs.parent(parent_run_id) if parent_run_id is not None else None
         parent_span: Span | None = None
@@ -134,14 +119,7 @@ class RunRecorder:
                 attributes[ORPHAN] = True
             self._expire_old_traces(start_ns)
             tree = RunTree(run_id, start_ns)
-            thread = metadata.get(THREAD_KEY) if metadata else None
-            if isinstance(thread, str):
-                tree.thread_id = thread
-                # LangGraph's Command(resume=...), matched by shape: runspan does not import it.
-                if getattr(inputs, "resume", None) is not None:
-                    resumed = self._runs.take_interrupt(thread)
-                    if resumed is not None:
-                        attributes[RESUMES_TRACE] = resumed
+            langgraph.note_thread(tree, metadata, inputs, self._runs, attributes)
             root_context = (
                 Context()
                 if self.settings.separate_trace
@@ -149,9 +127,7 @@ class RunRecorder:
             )
 
         if node == name and metadata is not None:  # a LangGraph node's own run
-            attempt = self._attempt(tree, metadata.get(TASK_KEY))
-            if attempt > 1:
-                attributes[ATTEMPT] = attempt
+            langgraph.note_attempt(tree, metadata, attributes)
         span = self._spans().start(
             name,
             kind,
@@ -180,17 +156,31 @@ class RunRecorder:
         if not may_never_end:
             current.enter(run)
 
-    @staticmethod
-    def _attempt(tree: RunTree, task: Any) -> int:
-        """Which attempt of its LangGraph task a node run is: RetryPolicy runs a failed node
-        again, as a new run of the same task (checkpoint namespace)."""
-        if not isinstance(task, str):
-            return 1
-        if tree.attempts is None:
-            tree.attempts = {}
-        attempt = tree.attempts.get(task, 0) + 1
-        tree.attempts[task] = attempt
-        return attempt
+    def _describe(
+        self,
+        attributes: dict[str, AttributeValue],
+        tags: list[str] | None,
+        metadata: dict[str, Any] | None,
+        inputs: Any,
+    ) -> str | None:
+        """Record a run's tags, metadata and input; return its LangGraph node, if any."""
+        if tags:
+            # Redacted like content: a key passed as a tag must not be stored either.
+            hook = self.settings.redact
+            attributes[TAGS] = tuple(redact(str(tag), hook) for tag in tags)
+        node = None
+        if metadata:
+            # LangChain's ls_* and lc_* keys describe the model (already in gen_ai.*) and
+            # LangChain's own versions; what is left is the application's.
+            own = {k: v for k, v in metadata.items() if not k.startswith(("ls_", "lc_"))}
+            if own:
+                attributes[METADATA] = safe_text(own, self.settings)
+            found = metadata.get(NODE_KEY)
+            if isinstance(found, str):
+                node = found
+                attributes[GRAPH_NODE] = node
+        attributes.update(input_attributes(inputs, self.settings))
+        return node
 
     def _end(
         self,

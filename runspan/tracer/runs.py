@@ -52,6 +52,7 @@ class LiveRun:
     start_ns: int
     operation: str | None = None  # the GenAI operation of a model run, None otherwise
     first_chunk_ns: int | None = None
+    first_token_ns: int | None = None  # the first chunk with content: text or a tool call
     ended: bool = False
     # Started in a generator, which may be abandoned before the run's end is reported: such a
     # run is ended with its root. Any other run's end comes, so its trace waits for it.

@@ -31,7 +31,10 @@ _MAX_DEPTH = 64
 def _message(message: BaseMessage) -> dict[str, Any]:
     # The fields a person reads in a trace, not LangChain's whole serialization (which costs
     # tens of microseconds per message).
-    data: dict[str, Any] = {"role": message.type, "content": message.content}
+    role = message.type
+    if role.endswith("MessageChunk"):  # a streamed message: AIMessageChunk is an "ai" message
+        role = role.removesuffix("MessageChunk").lower()
+    data: dict[str, Any] = {"role": role, "content": message.content}
     if message.name:
         data["name"] = message.name
     # isinstance first: a missing attribute on a pydantic model is a slow AttributeError.
