@@ -74,8 +74,13 @@ def filter_options(command: F) -> F:
         click.option("--min-duration", type=float, help="At least this many milliseconds."),
         click.option("--max-duration", type=float, help="At most this many milliseconds."),
         click.option("--model", help="Model runs of this model."),
-        click.option("--tag", help="Runs carrying this tag."),
-        click.option("--metadata", metavar="KEY=VALUE", help="Runs whose metadata has this."),
+        click.option("--tag", multiple=True, help="Runs carrying this tag (repeat: all of them)."),
+        click.option(
+            "--metadata",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Runs whose metadata has this (repeat: all of them).",
+        ),
         click.option("--contains", metavar="TEXT", help="Inputs or outputs contain this text."),
         click.option("--roots", is_flag=True, help="Only runs that started a run tree."),
         click.option("--trace", "trace_id", help="Only runs of this trace."),
@@ -86,12 +91,12 @@ def filter_options(command: F) -> F:
 
 
 def run_filter(options: dict[str, Any]) -> RunFilter:
-    metadata = None
-    if options["metadata"] is not None:
-        key, sep, value = options["metadata"].partition("=")
+    metadata = []
+    for pair in options["metadata"]:
+        key, sep, value = pair.partition("=")
         if not sep:
             raise click.BadParameter("use KEY=VALUE", param_hint="--metadata")
-        metadata = (key, value)
+        metadata.append((key, value))
     until = parse_moment(options["until"]) if options["until"] else None
     if options["older_than"]:
         older = ns_ago(options["older_than"])
@@ -114,8 +119,8 @@ def run_filter(options: dict[str, Any]) -> RunFilter:
         min_duration_ms=options["min_duration"],
         max_duration_ms=options["max_duration"],
         model=options["model"],
-        tag=options["tag"],
-        metadata=metadata,
+        tag=tuple(options["tag"]) or None,
+        metadata=tuple(metadata) or None,
         text=options["contains"],
         roots_only=options["roots"],
         trace_id=options["trace_id"],

@@ -17,7 +17,7 @@ from runspan.cli.app import (
     print_trees,
 )
 from runspan.cli.arguments import filter_options, parse_age, run_filter
-from runspan.exporters import jaeger_base_url, jaeger_trace_url
+from runspan.exporters import configured_jaeger_url, jaeger_trace_url
 from runspan.storage import (
     RunStore,
     create_reader,
@@ -42,7 +42,7 @@ def runs(
 ) -> None:
     """List runs, newest first, filtered."""
     with errors_as_messages(), RunStore(database_url) as store:
-        jaeger = jaeger_base_url()
+        jaeger = configured_jaeger_url()
         found = store.runs(
             run_filter(options), limit=limit, order="slowest" if slowest else "newest"
         )
@@ -51,7 +51,7 @@ def runs(
             [
                 {
                     **run.as_dict(children=False),
-                    "jaeger_url": jaeger_trace_url(run.trace_id, jaeger),
+                    "jaeger_url": jaeger_trace_url(run.trace_id, jaeger) if jaeger else None,
                 }
                 for run in found
             ]
@@ -65,6 +65,8 @@ def runs(
         return
     console.print(runs_table(found))
     traces = list(dict.fromkeys(run.trace_id for run in found))
+    if jaeger is None:
+        return
     for trace_id in traces[:_LINKS_SHOWN]:
         print_link(console, "Jaeger", jaeger_trace_url(trace_id, jaeger))
     if len(traces) > _LINKS_SHOWN:
@@ -78,10 +80,10 @@ def runs(
 def show(run_or_trace_id: str, database_url: str | None, as_json: bool) -> None:
     """Draw the tree of a run (run id) or of a trace (trace id)."""
     with errors_as_messages(), RunStore(database_url) as store:
-        jaeger = jaeger_base_url()
+        jaeger = configured_jaeger_url()
         roots = store.tree(run_or_trace_id)
     if as_json:
-        link = jaeger_trace_url(roots[0].trace_id, jaeger)
+        link = jaeger_trace_url(roots[0].trace_id, jaeger) if jaeger else None
         print_json([{**root.as_dict(), "jaeger_url": link} for root in roots])
         return
     print_trees(Console(), roots, jaeger)

@@ -10,6 +10,7 @@ never slows the application; SQL keeps everything, and ``runspan export`` replay
 """
 
 # For runspan's command line, not in __all__: Jaeger links, and replay.
+from runspan.exporters.jaeger import configured_jaeger_url as configured_jaeger_url
 from runspan.exporters.jaeger import jaeger_base_url as jaeger_base_url
 from runspan.exporters.jaeger import jaeger_trace_url
 from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor

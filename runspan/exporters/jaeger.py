@@ -26,6 +26,17 @@ def jaeger_base_url(argument: str | None = None, environ: Mapping[str, str] | No
     return url.rstrip("/")
 
 
+def configured_jaeger_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """Jaeger's UI if ``RUNSPAN_JAEGER_URL`` names it, else ``None``: a link to a Jaeger that
+    may not exist is noise under every listing.
+
+    Raises:
+        ValueError: not an http(s) URL.
+    """
+    env = os.environ if environ is None else environ
+    return jaeger_base_url(environ=env) if env.get(JAEGER_URL_ENV, "").strip() else None
+
+
 def jaeger_trace_url(trace_id: str, base_url: str | None = None) -> str:
     """The page of one trace in Jaeger's UI."""
     return f"{base_url or jaeger_base_url()}/trace/{trace_id}"

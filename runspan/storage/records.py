@@ -105,9 +105,11 @@ class RunFilter:
         node: runs of this LangGraph node (and of what runs inside it).
         since, until: start time bounds, in nanoseconds since the epoch.
         min_duration_ms, max_duration_ms: duration bounds.
-        model: the model name, exactly.
-        tag: a tag the run carries.
-        metadata: a ``(key, value)`` pair in the run's metadata (compared as text).
+        model: the model name, or the dated names providers return for it (``gpt-4o-mini``
+            finds ``gpt-4o-mini-2024-07-18`` too, ``gpt-4o`` does not find ``gpt-4o-mini``).
+        tag: a tag the run carries, or several it carries all of.
+        metadata: a ``(key, value)`` pair in the run's metadata (compared as text), or several
+            pairs it has all of.
         text: a text that the inputs or outputs contain (case-insensitive).
         roots_only: only runs that started a LangChain run tree.
         trace_id: only runs of this trace.
@@ -123,8 +125,8 @@ class RunFilter:
     min_duration_ms: float | None = None
     max_duration_ms: float | None = None
     model: str | None = None
-    tag: str | None = None
-    metadata: tuple[str, str] | None = None
+    tag: str | tuple[str, ...] | None = None
+    metadata: tuple[str, str] | tuple[tuple[str, str], ...] | None = None
     text: str | None = None
     roots_only: bool = False
     trace_id: str | None = None
@@ -143,10 +145,22 @@ class RunFilter:
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise QueryError(f"{name}={value!r}: use a number of milliseconds, 0 or more")
-        if self.metadata is not None:
-            key = self.metadata[0]
+        for key, _ in self.metadata_pairs():
             if not key or '"' in key:
                 raise QueryError(f"metadata key {key!r}: use a non-empty key without quotes")
+
+    def tags(self) -> tuple[str, ...]:
+        """The tags a run must carry, all of them."""
+        return (self.tag,) if isinstance(self.tag, str) else tuple(self.tag or ())
+
+    def metadata_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The metadata a run must have, every pair."""
+        given = self.metadata
+        if not given:
+            return ()
+        if len(given) == 2 and all(isinstance(part, str) for part in given):
+            return (given,)  # type: ignore[return-value]
+        return tuple(given)  # type: ignore[arg-type]
 
     def conditions(self) -> list[Any]:
         where: list[Any] = []
@@ -169,11 +183,13 @@ class RunFilter:
         if self.max_duration_ms is not None:
             where.append(_v.duration_ms <= self.max_duration_ms)
         if self.model is not None:
-            where.append(_v.model_name == self.model)
-        if self.tag is not None:
-            where.append(json_array_contains(_v.tags, literal(self.tag, Text())))
-        if self.metadata is not None:
-            key, value = self.metadata
+            # Providers answer with dated names: the requested name, "-" and a date (OpenAI's
+            # -2024-07-18, Anthropic's -20241022). "-20" keeps gpt-4o from finding gpt-4o-mini.
+            dated = like_pattern(self.model).removeprefix("%").removesuffix("%") + "-20%"
+            where.append((_v.model_name == self.model) | _v.model_name.like(dated, escape="\\"))
+        for tag in self.tags():
+            where.append(json_array_contains(_v.tags, literal(tag, Text())))
+        for key, value in self.metadata_pairs():
             where.append(json_member_text(_v.metadata, literal(key, Text())) == str(value))
         if self.text is not None:
             pattern = like_pattern(self.text)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,6 +144,32 @@ class TestJaegerLinks:
         trace = runs.output.split("/trace/")[1][:32]
         show = runner.invoke(main, ["show", trace, "--database-url", url], env=env)
         assert f"Jaeger: http://jaeger.local:16686/trace/{trace}" in show.output
+
+    def test_no_link_without_runspan_jaeger_url(self, tmp_path: Path) -> None:
+        """Without RUNSPAN_JAEGER_URL there may be no Jaeger: runs and show print no link, and
+        their JSON says null."""
+        url = f"sqlite:///{tmp_path / 'demo.db'}"
+        env = {k: v for k, v in os.environ.items() if k != "RUNSPAN_JAEGER_URL"}
+        demo = _cli(["demo", "--database-url", url, "--json"], env)
+        assert demo.returncode == 0, demo.stderr
+        runs = _cli(["runs", "--roots", "--database-url", url], env)
+        assert runs.returncode == 0, runs.stderr
+        assert "Jaeger" not in runs.stdout
+        listed = _cli(["runs", "--roots", "--json", "--database-url", url], env)
+        rows = json.loads(listed.stdout)
+        assert rows
+        assert {row["jaeger_url"] for row in rows} == {None}
+        show = _cli(["show", rows[0]["trace_id"], "--database-url", url], env)
+        assert show.returncode == 0, show.stderr
+        assert "Jaeger" not in show.stdout
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The runspan command in a subprocess, as a user runs it."""
+    command = [str(Path(sys.executable).parent / "runspan"), *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=120, check=False
+    )
 
 
 class TestDemo:

@@ -267,3 +267,42 @@ class TestReadOnlySql:
             reader.sql("SELEC nothing")
         with pytest.raises(QueryError):
             reader.sql("SELECT * FROM no_such_table")
+
+
+class TestRepeatedAndDatedFilters:
+    def test_repeated_tags_and_metadata_mean_all_of_them(
+        self, store: tuple[RunStore, SqlSpanExporter]
+    ) -> None:
+        """Two tags, or two metadata pairs, select the runs that have both, not the last one."""
+        reader, writer = store
+        put(
+            writer,
+            row(name="both", tags=["a", "b"], metadata={"user": "ann", "team": "x"}),
+            row(name="only-a", tags=["a"], metadata={"user": "ann", "team": "y"}),
+        )
+        assert [r.name for r in reader.runs(RunFilter(tag=("a", "b")))] == ["both"]
+        pairs = (("user", "ann"), ("team", "x"))
+        assert [r.name for r in reader.runs(RunFilter(metadata=pairs))] == ["both"]
+        assert sorted(r.name for r in reader.runs(RunFilter(tag="a"))) == ["both", "only-a"]
+
+    def test_a_model_finds_its_dated_names_only(
+        self, store: tuple[RunStore, SqlSpanExporter]
+    ) -> None:
+        """gpt-4o-mini finds gpt-4o-mini-2024-07-18; gpt-4o does not find gpt-4o-mini; a LIKE
+        wildcard in the name is taken literally."""
+        reader, writer = store
+        put(
+            writer,
+            row(name="a", model_name="gpt-4o-mini"),
+            row(name="b", model_name="gpt-4o-mini-2024-07-18"),
+            row(name="c", model_name="gpt-4o-2024-08-06"),
+            row(name="d", model_name="claude-3-5-sonnet-20241022"),
+        )
+
+        def names(model: str) -> list[str]:
+            return sorted(r.name for r in reader.runs(RunFilter(model=model)))
+
+        assert names("gpt-4o-mini") == ["a", "b"]
+        assert names("gpt-4o") == ["c"]
+        assert names("claude-3-5-sonnet") == ["d"]
+        assert names("gpt-4o%") == []
