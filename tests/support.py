@@ -309,3 +309,69 @@ def run_langgraph_corners(*handlers: Any, thread_id: str = "refund-42") -> None:
                 await RunnableLambda(wait, name="wait_for_approval").ainvoke(1, config=config)
 
     asyncio.run(cancelled())
+
+
+class ScriptedAgentModel(BaseChatModel):
+    """A chat model that calls two tools at once, then answers from their results."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted-agent"
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        offered = [
+            {"type": "function", "function": {"name": t.name, "description": t.description}}
+            for t in tools
+        ]
+        return self.bind(tools=offered)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if not any(message.type == "tool" for message in messages):
+            calls = [
+                {"name": "get_weather", "args": {"city": "Oslo"}, "id": "call_w1"},
+                {"name": "get_time", "args": {"city": "Oslo"}, "id": "call_t1"},
+            ]
+            usage = {"input_tokens": 52, "output_tokens": 18, "total_tokens": 70}
+            message = AIMessage(content="", tool_calls=calls, usage_metadata=usage)  # type: ignore[arg-type]
+        else:
+            usage = {"input_tokens": 96, "output_tokens": 14, "total_tokens": 110}
+            message = AIMessage(
+                content="In Oslo it is 14:05, sunny and 21C.",
+                usage_metadata=usage,  # type: ignore[arg-type]
+            )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def run_agent(*handlers: Any) -> str:
+    """A LangGraph ReAct agent that calls two tools, then answers; returns the answer."""
+    from langchain_core.tools import tool
+    from langgraph.prebuilt import create_react_agent
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny and 21C in {city}"
+
+    @tool
+    def get_time(city: str) -> str:
+        """The local time in a city."""
+        return f"14:05 in {city}"
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # create_react_agent moved in LangGraph 1.x
+        agent = create_react_agent(
+            ScriptedAgentModel(), [get_weather, get_time], prompt="You are a travel assistant."
+        )
+    state = agent.invoke(
+        {"messages": [("human", "Weather and time in Oslo?")]},
+        config={"callbacks": list(handlers)},
+    )
+    return str(state["messages"][-1].content)

@@ -59,11 +59,22 @@ def print_link(console: Console, label: str, url: str) -> None:
     console.print(f"{label}: [link={url}]{url}[/link]", highlight=False, soft_wrap=True)
 
 
-def print_trees(console: Console, roots: list[Run], jaeger: str | None) -> None:
+def print_trees(
+    console: Console,
+    roots: list[Run],
+    jaeger: str | None,
+    *,
+    subtree: bool = False,
+    content: bool = False,
+    full: bool = False,
+) -> None:
+    """Draw ``roots``; ``subtree``: they are one run's subtree, not a whole trace."""
     from runspan.cli.render import run_tree_view  # noqa: PLC0415
 
     count = sum(1 for root in roots for _ in root.walk())
     trace = roots[0].trace_id
-    console.print(run_tree_view(roots, f"trace {trace} · {count} runs"))
+    what = f"subtree of {roots[0].name} in trace {trace}" if subtree else f"trace {trace}"
+    view = run_tree_view(roots, f"{what} · {count} runs", content=content, full=full)
+    console.print(view)
     if jaeger is not None:
         print_link(console, "Jaeger", jaeger_trace_url(trace, jaeger))

@@ -75,18 +75,23 @@ def runs(
 
 @main.command()
 @click.argument("run_or_trace_id")
+@click.option("--full", is_flag=True, help="Every value whole, and errors' stack traces.")
 @database_option
 @json_option
-def show(run_or_trace_id: str, database_url: str | None, as_json: bool) -> None:
-    """Draw the tree of a run (run id) or of a trace (trace id)."""
+def show(run_or_trace_id: str, full: bool, database_url: str | None, as_json: bool) -> None:
+    """Draw the tree of a run (run id) or of a trace (trace id), with what each run said:
+    inputs, outputs, conversations, tool calls and errors."""
     with errors_as_messages(), RunStore(database_url) as store:
         jaeger = configured_jaeger_url()
+        _, anchor = store.locate(run_or_trace_id)
         roots = store.tree(run_or_trace_id)
     if as_json:
         link = jaeger_trace_url(roots[0].trace_id, jaeger) if jaeger else None
         print_json([{**root.as_dict(), "jaeger_url": link} for root in roots])
         return
-    print_trees(Console(), roots, jaeger)
+    # A run's own tree is a subtree unless that run is where its trace begins.
+    subtree = anchor is not None and roots[0].parent_span_id is not None
+    print_trees(Console(), roots, jaeger, subtree=subtree, content=True, full=full)
 
 
 @main.command()

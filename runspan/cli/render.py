@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from rich.console import Group
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from runspan.cli.content import run_details
 from runspan.storage import Run, Stat
 
 _BAR_WIDTH = 24
@@ -86,16 +89,16 @@ def _label(run: Run, origin_ns: int, span_ns: int) -> Text:
         label.append(f"  first token {run.ttft_ms:.2f} ms", style="dim")
     if run.cost_usd is not None:
         label.append(f"  {cost_text(run.cost_usd)}", style="green")
-    if run.status == "error":
-        detail = run.error_type or ""
-        if run.error_message:
-            detail = f"{detail}: {run.error_message}" if detail else run.error_message
-        label.append(f"  {detail[:120]}", style="red")
+    if run.status == "error" and run.error_type:
+        label.append(f"  {run.error_type}", style="red")  # its message goes under the run
     return label
 
 
-def run_tree_view(roots: Sequence[Run], title: str) -> Tree:
-    """The runs under ``roots`` as one tree, bars on the time scale of all of them."""
+def run_tree_view(
+    roots: Sequence[Run], title: str, *, content: bool = False, full: bool = False
+) -> Tree:
+    """The runs under ``roots`` as one tree, bars on the time scale of all of them; with
+    ``content``, what each run said under it (``full``: unfolded, with stack traces)."""
     view = Tree(Text(title, style="bold underline"))
     if not roots:
         return view
@@ -105,7 +108,9 @@ def run_tree_view(roots: Sequence[Run], title: str) -> Tree:
     finish = max([*ends, max(run.start_ns for run in everything)])
 
     def add(branch: Tree, run: Run) -> None:
-        child = branch.add(_label(run, origin, finish - origin))
+        label = _label(run, origin, finish - origin)
+        details = run_details(run, full=full) if content else []
+        child = branch.add(Group(label, *(Padding(line, (0, 0, 0, 2)) for line in details)))
         for grandchild in run.children:
             add(child, grandchild)
 
