@@ -63,7 +63,8 @@ def runs(
     if not found:
         console.print("no runs match")
         return
-    console.print(runs_table(found))
+    # In a terminal, ids as short unique prefixes (any command takes them); piped, whole.
+    console.print(runs_table(found, short=console.is_terminal))
     traces = list(dict.fromkeys(run.trace_id for run in found))
     if jaeger is None:
         return

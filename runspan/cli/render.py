@@ -128,7 +128,28 @@ def _name_text(run: Run) -> Text:
     return name
 
 
-def runs_table(found: Sequence[Run]) -> Table:
+def _shared_length(a: str, b: str) -> int:
+    length = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        length += 1
+    return length
+
+
+def short_ids(ids: Sequence[str], least: int = 8) -> dict[str, str]:
+    """Each id cut to its shortest prefix (``least`` characters or more) that no other of
+    ``ids`` starts with, as git shows commits; every command takes such a prefix."""
+    ordered = sorted(set(ids))
+    short: dict[str, str] = {}
+    for index, full in enumerate(ordered):
+        neighbours = ordered[max(index - 1, 0) : index] + ordered[index + 1 : index + 2]
+        shared = max((_shared_length(full, other) for other in neighbours), default=0)
+        short[full] = full[: max(least, shared + 1)]
+    return short
+
+
+def runs_table(found: Sequence[Run], *, short: bool = False) -> Table:
     table = Table(show_lines=False, header_style="bold")
     for heading, justify in (
         ("started (UTC)", "left"),
@@ -142,11 +163,13 @@ def runs_table(found: Sequence[Run]) -> Table:
         ("cost", "right"),
     ):
         table.add_column(heading, justify=justify)  # type: ignore[arg-type]
+    shown = short_ids([run.run_id or run.span_id for run in found]) if short else {}
     for run in found:
         started = dt.datetime.fromtimestamp(run.start_ns / 1e9, tz=dt.timezone.utc)
+        ident = run.run_id or run.span_id
         table.add_row(
             started.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-            run.run_id or f"span {run.span_id}",
+            shown.get(ident, ident) if run.run_id else f"span {shown.get(ident, ident)}",
             _name_text(run),
             run.run_type or "",
             status_text(run),

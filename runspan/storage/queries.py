@@ -52,6 +52,7 @@ _EPOCH = dt.date(1970, 1, 1)
 _PERCENTILES = (50, 95, 99)
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_PREFIX = re.compile(r"^[0-9a-f][0-9a-f-]{3,}$")
 
 
 def _run(row: Mapping[str, Any]) -> Run:
@@ -150,11 +151,48 @@ class RunStore:
             if found:
                 return found[0]["trace_id"], wanted
         if run_id is None and not _HEX16.match(wanted):
+            if _PREFIX.match(wanted):
+                return self._locate_prefix(wanted, run_or_trace_id)
             raise QueryError(
                 f"{run_or_trace_id!r} is not an id: give a run id (a UUID), a trace id (32 hex"
-                " digits) or a span id (16 hex digits)"
+                " digits), a span id (16 hex digits), or the first 4 or more characters of one"
             )
         raise NotFoundError(f"no run or trace {run_or_trace_id!r} in this database")
+
+    def _locate_prefix(self, prefix: str, given: str) -> tuple[str, str | None]:
+        """The one run, trace or span whose id starts with ``prefix``, as git takes a commit's.
+
+        Ids are hex (and a run id's dashes), all below "g": ``id >= p AND id < p || 'g'`` is a
+        prefix match that the ids' indexes serve.
+        """
+        bare = prefix.replace("-", "")
+
+        def between(column: Any, start: str) -> Any:
+            return and_(column >= start, column < start + "g")
+
+        traces = {
+            r["trace_id"]
+            for r in self._fetch(
+                select(_v.trace_id).where(between(_v.trace_id, bare)).distinct().limit(2)
+            )
+        }
+        found = {
+            (r["trace_id"], r["span_id"])
+            for r in self._fetch(
+                select(_v.trace_id, _v.span_id, _v.run_id)
+                .where(between(_v.run_id, prefix) | between(_v.span_id, bare))
+                .limit(3)
+            )
+        }
+        # A root run whose UUID is its trace's id is the same thing found twice: the trace.
+        runs = {(trace, span) for trace, span in found if trace not in traces}
+        matches = [(trace, None) for trace in traces] + sorted(runs)
+        if not matches:
+            raise NotFoundError(f"no run or trace starts with {given!r} in this database")
+        if len(matches) > 1:
+            raise QueryError(f"{given!r} starts more than one id: give more of it")
+        trace_id, span_id = matches[0]
+        return trace_id, span_id
 
     def tree(self, run_or_trace_id: str) -> list[Run]:
         """The tree under a run (by LangChain run id or span id) or of a whole trace (by trace

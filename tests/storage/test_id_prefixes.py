@@ -1,0 +1,67 @@
+"""Any unique prefix of a run, trace or span id is accepted, as git takes a commit's; the
+prefixes `runs` shows in a terminal are such prefixes. Through the real command, on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from langchain_core.runnables import RunnableLambda
+
+from runspan.cli.render import short_ids
+from tests.storage.conftest import Stored
+
+_RUNSPAN = Path(sys.executable).parent / "runspan"
+
+
+def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(_RUNSPAN), *args, "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_prefixes_find_runs_and_traces(stored: Stored) -> None:
+    """The short ids `runs` shows name their runs in `show`; a trace's prefix names the
+    trace; a prefix of several ids, or of none, is one clear line."""
+    chain = RunnableLambda(lambda x: x, name="first") | RunnableLambda(lambda x: x, name="second")
+    for value in range(3):
+        chain.invoke(value, config={"callbacks": [stored.handler]})
+    stored.flush()
+    listed = json.loads(_cli(stored.read_url, "runs", "--json").stdout)
+    assert len(listed) == 9
+    prefixes = short_ids([str(run["run_id"]) for run in listed])
+    assert all(len(prefix) >= 8 for prefix in prefixes.values())
+    assert len(set(prefixes.values())) == 9
+    for run in listed:
+        if run["name"] == "second":
+            shown = _cli(stored.read_url, "show", prefixes[str(run["run_id"])])
+            assert shown.returncode == 0, shown.stderr
+            assert shown.stdout.startswith(f"subtree of second in trace {run['trace_id']}")
+    trace = str(listed[0]["trace_id"])
+    whole = _cli(stored.read_url, "show", trace[:24])
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout.startswith(f"trace {trace}")
+    ambiguous = _cli(stored.read_url, "show", trace[:4])
+    assert ambiguous.returncode == 1
+    assert "starts more than one id" in ambiguous.stderr
+    missing = _cli(stored.read_url, "show", "ffff0000")
+    assert missing.returncode == 1
+    assert "no run or trace starts with 'ffff0000'" in missing.stderr
+
+
+def test_piped_output_keeps_whole_ids(stored: Stored) -> None:
+    """Output that is not a terminal (a pipe, a file) has every id whole."""
+    RunnableLambda(lambda x: x, name="only").invoke(1, config={"callbacks": [stored.handler]})
+    stored.flush()
+    [run] = json.loads(_cli(stored.read_url, "runs", "--json").stdout)
+    table = _cli(stored.read_url, "runs")
+    assert str(run["run_id"]) in table.stdout
