@@ -85,6 +85,7 @@ def test_storage_exported() -> None:
         "Stat",
         "StorageError",
         "StorageSpanProcessor",
+        "Trace",
         "create_reader",
         "prune",
         "upgrade_database",

@@ -16,7 +16,7 @@ from runspan.cli.app import (
     print_link,
     print_trees,
 )
-from runspan.cli.arguments import filter_options, parse_age, run_filter
+from runspan.cli.arguments import filter_options, parse_age, parse_moment, run_filter
 from runspan.exporters import configured_jaeger_url, jaeger_trace_url
 from runspan.storage import (
     RunStore,
@@ -29,6 +29,16 @@ from runspan.storage import (
 
 # Jaeger links printed under a list of runs, one per trace.
 _LINKS_SHOWN = 5
+
+
+def _console() -> Console:
+    """The terminal's width in a terminal; piped, no width, so that no value is cut."""
+    console = Console()
+    return console if console.is_terminal else Console(width=100_000)
+
+
+def _width(console: Console) -> int | None:
+    return console.width if console.is_terminal else None
 
 
 @main.command()
@@ -57,14 +67,14 @@ def runs(
             ]
         )
         return
-    from runspan.cli.render import runs_table  # noqa: PLC0415 - rich tables only when drawing
+    from runspan.cli.tables import runs_table  # noqa: PLC0415 - rich tables only when drawing
 
-    console = Console()
+    console = _console()
     if not found:
         console.print("no runs match")
         return
     # In a terminal, ids as short unique prefixes (any command takes them); piped, whole.
-    console.print(runs_table(found, short=console.is_terminal))
+    console.print(runs_table(found, width=_width(console), short=console.is_terminal))
     traces = list(dict.fromkeys(run.trace_id for run in found))
     if jaeger is None:
         return
@@ -72,6 +82,45 @@ def runs(
         print_link(console, "Jaeger", jaeger_trace_url(trace_id, jaeger))
     if len(traces) > _LINKS_SHOWN:
         console.print(f"and {len(traces) - _LINKS_SHOWN} more traces (--json gives every link)")
+
+
+@main.command()
+@click.option("--name", help="Traces whose root has this name.")
+@click.option("--status", help="ok, error, running, unfinished, interrupted.")
+@click.option("--since", help="Started after: an age (2h, 30d) or a date (2026-11-24).")
+@click.option("--until", help="Started before: an age or a date.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@database_option
+@json_option
+def traces(
+    *,
+    name: str | None,
+    status: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    database_url: str | None,
+    as_json: bool,
+) -> None:
+    """List traces, newest first, with their runs, errors, duration, tokens and cost."""
+    with errors_as_messages(), RunStore(database_url) as store:
+        found = store.traces(
+            name=name,
+            status=status,
+            since=parse_moment(since) if since else None,
+            until=parse_moment(until) if until else None,
+            limit=limit,
+        )
+    if as_json:
+        print_json([trace.as_dict() for trace in found])
+        return
+    from runspan.cli.tables import traces_table  # noqa: PLC0415 - rich tables only when drawing
+
+    console = _console()
+    if not found:
+        console.print("no traces match")
+        return
+    console.print(traces_table(found, width=_width(console), short=console.is_terminal))
 
 
 @main.command()
@@ -113,9 +162,10 @@ def stats(by: str, database_url: str | None, as_json: bool, **options: Any) -> N
     if as_json:
         print_json([vars(stat) for stat in found])
         return
-    from runspan.cli.render import stats_table  # noqa: PLC0415
+    from runspan.cli.tables import stats_table  # noqa: PLC0415
 
-    Console().print(stats_table(found, by))
+    console = _console()
+    console.print(stats_table(found, by, width=_width(console)))
 
 
 @main.command()

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 
 from rich.console import Group
 from rich.padding import Padding
-from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
 from runspan.cli.content import run_details
-from runspan.storage import Run, Stat
+from runspan.storage import Run, Stat, Trace
 
 _BAR_WIDTH = 24
-_STATUS_STYLES = {
+STATUS_STYLES = {
     "ok": "green",
     "error": "bold red",
     "running": "bold yellow",
@@ -30,7 +28,7 @@ def status_text(run: Run) -> Text:
     status = run.status
     if status == "unfinished" and run.unfinished_reason:
         status = f"unfinished ({run.unfinished_reason})"
-    return Text(status, style=_STATUS_STYLES.get(run.status, ""))
+    return Text(status, style=STATUS_STYLES.get(run.status, ""))
 
 
 def duration_text(duration_ms: float | None) -> str:
@@ -41,7 +39,7 @@ def duration_text(duration_ms: float | None) -> str:
     return f"{duration_ms:.2f} ms"
 
 
-def tokens_text(run: Run | Stat) -> str:
+def tokens_text(run: Run | Stat | Trace) -> str:
     if run.input_tokens is None and run.output_tokens is None:
         return ""
     shown = [str(n) if n is not None else "?" for n in (run.input_tokens, run.output_tokens)]
@@ -119,7 +117,7 @@ def run_tree_view(
     return view
 
 
-def _name_text(run: Run) -> Text:
+def name_text(run: Run) -> Text:
     """The name, and the LangGraph node it ran in where that is not the name: what tells
     apart, in a flat list, runs LangChain names alike (subgraphs, conditional edges)."""
     name = Text(run.name)
@@ -147,55 +145,3 @@ def short_ids(ids: Sequence[str], least: int = 8) -> dict[str, str]:
         shared = max((_shared_length(full, other) for other in neighbours), default=0)
         short[full] = full[: max(least, shared + 1)]
     return short
-
-
-def runs_table(found: Sequence[Run], *, short: bool = False) -> Table:
-    table = Table(show_lines=False, header_style="bold")
-    for heading, justify in (
-        ("started (UTC)", "left"),
-        ("run id", "left"),
-        ("name", "left"),
-        ("type", "left"),
-        ("status", "left"),
-        ("duration", "right"),
-        ("model", "left"),
-        ("tokens", "right"),
-        ("cost", "right"),
-    ):
-        table.add_column(heading, justify=justify)  # type: ignore[arg-type]
-    shown = short_ids([run.run_id or run.span_id for run in found]) if short else {}
-    for run in found:
-        started = dt.datetime.fromtimestamp(run.start_ns / 1e9, tz=dt.timezone.utc)
-        ident = run.run_id or run.span_id
-        table.add_row(
-            started.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-            shown.get(ident, ident) if run.run_id else f"span {shown.get(ident, ident)}",
-            _name_text(run),
-            run.run_type or "",
-            status_text(run),
-            duration_text(run.duration_ms),
-            run.model_name or "",
-            tokens_text(run),
-            cost_text(run.cost_usd),
-        )
-    return table
-
-
-def stats_table(stats: Sequence[Stat], by: str) -> Table:
-    table = Table(header_style="bold")
-    table.add_column(by)
-    for heading in ("runs", "errors", "error rate", "p50", "p95", "p99", "tokens", "cost"):
-        table.add_column(heading, justify="right")
-    for stat in stats:
-        table.add_row(
-            stat.key if stat.key is not None else "—",
-            str(stat.runs),
-            str(stat.errors),
-            f"{stat.error_rate:.1%}",
-            duration_text(stat.p50_ms),
-            duration_text(stat.p95_ms),
-            duration_text(stat.p99_ms),
-            tokens_text(stat),
-            cost_text(stat.cost_usd),
-        )
-    return table

@@ -24,7 +24,7 @@ from runspan.storage.exporter import SqlSpanExporter
 from runspan.storage.maintenance import Pruned, create_reader, prune, upgrade_database
 from runspan.storage.processor import StorageSpanProcessor
 from runspan.storage.queries import RunStore
-from runspan.storage.records import Run, RunFilter, SqlResult, Stat
+from runspan.storage.records import Run, RunFilter, SqlResult, Stat, Trace
 
 __all__ = [
     "ConfigurationError",
@@ -42,6 +42,7 @@ __all__ = [
     "Stat",
     "StorageError",
     "StorageSpanProcessor",
+    "Trace",
     "create_reader",
     "prune",
     "upgrade_database",

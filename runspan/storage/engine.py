@@ -283,7 +283,7 @@ def create_reader_engine(url: URL) -> Engine:
             )
         uri = f"file:{path.resolve().as_posix()}?mode=ro"
         engine = create_engine(
-            "sqlite://",
+            url,  # what messages name; connections come from the creator, read-only
             creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
             poolclass=NullPool,
         )

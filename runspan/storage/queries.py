@@ -39,12 +39,15 @@ from runspan.storage.readonly import check_reader_role, check_reading_statement
 from runspan.storage.records import (
     GROUPS,
     RUN_FIELDS,
+    TRACE_FIELDS,
     GroupBy,
     Run,
     RunFilter,
     SqlResult,
     Stat,
+    Trace,
     runs_v,
+    traces_v,
 )
 
 _v = runs_v.c
@@ -127,6 +130,31 @@ class RunStore:
             query = query.where(_v.duration_ms.is_not(None))
         query = query.order_by(ordering).limit(limit)
         return [_run(row) for row in self._fetch(query)]
+
+    def traces(
+        self,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int = 50,
+    ) -> list[Trace]:
+        """Traces, newest first: the root's name and status, runs, errors, tokens, cost."""
+        if not isinstance(limit, int) or limit < 1:
+            raise QueryError(f"limit={limit!r}: use a positive integer")
+        t = traces_v.c
+        query = select(*(t[f] for f in TRACE_FIELDS))
+        if name is not None:
+            query = query.where(t.name == name)
+        if status is not None:
+            query = query.where(t.status == status)
+        if since is not None:
+            query = query.where(t.start_ns >= since)
+        if until is not None:
+            query = query.where(t.start_ns < until)
+        query = query.order_by(t.start_ns.desc()).limit(limit)
+        return [Trace(**{f: row[f] for f in TRACE_FIELDS}) for row in self._fetch(query)]
 
     # --- trees -----------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from sqlalchemy import Float, Text, and_, column, literal, table
 
 from runspan.storage.errors import QueryError
-from runspan.storage.schema import STATUSES, UNFINISHED_REASONS, runs
+from runspan.storage.schema import STATUSES, UNFINISHED_REASONS, runs, traces
 from runspan.storage.sqlfuncs import (
     json_array_contains,
     json_member_text,
@@ -24,6 +24,12 @@ runs_v = table(
     column("cost_usd", Float()),
 )
 _v = runs_v.c
+# The traces_v view: traces with readable times and their cost.
+traces_v = table(
+    "traces_v",
+    *(column(c.name, c.type) for c in traces.columns),
+    column("cost_usd", Float()),
+)
 
 GroupBy = Literal["name", "model", "day", "node"]
 GROUPS: dict[str, Any] = {
@@ -225,3 +231,29 @@ class Stat:
 class SqlResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One stored trace: its root's name and status, and the totals of its runs."""
+
+    trace_id: str
+    root_run_id: str | None
+    service_name: str | None
+    name: str | None
+    status: str
+    start_ns: int
+    end_ns: int | None
+    duration_ms: float | None
+    run_count: int
+    error_count: int
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    cost_usd: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+TRACE_FIELDS = [f.name for f in fields(Trace)]

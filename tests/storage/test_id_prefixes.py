@@ -65,3 +65,36 @@ def test_piped_output_keeps_whole_ids(stored: Stored) -> None:
     [run] = json.loads(_cli(stored.read_url, "runs", "--json").stdout)
     table = _cli(stored.read_url, "runs")
     assert str(run["run_id"]) in table.stdout
+
+
+def test_tables_fit_80_columns_in_a_terminal(stored: Stored) -> None:
+    """In an 80-column terminal, runs, traces and stats fit by dropping their least useful
+    columns; the ids they keep are whole prefixes that `show` takes, never cut mid-way."""
+    import re
+
+    chain = RunnableLambda(lambda x: x, name="a_rather_long_step_name") | RunnableLambda(
+        lambda x: x, name="second"
+    )
+    for value in range(3):
+        chain.invoke(value, config={"callbacks": [stored.handler]})
+    stored.flush()
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+    terminal = {**os.environ, "COLUMNS": "80", "FORCE_COLOR": "1"}
+    for command in (["runs"], ["traces"], ["stats"]):
+        done = subprocess.run(
+            [str(_RUNSPAN), *command, "--database-url", stored.read_url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=terminal,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = [ansi.sub("", line) for line in done.stdout.splitlines()]
+        assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+        if command == ["runs"]:
+            ids = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
+            assert len(ids) == 9
+            for prefix in ids:
+                assert len(prefix) >= 8
+                assert _cli(stored.read_url, "show", prefix).returncode == 0
