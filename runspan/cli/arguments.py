@@ -83,6 +83,12 @@ def filter_options(command: F) -> F:
         ),
         click.option("--contains", metavar="TEXT", help="Inputs or outputs contain this text."),
         click.option("--roots", is_flag=True, help="Only runs that started a run tree."),
+        click.option(
+            "--all",
+            "all_types",
+            is_flag=True,
+            help="runs: prompts and parsers too (else left out).",
+        ),
         click.option("--trace", "trace_id", help="Only runs of this trace."),
     ]
     for option in reversed(options):
@@ -90,7 +96,8 @@ def filter_options(command: F) -> F:
     return command
 
 
-def run_filter(options: dict[str, Any]) -> RunFilter:
+def run_filter(options: dict[str, Any], *, skip: tuple[str, ...] = ()) -> RunFilter:
+    """The filter the options ask for; ``skip``: run types left out unless --all or --type."""
     metadata = []
     for pair in options["metadata"]:
         key, sep, value = pair.partition("=")
@@ -123,5 +130,6 @@ def run_filter(options: dict[str, Any]) -> RunFilter:
         metadata=tuple(metadata) or None,
         text=options["contains"],
         roots_only=options["roots"],
+        skip_types=() if options["all_types"] or options["run_type"] else skip,
         trace_id=options["trace_id"],
     )

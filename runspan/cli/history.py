@@ -53,8 +53,11 @@ def runs(
     """List runs, newest first, filtered."""
     with errors_as_messages(), RunStore(database_url) as store:
         jaeger = configured_jaeger_url()
+        # Prompts and parsers are steps of nearly every chain: listed when asked for (--all).
         found = store.runs(
-            run_filter(options), limit=limit, order="slowest" if slowest else "newest"
+            run_filter(options, skip=("prompt", "parser")),
+            limit=limit,
+            order="slowest" if slowest else "newest",
         )
     if as_json:
         print_json(

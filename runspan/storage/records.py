@@ -118,6 +118,7 @@ class RunFilter:
             pairs it has all of.
         text: a text that the inputs or outputs contain (case-insensitive).
         roots_only: only runs that started a LangChain run tree.
+        skip_types: run types left out (the command line leaves out prompts and parsers).
         trace_id: only runs of this trace.
     """
 
@@ -136,6 +137,7 @@ class RunFilter:
     text: str | None = None
     roots_only: bool = False
     trace_id: str | None = None
+    skip_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in STATUSES:
@@ -203,6 +205,8 @@ class RunFilter:
                 json_text(_v.inputs).ilike(pattern, escape="\\")
                 | json_text(_v.outputs).ilike(pattern, escape="\\")
             )
+        if self.skip_types:
+            where.append(_v.run_type.is_(None) | _v.run_type.not_in(self.skip_types))
         if self.roots_only:
             where.append(and_(_v.run_id.is_not(None), _v.parent_run_id.is_(None)))
         if self.trace_id is not None:

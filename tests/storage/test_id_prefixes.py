@@ -98,3 +98,27 @@ def test_tables_fit_80_columns_in_a_terminal(stored: Stored) -> None:
             for prefix in ids:
                 assert len(prefix) >= 8
                 assert _cli(stored.read_url, "show", prefix).returncode == 0
+
+
+def test_runs_leaves_prompts_and_parsers_out_unless_asked(stored: Stored) -> None:
+    """`runs` lists models, tools, retrievers and chains; --all adds prompts and parsers, and
+    --type prompt asks for prompts alone. `stats` counts every run."""
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+
+    from tests.support import fake_chat
+
+    chain = ChatPromptTemplate.from_template("hi {x}") | fake_chat() | StrOutputParser()
+    chain.invoke({"x": "1"}, config={"callbacks": [stored.handler]})
+    stored.flush()
+
+    def types(*args: str) -> list[str]:
+        done = _cli(stored.read_url, "runs", "--json", *args)
+        assert done.returncode == 0, done.stderr
+        return sorted(str(run["run_type"]) for run in json.loads(done.stdout))
+
+    assert types() == ["chain", "llm"]
+    assert types("--all") == ["chain", "llm", "parser", "prompt"]
+    assert types("--type", "prompt") == ["prompt"]
+    stats = json.loads(_cli(stored.read_url, "stats", "--json").stdout)
+    assert sum(int(stat["runs"]) for stat in stats) == 4
