@@ -195,9 +195,16 @@ class TestPruneAndUpgrade:
         assert code == 0
         assert "deleted 0 traces" in out
         time.sleep(0.05)
+        code, out = invoke("prune", "--older-than", "0.01s", "--dry-run", "--database-url", demo_db)
+        assert code == 0, out
+        assert "would delete 2 traces (22 runs)" in out
+        code, out = invoke("sql", "SELECT count(*) AS n FROM runs", "--database-url", demo_db)
+        assert "22" in out  # a dry run changes nothing
         code, out = invoke("prune", "--older-than", "0.01s", "--database-url", demo_db, "--json")
         assert code == 0, out
-        assert json.loads(out) == {"traces": 2, "runs": 22}
+        pruned = json.loads(out)
+        assert (pruned["traces"], pruned["runs"], pruned["dry_run"]) == (2, 22, False)
+        assert isinstance(pruned["freed_bytes"], int)  # SQLite gives the space back
 
     def test_db_upgrade(self, tmp_path: Path) -> None:
         url = f"sqlite:///{tmp_path / 'new.db'}"

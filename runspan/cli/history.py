@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import click
@@ -195,17 +196,22 @@ def sql(statement: str, database_url: str | None, as_json: bool) -> None:
 
 @main.command(name="prune")
 @click.option("--older-than", required=True, help="Delete traces started longer ago: 30d, 12h.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
 @database_option
 @json_option
-def prune_command(older_than: str, database_url: str | None, as_json: bool) -> None:
-    """Delete traces (with their runs) older than an age."""
+def prune_command(older_than: str, dry_run: bool, database_url: str | None, as_json: bool) -> None:
+    """Delete traces (with their runs) older than an age; on SQLite, give the space back."""
     with errors_as_messages():
         seconds = parse_age(older_than)
-        removed = prune(seconds, database_url)
+        removed = prune(seconds, database_url, dry_run=dry_run)
     if as_json:
-        print_json({"traces": removed.traces, "runs": removed.runs})
+        print_json(dataclasses.asdict(removed))
         return
-    click.echo(f"deleted {removed.traces} traces ({removed.runs} runs) older than {older_than}")
+    verb = "would delete" if dry_run else "deleted"
+    line = f"{verb} {removed.traces} traces ({removed.runs} runs) older than {older_than}"
+    if removed.freed_bytes is not None:
+        line += f"; the file shrank by {removed.freed_bytes / 1e6:.1f} MB"
+    click.echo(line)
 
 
 @main.group()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import URL, delete, select, text
+from sqlalchemy import URL, Engine, delete, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from runspan.storage.engine import (
@@ -14,6 +14,7 @@ from runspan.storage.engine import (
     described,
     is_sqlite,
     safe_url,
+    sqlite_path,
 )
 from runspan.storage.errors import ConfigurationError, DatabaseUnavailable
 from runspan.storage.migrate import check_schema, upgrade
@@ -27,8 +28,12 @@ _PRUNE_CHUNK = 1000
 
 @dataclass(frozen=True)
 class Pruned:
+    """What a prune removed (or, in a dry run, would remove)."""
+
     traces: int
     runs: int
+    dry_run: bool = False
+    freed_bytes: int | None = None  # SQLite: what the file shrank by once vacuumed
 
 
 def upgrade_database(database_url: str | URL | None = None) -> str:
@@ -45,9 +50,11 @@ def prune(
     database_url: str | URL | None = None,
     *,
     now_ns: int | None = None,
+    dry_run: bool = False,
 ) -> Pruned:
     """Delete every trace that started more than ``older_than_seconds`` ago, with its runs,
-    including runs left ``running`` by a process that died."""
+    including runs left ``running`` by a process that died; on SQLite, then give the space back
+    to the disk (``VACUUM``). ``dry_run``: count what would go, and change nothing."""
     if not older_than_seconds > 0:
         raise ValueError(f"older_than_seconds={older_than_seconds!r}: use a positive number")
     cutoff = (time.time_ns() if now_ns is None else now_ns) - int(older_than_seconds * 1e9)
@@ -55,6 +62,8 @@ def prune(
     removed_traces = removed_runs = 0
     try:
         check_schema(engine)
+        if dry_run:
+            return _would_prune(engine, cutoff)
         while True:
             with engine.begin() as connection:
                 chunk = list(
@@ -72,13 +81,36 @@ def prune(
                 removed_traces += connection.execute(
                     delete(traces).where(traces.c.trace_id.in_(chunk))
                 ).rowcount
+        freed = _vacuum(engine) if removed_traces and is_sqlite(engine.url) else None
     except DBAPIError as error:
         raise DatabaseUnavailable(
             f"cannot prune {safe_url(engine.url)}: {described(error, engine.url)}"
         ) from None
     finally:
         engine.dispose()
-    return Pruned(traces=removed_traces, runs=removed_runs)
+    return Pruned(traces=removed_traces, runs=removed_runs, freed_bytes=freed)
+
+
+def _would_prune(engine: Engine, cutoff: int) -> Pruned:
+    old = select(traces.c.trace_id).where(traces.c.start_ns < cutoff)
+    with engine.connect() as connection:
+        old_traces = connection.execute(select(func.count()).select_from(old.subquery()))
+        counted_traces = int(old_traces.scalar_one())
+        old_runs = connection.execute(
+            select(func.count()).select_from(runs).where(runs.c.trace_id.in_(old))
+        )
+        return Pruned(traces=counted_traces, runs=int(old_runs.scalar_one()), dry_run=True)
+
+
+def _vacuum(engine: Engine) -> int | None:
+    """Give a SQLite file's free pages back to the disk; how many bytes it shrank by."""
+    path = sqlite_path(engine.url)
+    before = path.stat().st_size if path is not None and path.exists() else None
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM")
+    if before is None or path is None:
+        return None
+    return max(before - path.stat().st_size, 0)
 
 
 def create_reader(
