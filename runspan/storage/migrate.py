@@ -71,18 +71,21 @@ def check_schema(engine: Engine) -> None:
             revision = current_revision(connection)
             names = set(inspect(connection).get_table_names()) if revision is None else set()
     except DBAPIError as error:
-        if "file is not a database" in str(error.orig):
-            raise SchemaError(f"{safe_url(engine.url)} is not a SQLite database file") from None
-        raise _unavailable(engine, error) from None
+        raise _failure(engine, error) from None
     head = head_revision()
     if revision == head:
         return
     where = safe_url(engine.url)
+    if revision is None and "runs" in names:  # db upgrade would refuse it: never advise it
+        raise SchemaError(
+            f"{where} is another application's database (its 'runs' table is not runspan's):"
+            " point --database-url / RUNSPAN_DATABASE_URL at runspan's database"
+        )
     if revision is None:
-        what = "has tables but is not a runspan database" if names else "has no runspan schema"
+        what = "has tables but no runspan schema" if names else "has no runspan schema"
         raise SchemaError(
             f"{where} {what}: point --database-url / RUNSPAN_DATABASE_URL at runspan's"
-            " database, or create the schema with `runspan db upgrade`"
+            " database, or create runspan's tables there with `runspan db upgrade`"
         )
     if not _known(revision):
         raise SchemaError(
@@ -129,7 +132,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
             config.attributes["connection"] = connection
             command.upgrade(config, head)
     except DBAPIError as error:
-        raise _unavailable(engine, error) from None
+        raise _failure(engine, error) from None
     finally:
         if migrator is not engine:
             migrator.dispose()
@@ -158,6 +161,18 @@ def _migration_engine(engine: Engine) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return migrator
+
+
+def _failure(engine: Engine, error: DBAPIError) -> SchemaError | DatabaseUnavailable:
+    """A file that is not a SQLite database will not become one: say so, and what to do,
+    rather than retry it as a database that is away."""
+    if "file is not a database" in str(error.orig):
+        return SchemaError(
+            f"{safe_url(engine.url)} is not a SQLite database file (damaged, or another kind of"
+            " file): point --database-url / RUNSPAN_DATABASE_URL at runspan's database, or move"
+            " the file aside to start a new one"
+        )
+    return _unavailable(engine, error)
 
 
 def _unavailable(engine: Engine, error: DBAPIError) -> DatabaseUnavailable:

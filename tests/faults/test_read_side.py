@@ -142,6 +142,14 @@ def test_cli_filters_are_data_not_sql(demo_database: str, hostile: str) -> None:
 
 
 def test_a_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A damaged file, or one that is no database at all, is named with what to do."""
+    text_file = tmp_path / "notes.db"
+    text_file.write_text("not a database at all " * 20)
+    for command in (["runs"], ["db", "upgrade"]):
+        result = CliRunner().invoke(main, [*command, "--database-url", f"sqlite:///{text_file}"])
+        assert result.exit_code == 1
+        assert str(text_file) in result.output
+        assert "move the file aside" in result.output
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 40)
     for command in (["runs"], ["sql", "SELECT 1"], ["show", "ab" * 16], ["stats"]):
@@ -164,7 +172,9 @@ def test_a_foreign_sqlite_file_is_a_clear_error(tmp_path: Path) -> None:
     url = f"sqlite:///{foreign}"
     result = CliRunner().invoke(main, ["runs", "--database-url", url])
     assert result.exit_code == 1
-    assert "runspan" in result.output
+    assert str(foreign) in result.output  # the file is named
+    assert "another application's database" in result.output
+    assert "db upgrade" not in result.output  # which would refuse it: never advised
     result = CliRunner().invoke(main, ["db", "upgrade", "--database-url", url])
     assert result.exit_code == 1
     assert "not runspan's" in result.output

@@ -161,7 +161,7 @@ class TestMigrations:
         engine.dispose()
         with pytest.raises(SchemaError, match="not runspan's"):
             upgrade_database(database_url)
-        with pytest.raises(SchemaError, match="not a runspan database"):
+        with pytest.raises(SchemaError, match="another application's database"):
             RunStore(database_url)
 
 
