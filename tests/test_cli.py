@@ -214,3 +214,33 @@ class TestPruneAndUpgrade:
         code, out = invoke("runs", "--database-url", url)
         assert code == 0
         assert "no runs match" in out
+
+
+class TestSqlValues:
+    def test_long_values_are_whole_when_piped_and_marked_in_a_terminal(self, demo_db: str) -> None:
+        """Piped, `runspan sql` prints every value whole; in a terminal a long value is cut
+        with a marker naming --wide, which prints it whole."""
+        import os
+        import subprocess
+        import sys
+
+        query = "SELECT inputs FROM runs WHERE name = 'ChatPromptTemplate' LIMIT 1"
+        command = [str(Path(sys.executable).parent / "runspan"), "sql", query]
+        command += ["--database-url", demo_db]
+        piped = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert piped.returncode == 0, piped.stderr
+        terminal = {**os.environ, "COLUMNS": "200", "FORCE_COLOR": "1"}  # rich: a terminal
+        marked = subprocess.run(
+            command, capture_output=True, text=True, timeout=60, check=False, env=terminal
+        )
+        assert "--wide]" not in piped.stdout
+        assert "--wide]" in marked.stdout
+        whole = subprocess.run(
+            [*command, "--wide"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=terminal,
+        )
+        assert "--wide]" not in whole.stdout

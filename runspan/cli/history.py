@@ -174,11 +174,12 @@ def stats(by: str, database_url: str | None, as_json: bool, **options: Any) -> N
 
 @main.command()
 @click.argument("statement")
+@click.option("--wide", is_flag=True, help="In a terminal, every value whole (else long ones cut).")
 @database_option
 @json_option
-def sql(statement: str, database_url: str | None, as_json: bool) -> None:
-    """Run one read-only SQL statement (SQLite opened read-only, PostgreSQL in a read-only
-    transaction)."""
+def sql(statement: str, wide: bool, database_url: str | None, as_json: bool) -> None:
+    """Run one read-only SQL statement (SQLite opened read-only; PostgreSQL in a read-only
+    transaction, as a role that can only read)."""
     with errors_as_messages(), RunStore(database_url) as store:
         result = store.sql(statement)
     if as_json:
@@ -186,12 +187,24 @@ def sql(statement: str, database_url: str | None, as_json: bool) -> None:
         return
     from rich.table import Table  # noqa: PLC0415
 
+    console = _console()
+    # Piped, every value whole; in a terminal, long ones cut with a marker that says so.
+    cut = console.is_terminal and not wide
     table = Table(*result.columns, header_style="bold")
     for row in result.rows:
-        table.add_row(*("NULL" if value is None else str(value) for value in row))
-    console = Console()
+        table.add_row(*(_sql_value(value, cut) for value in row))
     console.print(table)
     console.print(f"{len(result.rows)} rows", style="dim")
+
+
+_SQL_VALUE_CHARS = 60
+
+
+def _sql_value(value: object, cut: bool) -> str:
+    text = "NULL" if value is None else str(value)
+    if cut and len(text) > _SQL_VALUE_CHARS:
+        return f"{text[:_SQL_VALUE_CHARS]}… [+{len(text) - _SQL_VALUE_CHARS:,} chars: --wide]"
+    return text
 
 
 @main.command(name="prune")
