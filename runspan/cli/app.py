@@ -7,6 +7,7 @@ status 1; a database password never appears in it.
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -53,6 +54,50 @@ def errors_as_messages() -> Iterator[None]:
 def print_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+FORMATS = ("table", "json", "jsonl", "csv", "tsv")
+
+
+def format_option(command: F) -> F:
+    """``--format`` for a listing (``--json`` stays, as ``--format json``)."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(FORMATS),
+        default=None,
+        help="table (default), json, jsonl (one object a line), csv or tsv.",
+    )(command)
+
+
+def chosen_format(output_format: str | None, as_json: bool) -> str:
+    if as_json and output_format not in (None, "json"):
+        raise click.UsageError(f"--json and --format {output_format}: give one")
+    return "json" if as_json else output_format or "table"
+
+
+def print_records(records: list[dict[str, Any]], output_format: str) -> None:
+    """Records for scripts: a JSON array, JSON lines, or CSV/TSV with nested values as JSON."""
+    if output_format == "json":
+        print_json(records)
+        return
+    if output_format == "jsonl":
+        for record in records:
+            sys.stdout.write(json.dumps(record, default=str) + "\n")
+        return
+    columns = list(records[0]) if records else []
+    writer = csv.writer(sys.stdout, delimiter="\t" if output_format == "tsv" else ",")
+    writer.writerow(columns)
+    for record in records:
+        writer.writerow([_cell(record.get(column)) for column in columns])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)
 
 
 def print_link(console: Console, label: str, url: str) -> None:

@@ -9,12 +9,15 @@ import click
 from rich.console import Console
 
 from runspan.cli.app import (
+    chosen_format,
     database_option,
     errors_as_messages,
+    format_option,
     json_option,
     main,
     print_json,
     print_link,
+    print_records,
     print_trees,
 )
 from runspan.cli.arguments import filter_options, parse_age, parse_moment, run_filter
@@ -48,8 +51,14 @@ def _width(console: Console) -> int | None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @database_option
 @json_option
+@format_option
 def runs(
-    slowest: bool, limit: int, database_url: str | None, as_json: bool, **options: Any
+    slowest: bool,
+    limit: int,
+    database_url: str | None,
+    as_json: bool,
+    output_format: str | None,
+    **options: Any,
 ) -> None:
     """List runs, newest first, filtered."""
     with errors_as_messages(), RunStore(database_url) as store:
@@ -60,16 +69,16 @@ def runs(
             limit=limit,
             order="slowest" if slowest else "newest",
         )
-    if as_json:
-        print_json(
-            [
-                {
-                    **run.as_dict(children=False),
-                    "jaeger_url": jaeger_trace_url(run.trace_id, jaeger) if jaeger else None,
-                }
-                for run in found
-            ]
-        )
+    chosen = chosen_format(output_format, as_json)
+    if chosen != "table":
+        records = [
+            {
+                **run.as_dict(children=False),
+                "jaeger_url": jaeger_trace_url(run.trace_id, jaeger) if jaeger else None,
+            }
+            for run in found
+        ]
+        print_records(records, chosen)
         return
     from runspan.cli.tables import runs_table  # noqa: PLC0415 - rich tables only when drawing
 
@@ -96,6 +105,7 @@ def runs(
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @database_option
 @json_option
+@format_option
 def traces(
     *,
     name: str | None,
@@ -105,6 +115,7 @@ def traces(
     limit: int,
     database_url: str | None,
     as_json: bool,
+    output_format: str | None,
 ) -> None:
     """List traces, newest first, with their runs, errors, duration, tokens and cost."""
     with errors_as_messages(), RunStore(database_url) as store:
@@ -115,8 +126,9 @@ def traces(
             until=parse_moment(until) if until else None,
             limit=limit,
         )
-    if as_json:
-        print_json([trace.as_dict() for trace in found])
+    chosen = chosen_format(output_format, as_json)
+    if chosen != "table":
+        print_records([trace.as_dict() for trace in found], chosen)
         return
     from runspan.cli.tables import traces_table  # noqa: PLC0415 - rich tables only when drawing
 
@@ -159,12 +171,16 @@ def show(run_or_trace_id: str, full: bool, database_url: str | None, as_json: bo
 @filter_options
 @database_option
 @json_option
-def stats(by: str, database_url: str | None, as_json: bool, **options: Any) -> None:
+@format_option
+def stats(
+    by: str, database_url: str | None, as_json: bool, output_format: str | None, **options: Any
+) -> None:
     """Latency percentiles, error rates, tokens and cost, grouped."""
     with errors_as_messages(), RunStore(database_url) as store:
         found = store.stats(by, run_filter(options))  # type: ignore[arg-type]
-    if as_json:
-        print_json([vars(stat) for stat in found])
+    chosen = chosen_format(output_format, as_json)
+    if chosen != "table":
+        print_records([dict(vars(stat)) for stat in found], chosen)
         return
     from runspan.cli.tables import stats_table  # noqa: PLC0415
 
@@ -177,13 +193,17 @@ def stats(by: str, database_url: str | None, as_json: bool, **options: Any) -> N
 @click.option("--wide", is_flag=True, help="In a terminal, every value whole (else long ones cut).")
 @database_option
 @json_option
-def sql(statement: str, wide: bool, database_url: str | None, as_json: bool) -> None:
+@format_option
+def sql(
+    statement: str, wide: bool, database_url: str | None, as_json: bool, output_format: str | None
+) -> None:
     """Run one read-only SQL statement (SQLite opened read-only; PostgreSQL in a read-only
     transaction, as a role that can only read)."""
     with errors_as_messages(), RunStore(database_url) as store:
         result = store.sql(statement)
-    if as_json:
-        print_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
+    chosen = chosen_format(output_format, as_json)
+    if chosen != "table":
+        print_records([dict(zip(result.columns, row, strict=True)) for row in result.rows], chosen)
         return
     from rich.table import Table  # noqa: PLC0415
 

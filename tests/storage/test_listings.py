@@ -1,6 +1,6 @@
-"""Any unique prefix of a run, trace or span id is accepted, as git takes a commit's; the
-prefixes `runs` shows in a terminal are such prefixes. Through the real command, on SQLite and
-PostgreSQL."""
+"""The listings (runs, traces, stats, sql) as users read and script them, through the real
+command on SQLite and PostgreSQL: ids as unique prefixes, tables that fit the terminal, the
+runs listed by default, and every output format."""
 
 from __future__ import annotations
 
@@ -122,3 +122,28 @@ def test_runs_leaves_prompts_and_parsers_out_unless_asked(stored: Stored) -> Non
     assert types("--type", "prompt") == ["prompt"]
     stats = json.loads(_cli(stored.read_url, "stats", "--json").stdout)
     assert sum(int(stat["runs"]) for stat in stats) == 4
+
+
+def test_every_listing_speaks_every_format(stored: Stored) -> None:
+    """--format json, jsonl, csv and tsv carry the same records as --json, for runs, traces,
+    stats and sql; --json with another --format is refused."""
+    import csv
+    import io
+
+    chain = RunnableLambda(lambda x: {"said": x}, name="speak")
+    for value in ("a, b", 'quote "q"', "tab\there"):
+        chain.invoke(value, config={"callbacks": [stored.handler]})
+    stored.flush()
+    for command in (["runs"], ["traces"], ["stats"], ["sql", "SELECT name, inputs FROM runs"]):
+        as_json = json.loads(_cli(stored.read_url, *command, "--json").stdout)
+        assert as_json
+        lines = _cli(stored.read_url, *command, "--format", "jsonl").stdout.splitlines()
+        assert [json.loads(line) for line in lines] == as_json
+        for fmt, delimiter in (("csv", ","), ("tsv", "\t")):
+            text = _cli(stored.read_url, *command, "--format", fmt).stdout
+            rows = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+            assert len(rows) == len(as_json)
+            assert list(rows[0]) == list(as_json[0])
+    refused = _cli(stored.read_url, "runs", "--json", "--format", "csv")
+    assert refused.returncode == 2
+    assert "give one" in refused.stderr
