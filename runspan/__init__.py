@@ -1,29 +1,23 @@
 """runspan: every LangChain run as an OpenTelemetry span.
 
 chain.with_config(callbacks=[runspan.TracingCallbackHandler()]).invoke(...)
+
+The public names are imported when first used, so that the ``runspan`` command, which needs
+none of LangChain, starts fast.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("runspan")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from runspan.default_provider import default_provider as _default_provider
-from runspan.provider import configure, configured_provider, flush, shutdown
-from runspan.tracer import (
-    RunIdGenerator,
-    TracingCallbackHandler,
-    instrument,
-    instrumented_handler,
-    uninstrument,
-)
-from runspan.tracer.fallback import set_fallback as _set_fallback
-from runspan.tracer.settings import TracerSettings
-
-# Handlers given no provider, with none set globally, store runs through runspan's own.
-_set_fallback(_default_provider)
+if TYPE_CHECKING:
+    __version__: str
+    from runspan.provider import configure, configured_provider, flush, shutdown
+    from runspan.tracer.handler import TracingCallbackHandler
+    from runspan.tracer.ids import RunIdGenerator
+    from runspan.tracer.instrumentation import instrument, instrumented_handler, uninstrument
+    from runspan.tracer.settings import TracerSettings
 
 __all__ = [
     "RunIdGenerator",
@@ -38,3 +32,61 @@ __all__ = [
     "shutdown",
     "uninstrument",
 ]
+
+_WHERE = {
+    "RunIdGenerator": "runspan.tracer.ids",
+    "TracerSettings": "runspan.tracer.settings",
+    "TracingCallbackHandler": "runspan.tracer.handler",
+    "configure": "runspan.provider",
+    "configured_provider": "runspan.provider",
+    "flush": "runspan.provider",
+    "shutdown": "runspan.provider",
+    "instrument": "runspan.tracer.instrumentation",
+    "instrumented_handler": "runspan.tracer.instrumentation",
+    "uninstrument": "runspan.tracer.instrumentation",
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 - slow
+
+    try:
+        return version("runspan")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value = globals()[name] = _version()
+        return value
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'runspan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _DefaultProvider:
+    """runspan's own provider for handlers given none (``runspan.default_provider``), loaded
+    when a handler first needs it: storage and OTLP are not imported before."""
+
+    def check(self) -> None:
+        importlib.import_module("runspan.default_provider").default_provider.check()
+
+    def get(self) -> Any:
+        return importlib.import_module("runspan.default_provider").default_provider.get()
+
+
+def _register_default_provider() -> None:
+    from runspan.tracer.fallback import set_fallback  # noqa: PLC0415 - a light module
+
+    set_fallback(_DefaultProvider())
+
+
+_register_default_provider()

@@ -51,7 +51,7 @@ def _run(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]
 
 def _runs(url: str) -> list[dict[str, object]]:
     listed = subprocess.run(
-        [str(_RUNSPAN), "runs", "--json", "--limit", "100", "--database-url", url],
+        [str(_RUNSPAN), "runs", "--all", "--json", "--limit", "100", "--database-url", url],
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,7 +16,7 @@ from runspan.cli.app import (
     print_json,
     print_trees,
 )
-from runspan.exporters import OtlpSettings, OtlpSpanExporter, jaeger_base_url, jaeger_trace_url
+from runspan.exporters import jaeger_base_url, jaeger_trace_url
 from runspan.storage import RunFilter, RunStore, database_url_from, is_sqlite, safe_url, sqlite_path
 
 
@@ -54,6 +54,7 @@ def _queries_to_paste(trace_id: str) -> list[tuple[str, str]]:
 def demo(database_url: str | None, otlp_endpoint: str | None, as_json: bool) -> None:
     """Run a real LangChain chain offline, store its runs, and show them read back from SQL."""
     from runspan.cli.demo_chain import QUESTION, run_demo  # noqa: PLC0415 - needs LangChain
+    from runspan.exporters import OtlpSettings, OtlpSpanExporter  # noqa: PLC0415 - gRPC
     from runspan.provider import build_provider  # noqa: PLC0415
     from runspan.tracer import TracingCallbackHandler  # noqa: PLC0415
 

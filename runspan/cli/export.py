@@ -10,7 +10,6 @@ from rich.console import Console
 
 from runspan.cli.app import database_option, errors_as_messages, json_option, main, print_json
 from runspan.cli.arguments import parse_moment
-from runspan.exporters import OtlpSettings, OtlpSpanExporter, replay, trace_pages, window_pages
 from runspan.storage import Run, RunStore
 
 
@@ -51,6 +50,15 @@ def export_command(
     """
     from rich.progress import Progress  # noqa: PLC0415 - only for this command
 
+    # gRPC and the OTLP exporters load only for the command that sends.
+    from runspan.exporters import (  # noqa: PLC0415
+        OtlpSettings,
+        OtlpSpanExporter,
+        replay_runs,
+        trace_pages,
+        window_pages,
+    )
+
     if sum(value is not None for value in (since, trace_id, run_id)) != 1:
         raise click.UsageError("give one of --since, --trace or --run")
     if until is not None and since is None:
@@ -76,7 +84,7 @@ def export_command(
             try:
                 with Progress(console=Console(stderr=True), transient=True) as progress:
                     task = progress.add_task("sending", total=total)
-                    result = replay(
+                    result = replay_runs(
                         pages, exporter, progress=lambda done: progress.advance(task, done)
                     )
             finally:

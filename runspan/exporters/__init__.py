@@ -9,17 +9,24 @@ What goes over the wire is bounded (long values become previews) and an unreacha
 never slows the application; SQL keeps everything, and ``runspan export`` replays it.
 """
 
-# For runspan's command line, not in __all__: Jaeger links, and replay.
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# For runspan's command line, not in __all__: Jaeger links.
 from runspan.exporters.jaeger import configured_jaeger_url as configured_jaeger_url
 from runspan.exporters.jaeger import jaeger_base_url as jaeger_base_url
 from runspan.exporters.jaeger import jaeger_trace_url
-from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
-from runspan.exporters.replay import Replayed as Replayed
-from runspan.exporters.replay import replay as replay
-from runspan.exporters.replay import stored_span as stored_span
-from runspan.exporters.replay import trace_pages as trace_pages
-from runspan.exporters.replay import window_pages as window_pages
-from runspan.exporters.settings import GRPC, HTTP_PROTOBUF, OtlpSettings
+
+if TYPE_CHECKING:
+    from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
+    from runspan.exporters.replay import Replayed as Replayed
+    from runspan.exporters.replay import replay_runs as replay_runs
+    from runspan.exporters.replay import stored_span as stored_span
+    from runspan.exporters.replay import trace_pages as trace_pages
+    from runspan.exporters.replay import window_pages as window_pages
+    from runspan.exporters.settings import GRPC, HTTP_PROTOBUF, OtlpSettings
 
 __all__ = [
     "GRPC",
@@ -29,3 +36,28 @@ __all__ = [
     "jaeger_trace_url",
     "otlp_span_processor",
 ]
+
+# Imported when first used: gRPC and the OTLP exporters are slow to import, and the command
+# line's listings need none of them. Replay's names are for the command line, not in __all__.
+_WHERE = {
+    "GRPC": "runspan.exporters.settings",
+    "HTTP_PROTOBUF": "runspan.exporters.settings",
+    "OtlpSettings": "runspan.exporters.settings",
+    "OtlpSpanExporter": "runspan.exporters.otlp",
+    "otlp_span_processor": "runspan.exporters.otlp",
+    "Replayed": "runspan.exporters.replay",
+    # Not named "replay": importing the submodule runspan.exporters.replay binds that name.
+    "replay_runs": "runspan.exporters.replay",
+    "stored_span": "runspan.exporters.replay",
+    "trace_pages": "runspan.exporters.replay",
+    "window_pages": "runspan.exporters.replay",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'runspan.exporters' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value

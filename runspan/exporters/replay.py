@@ -183,7 +183,7 @@ def trace_pages(store: RunStore, trace_ids: Sequence[str]) -> Iterator[list[Run]
         yield store.runs_of_traces(trace_ids[start : start + TRACES_PER_STEP])
 
 
-def replay(
+def replay_runs(
     pages: Iterable[Sequence[Run]],
     exporter: SpanExporter,
     *,

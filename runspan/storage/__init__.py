@@ -6,6 +6,11 @@ Read: :class:`RunStore`, the ``runspan`` command, or plain SQL over ``runs``, ``
 ``runs_v``, ``traces_v``, ``llm_calls`` and ``model_prices``.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 # For runspan's command line, not in __all__: how it reads --database-url and shows it.
 from runspan.storage.engine import database_url_from as database_url_from
 from runspan.storage.engine import is_sqlite as is_sqlite
@@ -20,11 +25,13 @@ from runspan.storage.errors import (
     SchemaError,
     StorageError,
 )
-from runspan.storage.exporter import SqlSpanExporter
 from runspan.storage.maintenance import Pruned, create_reader, prune, upgrade_database
-from runspan.storage.processor import StorageSpanProcessor
 from runspan.storage.queries import RunStore
 from runspan.storage.records import Run, RunFilter, SqlResult, Stat, Trace
+
+if TYPE_CHECKING:
+    from runspan.storage.exporter import SqlSpanExporter
+    from runspan.storage.processor import StorageSpanProcessor
 
 __all__ = [
     "ConfigurationError",
@@ -47,3 +54,18 @@ __all__ = [
     "prune",
     "upgrade_database",
 ]
+
+# The writer's names are imported when first used: the OpenTelemetry SDK is not needed to read.
+_WHERE = {
+    "SqlSpanExporter": "runspan.storage.exporter",
+    "StorageSpanProcessor": "runspan.storage.processor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'runspan.storage' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value

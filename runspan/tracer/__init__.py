@@ -1,11 +1,19 @@
 """LangChain runs as OpenTelemetry spans.
 
-This subpackage knows LangChain and the OpenTelemetry API; it knows nothing of SQL or OTLP.
+This subpackage knows LangChain and the OpenTelemetry API; it knows nothing of SQL or OTLP. Its
+names are imported when first used (LangChain is slow to import, and not every user of runspan
+needs it: the command line does not).
 """
 
-from runspan.tracer.handler import TracingCallbackHandler
-from runspan.tracer.ids import RunIdGenerator
-from runspan.tracer.instrumentation import instrument, instrumented_handler, uninstrument
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runspan.tracer.handler import TracingCallbackHandler
+    from runspan.tracer.ids import RunIdGenerator
+    from runspan.tracer.instrumentation import instrument, instrumented_handler, uninstrument
 
 __all__ = [
     "RunIdGenerator",
@@ -14,3 +22,20 @@ __all__ = [
     "instrumented_handler",
     "uninstrument",
 ]
+
+_WHERE = {
+    "RunIdGenerator": "runspan.tracer.ids",
+    "TracingCallbackHandler": "runspan.tracer.handler",
+    "instrument": "runspan.tracer.instrumentation",
+    "instrumented_handler": "runspan.tracer.instrumentation",
+    "uninstrument": "runspan.tracer.instrumentation",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'runspan.tracer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value

@@ -8,9 +8,10 @@ that stores runs is registered here by the ``runspan`` package (``runspan.defaul
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from opentelemetry.trace import TracerProvider
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 
 class Fallback(Protocol):

@@ -244,3 +244,16 @@ class TestConfigure:
         with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
             runspan.configure(database_url="oracle://scott:tiger@db/runs")
         assert runspan.configured_provider() is None
+
+
+def test_the_revisions_read_without_alembic_are_alembics() -> None:
+    """Readers check the version against the revision files' names (Alembic is slow to import):
+    those are exactly the revisions Alembic walks, and its head is theirs."""
+    from alembic.script import ScriptDirectory
+
+    from runspan.storage.migrate import _config, revisions
+
+    scripts = ScriptDirectory.from_config(_config())
+    walked = sorted(script.revision for script in scripts.walk_revisions())
+    assert revisions() == walked
+    assert head_revision() == scripts.get_current_head()
