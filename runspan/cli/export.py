@@ -80,7 +80,8 @@ def export_command(
                 trace = store.locate(trace_id or run_id or "")[0]
                 pages = list(trace_pages(store, [trace]))
                 total = sum(len(page) for page in pages)
-            exporter = OtlpSpanExporter(settings)
+            # One try, reported once below: not a running app's outage lines and retries.
+            exporter = OtlpSpanExporter(settings, log_outages=False)
             try:
                 with Progress(console=Console(stderr=True), transient=True) as progress:
                     task = progress.add_task("sending", total=total)
@@ -92,11 +93,13 @@ def export_command(
     where = settings.display_endpoint
     if as_json:
         print_json({**dataclasses.asdict(result), "endpoint": where})
-    else:
+    elif not result.failed:
         click.echo(f"sent {result.spans} spans of {result.traces} traces to {where}")
-        if result.running:
-            click.echo(f"{result.running} runs still running were not sent (no end yet)")
+    if result.running and not as_json:
+        click.echo(f"{result.running} runs still running were not sent (no end yet)")
     if result.failed:
+        cause = exporter.last_failure or "it did not accept them"
         raise click.ClickException(
-            f"{where} did not take {result.failed} spans; nothing more was sent. Is it up?"
+            f"could not send to {where}: {cause}. Sent {result.spans} spans before it failed,"
+            f" {result.failed} not; nothing more was tried. Is the receiver up?"
         )

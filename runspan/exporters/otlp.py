@@ -142,6 +142,8 @@ class OtlpSpanExporter(SpanExporter):
         stored: the same spans are stored in SQL, so an outage loses nothing (said in its log
             line, with how to replay).
         pauses: the first and the longest pause after a failure, in seconds.
+        log_outages: log an outage's start and end, as a running app's exporter should; a
+            one-shot sender (``runspan export``) reports :attr:`last_failure` itself instead.
     """
 
     def __init__(
@@ -152,8 +154,12 @@ class OtlpSpanExporter(SpanExporter):
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         stored: bool = True,
         pauses: tuple[float, float] = (FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS),
+        log_outages: bool = True,
     ) -> None:
         self.settings = settings
+        self._log_outages = log_outages
+        #: Why the last export failed, as the inner exporter said it; ``None`` after a success.
+        self.last_failure: str | None = None
         self._stored = stored
         self._first_pause, self._max_pause = pauses
         self._inner = inner if inner is not None else build_inner_exporter(settings)
@@ -188,6 +194,7 @@ class OtlpSpanExporter(SpanExporter):
                     self._failed(messages)
                     return SpanExportResult.FAILURE
                 sent += len(chunk)
+            self.last_failure = None
             if self._failing_since is not None:
                 self._recovered()
             return SpanExportResult.SUCCESS
@@ -204,15 +211,18 @@ class OtlpSpanExporter(SpanExporter):
     def _failed(self, messages: list[str]) -> None:
         self._pause = min(max(self._pause * 2, self._first_pause), self._max_pause)
         self._resume_at = time.monotonic() + self._pause
-        if self._failing_since is not None:
-            return
-        self._failing_since = time.time()
         if not messages:
             reason = "the receiver did not accept the spans"
         elif messages[0] == messages[-1]:
             reason = messages[0]
         else:  # the first attempt's error is often the cause, the last one the outcome
             reason = f"{messages[0]} / {messages[-1]}"
+        self.last_failure = messages[-1] if messages else reason  # the outcome
+        if self._failing_since is not None:
+            return
+        self._failing_since = time.time()
+        if not self._log_outages:
+            return
         logger.warning(
             "OTLP export to %s failed: %s. %s runspan retries every %g s at most and logs again"
             " when export works.",
@@ -229,13 +239,14 @@ class OtlpSpanExporter(SpanExporter):
         replay = ""
         if self._stored and self._missed is not None:
             replay = f"; send them with `{self.replay_command}`"
-        logger.warning(
-            "OTLP export to %s works again. %d spans were not sent since %s UTC%s.",
-            self.settings.display_endpoint,
-            self._not_sent,
-            started,
-            replay,
-        )
+        if self._log_outages:
+            logger.warning(
+                "OTLP export to %s works again. %d spans were not sent since %s UTC%s.",
+                self.settings.display_endpoint,
+                self._not_sent,
+                started,
+                replay,
+            )
         self._failing_since = None
         self._pause = 0.0
         self._not_sent = 0
