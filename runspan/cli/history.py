@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any
 
 import click
@@ -23,6 +24,7 @@ from runspan.cli.app import (
 from runspan.cli.arguments import filter_options, parse_age, parse_moment, run_filter
 from runspan.exporters import configured_jaeger_url, jaeger_trace_url
 from runspan.storage import (
+    Run,
     RunStore,
     create_reader,
     database_url_from,
@@ -48,28 +50,40 @@ def _width(console: Console) -> int | None:
 @main.command()
 @filter_options
 @click.option("--slowest", is_flag=True, help="Slowest first instead of newest first.")
+@click.option("--follow", is_flag=True, help="Then print new runs as they are stored (Ctrl-C).")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @database_option
 @json_option
 @format_option
 def runs(
+    *,
     slowest: bool,
     limit: int,
+    follow: bool,
     database_url: str | None,
     as_json: bool,
     output_format: str | None,
     **options: Any,
 ) -> None:
-    """List runs, newest first, filtered."""
+    """List runs, newest first, filtered; --follow then prints new ones as they are stored."""
     with errors_as_messages(), RunStore(database_url) as store:
         jaeger = configured_jaeger_url()
         # Prompts and parsers are steps of nearly every chain: listed when asked for (--all).
-        found = store.runs(
-            run_filter(options, skip=("prompt", "parser")),
-            limit=limit,
-            order="slowest" if slowest else "newest",
-        )
+        where = run_filter(options, skip=("prompt", "parser"))
+        # Where following starts: read before the listing, so no run falls between the two.
+        followed_from = store.last_row() if follow else 0
+        found = store.runs(where, limit=limit, order="slowest" if slowest else "newest")
     chosen = chosen_format(output_format, as_json)
+    _print_runs(found, chosen, jaeger)
+    sys.stdout.flush()
+    if follow:
+        from runspan.cli.follow import follow_runs  # noqa: PLC0415
+
+        with errors_as_messages():
+            follow_runs(database_url, where, chosen, after=followed_from)
+
+
+def _print_runs(found: list[Run], chosen: str, jaeger: str | None) -> None:
     if chosen != "table":
         records = [
             {

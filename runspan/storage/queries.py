@@ -131,6 +131,17 @@ class RunStore:
         query = query.order_by(ordering).limit(limit)
         return [_run(row) for row in self._fetch(query)]
 
+    def new_runs(self, where: RunFilter | None, after: int) -> tuple[list[Run], int]:
+        """Runs stored after the row ``after`` (``runs.id``; 0 for the start), oldest first,
+        and the last row seen: what ``runs --follow`` prints as it comes."""
+        query = select(runs_v, _v.id.label("row")).where(*(where or RunFilter()).conditions())
+        rows = self._fetch(query.where(_v.id > after).order_by(_v.id).limit(1000))
+        return [_run(row) for row in rows], (rows[-1]["row"] if rows else after)
+
+    def last_row(self) -> int:
+        """The newest row of ``runs`` (0 for none): where following starts."""
+        return int(self._fetch(select(func.coalesce(func.max(_v.id), 0).label("n")))[0]["n"])
+
     def traces(
         self,
         *,

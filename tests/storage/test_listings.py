@@ -147,3 +147,50 @@ def test_every_listing_speaks_every_format(stored: Stored) -> None:
     refused = _cli(stored.read_url, "runs", "--json", "--format", "csv")
     assert refused.returncode == 2
     assert "give one" in refused.stderr
+
+
+def test_follow_prints_runs_as_they_are_stored(stored: Stored) -> None:
+    """`runs --follow` prints each new run once as it is stored (JSON lines here), and ends
+    cleanly on Ctrl-C."""
+    import queue
+    import signal
+    import threading
+    import time
+
+    RunnableLambda(lambda x: x, name="before").invoke(1, config={"callbacks": [stored.handler]})
+    stored.flush()
+    follower = subprocess.Popen(
+        [str(_RUNSPAN), "runs", "--follow", "--format", "jsonl", "--database-url", stored.read_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert follower.stdout is not None
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in follower.stdout])  # type: ignore[union-attr]
+    reader.start()
+    try:
+        first = json.loads(lines.get(timeout=30))  # the listing: the run stored before
+        assert first["name"] == "before"
+        chain = RunnableLambda(lambda x: x, name="new_a") | RunnableLambda(
+            lambda x: x, name="new_b"
+        )
+        chain.invoke(2, config={"callbacks": [stored.handler]})
+        stored.flush()
+        seen: list[str] = []
+        deadline = time.monotonic() + 30
+        while len(seen) < 3 and time.monotonic() < deadline:
+            try:
+                seen.append(json.loads(lines.get(timeout=1))["name"])
+            except queue.Empty:
+                continue
+        assert sorted(seen) == ["RunnableSequence", "new_a", "new_b"]
+    finally:
+        follower.send_signal(signal.SIGINT)
+        code = follower.wait(timeout=30)
+        reader.join(timeout=5)
+        errors = follower.stderr.read() if follower.stderr else ""
+        for stream in (follower.stdout, follower.stderr):
+            if stream is not None:
+                stream.close()
+    assert code == 0, errors
