@@ -26,6 +26,7 @@ from runspan.exporters import configured_jaeger_url, jaeger_trace_url
 from runspan.storage import (
     Run,
     RunStore,
+    Trace,
     create_reader,
     database_url_from,
     prune,
@@ -117,11 +118,13 @@ def _print_runs(found: list[Run], chosen: str, jaeger: str | None) -> None:
 @click.option("--since", help="Started after: an age (2h, 30d) or a date (2026-11-24).")
 @click.option("--until", help="Started before: an age or a date.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--follow", is_flag=True, help="Then print new traces as they appear (Ctrl-C).")
 @database_option
 @json_option
 @format_option
 def traces(
     *,
+    follow: bool,
     name: str | None,
     status: str | None,
     since: str | None,
@@ -131,16 +134,28 @@ def traces(
     as_json: bool,
     output_format: str | None,
 ) -> None:
-    """List traces, newest first, with their runs, errors, duration, tokens and cost."""
+    """List traces, newest first, with their runs, errors, duration, tokens and cost; --follow
+    then prints new ones as they appear."""
     with errors_as_messages(), RunStore(database_url) as store:
-        found = store.traces(
-            name=name,
-            status=status,
-            since=parse_moment(since) if since else None,
-            until=parse_moment(until) if until else None,
-            limit=limit,
-        )
+        where: dict[str, Any] = {
+            "name": name,
+            "status": status,
+            "since": parse_moment(since) if since else None,
+            "until": parse_moment(until) if until else None,
+        }
+        seen = {trace.trace_id for trace in store.traces(limit=100, **where)} if follow else set()
+        found = store.traces(limit=limit, **where)
     chosen = chosen_format(output_format, as_json)
+    _print_traces(found, chosen)
+    sys.stdout.flush()
+    if follow:
+        from runspan.cli.follow import follow_traces  # noqa: PLC0415
+
+        with errors_as_messages():
+            follow_traces(database_url, chosen, seen=seen | {t.trace_id for t in found}, **where)
+
+
+def _print_traces(found: list[Trace], chosen: str) -> None:
     if chosen != "table":
         print_records([trace.as_dict() for trace in found], chosen)
         return

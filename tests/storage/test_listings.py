@@ -194,3 +194,33 @@ def test_follow_prints_runs_as_they_are_stored(stored: Stored) -> None:
             if stream is not None:
                 stream.close()
     assert code == 0, errors
+
+
+def test_traces_follow_prints_new_traces_once(stored: Stored) -> None:
+    """`traces --follow` prints each trace that appears after the listing, once."""
+    import signal
+    import time
+
+    step = RunnableLambda(lambda x: x, name="step")
+    step.invoke(0, config={"callbacks": [stored.handler]})
+    stored.flush()
+    command = [str(_RUNSPAN), "traces", "--follow", "--format", "jsonl"]
+    follower = subprocess.Popen(
+        [*command, "--database-url", stored.read_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # the listing is printed and the follower polls
+        for value in (1, 2):
+            step.invoke(value, config={"callbacks": [stored.handler]})
+        stored.flush()
+        time.sleep(3)
+    finally:
+        follower.send_signal(signal.SIGINT)
+        out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    traces = [json.loads(line)["trace_id"] for line in out.splitlines()]
+    assert len(traces) == 3  # the one listed, then the two new ones
+    assert len(set(traces)) == 3
