@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from runspan._lazy import lazy_names
+
 if TYPE_CHECKING:
     __version__: str
     from runspan.provider import configure, configured_provider, flush, shutdown
@@ -56,16 +58,14 @@ def _version() -> str:
         return "0.0.0"
 
 
+_lazy = lazy_names(__name__, _WHERE)
+
+
 def __getattr__(name: str) -> Any:
     if name == "__version__":
         value = globals()[name] = _version()
         return value
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'runspan' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
+    return _lazy(name)
 
 
 def __dir__() -> list[str]:

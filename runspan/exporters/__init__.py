@@ -11,8 +11,9 @@ never slows the application; SQL keeps everything, and ``runspan export`` replay
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from runspan._lazy import lazy_names
 
 # For runspan's command line, not in __all__: Jaeger links.
 from runspan.exporters.jaeger import configured_jaeger_url as configured_jaeger_url
@@ -54,10 +55,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'runspan.exporters' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)

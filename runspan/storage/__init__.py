@@ -8,8 +8,9 @@ Read: :class:`RunStore`, the ``runspan`` command, or plain SQL over ``runs``, ``
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from runspan._lazy import lazy_names
 
 # For runspan's command line, not in __all__: how it reads --database-url and shows it.
 from runspan.storage.engine import database_url_from as database_url_from
@@ -62,10 +63,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'runspan.storage' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)

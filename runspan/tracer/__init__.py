@@ -7,8 +7,9 @@ needs it: the command line does not).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from runspan._lazy import lazy_names
 
 if TYPE_CHECKING:
     from runspan.tracer.handler import TracingCallbackHandler
@@ -32,10 +33,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'runspan.tracer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)
