@@ -7,7 +7,11 @@ import asyncio
 import contextlib
 import itertools
 import operator
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
@@ -375,3 +379,21 @@ def run_agent(*handlers: Any) -> str:
         config={"callbacks": list(handlers)},
     )
     return str(state["messages"][-1].content)
+
+
+RUNSPAN = Path(sys.executable).parent / "runspan"
+
+
+def runspan_cli(
+    url: str, *args: str, columns: int = 200, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The runspan command against the database at ``url``, as a user runs it: a subprocess,
+    in a terminal ``columns`` wide (its output is piped, so rich does not draw for a tty)."""
+    return subprocess.run(
+        [str(RUNSPAN), *args, "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": str(columns), **(env or {})},
+    )

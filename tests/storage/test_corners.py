@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,21 +23,14 @@ from langchain_core.tracers.schemas import Run as LangChainRun
 
 from runspan.storage import Run
 from tests.storage.conftest import Stored
-from tests.support import all_runs, fake_chat, run_langgraph_corners
+from tests.support import all_runs, fake_chat, run_langgraph_corners, runspan_cli
 
 _RUNSPAN = Path(sys.executable).parent / "runspan"
 
 
 def _cli(url: str, *args: str) -> str:
     """The runspan command, as a user runs it, in a wide terminal."""
-    done = subprocess.run(
-        [str(_RUNSPAN), *args, "--database-url", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "COLUMNS": "250"},
-    )
+    done = runspan_cli(url, *args, columns=250)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -14,19 +14,13 @@ from langchain_core.runnables import RunnableLambda
 
 from runspan.cli.render import short_ids
 from tests.storage.conftest import Stored
+from tests.support import runspan_cli
 
 _RUNSPAN = Path(sys.executable).parent / "runspan"
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(_RUNSPAN), *args, "--database-url", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    return runspan_cli(url, *args)
 
 
 def test_prefixes_find_runs_and_traces(stored: Stored) -> None:

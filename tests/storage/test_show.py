@@ -4,8 +4,6 @@ the real command, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,32 +11,19 @@ import pytest
 from langchain_core.runnables import RunnableLambda
 
 from tests.storage.conftest import Stored
-from tests.support import run_agent
+from tests.support import run_agent, runspan_cli
 
 _RUNSPAN = Path(sys.executable).parent / "runspan"
 
 
 def _show(url: str, *args: str) -> str:
-    done = subprocess.run(
-        [str(_RUNSPAN), "show", *args, "--database-url", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "COLUMNS": "80"},
-    )
+    done = runspan_cli(url, "show", *args, columns=80)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
 def _roots(url: str) -> list[dict[str, object]]:
-    done = subprocess.run(
-        [str(_RUNSPAN), "runs", "--roots", "--json", "--database-url", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = runspan_cli(url, "runs", "--roots", "--json")
     assert done.returncode == 0, done.stderr
     found: list[dict[str, object]] = json.loads(done.stdout)
     return found
