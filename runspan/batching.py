@@ -22,6 +22,9 @@ SCHEDULE_DELAY_MILLIS = 1000
 # Room for bursts while the sink catches up: the SDK's default of 2,048 spans drops spans of a
 # burst of 500 chains.
 MAX_QUEUE_SIZE = 16_384
+# The SQL writer's queue is twice that: SQL is the record runspan promises to keep whole, and its
+# writer thread, starved of the GIL by a busy app (32 threads of runs), fell that far behind.
+STORAGE_MAX_QUEUE_SIZE = 2 * MAX_QUEUE_SIZE
 
 
 def _queue_and_limit(processor: BatchSpanProcessor) -> tuple[collections.deque[Any], int] | None:

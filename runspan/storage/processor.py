@@ -11,7 +11,11 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from sqlalchemy import URL
 
-from runspan.batching import MAX_QUEUE_SIZE, SCHEDULE_DELAY_MILLIS, QuietBatchSpanProcessor
+from runspan.batching import (
+    SCHEDULE_DELAY_MILLIS,
+    STORAGE_MAX_QUEUE_SIZE,
+    QuietBatchSpanProcessor,
+)
 from runspan.storage.engine import safe_url
 from runspan.storage.exporter import SqlSpanExporter
 from runspan.storage.open_spans import DEFAULT_MAX_OPEN_SPANS, OpenSpans
@@ -42,7 +46,7 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
         exporter: SqlSpanExporter | None = None,
         record_running: bool = True,
         schedule_delay_millis: float = SCHEDULE_DELAY_MILLIS,
-        max_queue_size: int = MAX_QUEUE_SIZE,
+        max_queue_size: int = STORAGE_MAX_QUEUE_SIZE,
         max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE,
         max_open_spans: int = DEFAULT_MAX_OPEN_SPANS,
     ) -> None:
