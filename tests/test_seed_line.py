@@ -121,3 +121,21 @@ class TestSeedLine:
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "3"
         assert len(_runs(f"sqlite:///{tmp_path / 'runspan.db'}")) == 9
+
+    def test_runspans_variables_are_not_read_under_the_apps_provider(self, tmp_path: Path) -> None:
+        """With a global provider of the app's, the handler uses it and never reads runspan's
+        own variables: one meant for something else does not stop the app."""
+        script = """
+            from opentelemetry import trace
+            from opentelemetry.sdk.trace import TracerProvider
+            from langchain_core.runnables import RunnableLambda
+            import runspan
+
+            trace.set_tracer_provider(TracerProvider())
+            handler = runspan.TracingCallbackHandler()
+            print(RunnableLambda(lambda x: x + 1).invoke(1, config={"callbacks": [handler]}))
+        """
+        done = _run(script, tmp_path, RUNSPAN_DATABASE_URL="oracle://scott@db/runs")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "2"
+        assert not (tmp_path / "runspan.db").exists()

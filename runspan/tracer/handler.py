@@ -14,6 +14,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
+from opentelemetry import trace
 from opentelemetry.trace import (
     SpanKind,
     TracerProvider,
@@ -95,8 +96,10 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
         BaseCallbackHandler.__init__(self)
         built = TracerSettings.build(base=default_tracer_settings(), **settings)
         own = fallback()
-        if tracer_provider is None and own is not None:
-            # A bad variable fails here, not at the first run (where it could only be logged).
+        falls_back = isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        if tracer_provider is None and falls_back and own is not None:
+            # A bad variable fails here, not at the first run (where it could only be logged);
+            # with a provider of the app's, runspan's variables are not read at all.
             own.check()
         RunRecorder.__init__(self, tracer_provider, built)
 
