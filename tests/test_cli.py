@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from click.testing import CliRunner
 
 from runspan.cli import main
 from runspan.storage.migrate import head_revision
+from tests.support import RUNSPAN
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -244,3 +248,81 @@ class TestSqlValues:
             env=terminal,
         )
         assert "--wide]" not in whole.stdout
+
+
+# Run the command in a fresh interpreter as its console script does; an exit function the
+# "app" registered reports what was loaded, proving exit functions still run.
+_RUN_AND_REPORT = """
+import atexit, json, sys
+atexit.register(lambda: print("LOADED " + json.dumps(sorted(sys.modules))))
+sys.argv = ["runspan", *sys.argv[1:]]
+from runspan._entry import run
+run()
+"""
+
+_NOT_FOR_READING = (
+    "langchain_core",
+    "langsmith",
+    "grpc",
+    "opentelemetry.sdk",
+    "opentelemetry.exporter",
+    "sqlalchemy.dialects.postgresql",
+    "alembic",
+)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _RUN_AND_REPORT, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _loaded(stdout: str) -> list[str]:
+    (line,) = (line for line in stdout.splitlines() if line.startswith("LOADED "))
+    return list(json.loads(line.removeprefix("LOADED ")))
+
+
+class TestStartAndExit:
+    def test_a_listing_on_sqlite_loads_only_what_reads(self, demo_db: str) -> None:
+        """`runspan runs` on SQLite starts without LangChain, gRPC, the OpenTelemetry SDK,
+        Alembic or SQLAlchemy's PostgreSQL dialect: each costs start-up time a user waits for."""
+        result = _run("runs", "--database-url", demo_db)
+        assert result.returncode == 0, result.stderr
+        loaded = _loaded(result.stdout)
+        assert "sqlalchemy" in loaded
+        assert [name for name in loaded if name.startswith(_NOT_FOR_READING)] == []
+
+    def test_version_loads_no_command(self, demo_db: str) -> None:
+        result = _run("--version")
+        assert result.returncode == 0
+        assert result.stdout.startswith("runspan, version ")
+        assert [name for name in _loaded(result.stdout) if name.startswith("runspan.cli")] == []
+
+    def test_piped_output_is_whole_and_exit_statuses_are_kept(self, demo_db: str) -> None:
+        """The command leaves without the interpreter's teardown; nothing it printed is lost and
+        its status is what it says."""
+        with sqlite3.connect(demo_db.removeprefix("sqlite:///")) as connection:
+            (stored,) = connection.execute("SELECT count(*) FROM runs").fetchone()
+        listing = subprocess.run(
+            [str(RUNSPAN), "runs", "--all", "--limit", "100000", "--format", "jsonl"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={"RUNSPAN_DATABASE_URL": demo_db, "PATH": ""},
+        )
+        assert listing.returncode == 0, listing.stderr
+        assert len([json.loads(line) for line in listing.stdout.splitlines()]) == stored
+
+        failed = _run("show", "ffffffffffff", "--database-url", demo_db)
+        assert failed.returncode == 1
+        assert "ffffffffffff" in failed.stderr
+        assert "LOADED " in failed.stdout  # the exit functions ran on the way out too
+
+        misused = _run("runs", "--no-such-option")
+        assert misused.returncode == 2
+        assert "No such option" in misused.stderr

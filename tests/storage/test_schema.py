@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from langchain_core.runnables import RunnableLambda
 from sqlalchemy import create_engine, inspect, text
 
@@ -19,6 +21,7 @@ from runspan.storage import (
 )
 from runspan.storage.engine import create_writer_engine, database_url_from
 from runspan.storage.migrate import VERSION_TABLE, head_revision, upgrade
+from runspan.storage.schema import declare_partial_indexes, declared, metadata
 
 _VIEWS = {"runs_v", "traces_v", "llm_calls"}
 
@@ -50,6 +53,23 @@ class TestMigrations:
             again = connection.execute(text("SELECT count(*) FROM model_prices")).scalar_one()
         engine.dispose()
         assert again == prices
+
+    def test_the_migrations_make_the_schema_the_code_declares(self, database_url: str) -> None:
+        """Alembic's autogenerate, which developers use for the next revision, finds nothing to
+        change: every table, column, index and constraint the code declares (the partial
+        indexes included) is what the migrations made."""
+        upgrade_database(database_url)
+        declare_partial_indexes()
+        engine = create_engine(database_url)
+        with engine.connect() as connection:
+            differences = compare_metadata(
+                MigrationContext.configure(
+                    connection, opts={"version_table": VERSION_TABLE, "include_object": declared}
+                ),
+                metadata,
+            )
+        engine.dispose()
+        assert differences == []
 
     def test_a_database_at_an_older_version_is_migrated_with_its_runs(
         self, database_url: str

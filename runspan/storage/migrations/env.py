@@ -9,12 +9,14 @@ from __future__ import annotations
 from alembic import context
 
 from runspan.storage.migrate import VERSION_TABLE
-from runspan.storage.schema import metadata
+from runspan.storage.schema import declare_partial_indexes, declared, metadata
 
+declare_partial_indexes()
 connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,
     target_metadata=metadata,
+    include_object=declared,
     version_table=VERSION_TABLE,
     # SQLite cannot ALTER most things in place: let Alembic rebuild tables when needed.
     render_as_batch=connection.dialect.name == "sqlite",
