@@ -60,6 +60,17 @@ TOOL_CALL_ID = "gen_ai.tool.call.id"
 TOOL_DESCRIPTION = "gen_ai.tool.description"
 TOOL_TYPE = "gen_ai.tool.type"
 TOOL_DEFINITIONS = "gen_ai.tool.definitions"  # JSON text of the tools offered to a model
+AGENT_NAME = "gen_ai.agent.name"
+# Content, as JSON text in the shapes of the conventions' JSON schemas (runspan.tracer.messages):
+# a model run's messages, a tool run's arguments and result, a retriever's query and documents.
+# A run carries these instead of input.value/output.value: one copy of its content.
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
+TOOL_CALL_RESULT = "gen_ai.tool.call.result"
+RETRIEVAL_QUERY = "gen_ai.retrieval.query.text"
+RETRIEVAL_DOCUMENTS = "gen_ai.retrieval.documents"
 
 # --- Errors, on the span and on its events ---------------------------------------------------
 ERROR_TYPE = "error.type"
@@ -81,6 +92,15 @@ SERVICE_NAME = "service.name"
 NODE_KEY = "langgraph_node"
 TASK_KEY = "langgraph_checkpoint_ns"  # the attempts of a task share it
 THREAD_KEY = "thread_id"  # from the run's configurable
+
+#: The attributes a run's content travels in, (input, output), by run type; runs of any other
+#: type use ``input.value``/``output.value``. The row builder stores either pair in the
+#: ``inputs``/``outputs`` columns, and replay puts them back under the names for the run's type.
+CONTENT_BY_RUN_TYPE: dict[str, tuple[str, str]] = {
+    "llm": (INPUT_MESSAGES, OUTPUT_MESSAGES),
+    "tool": (TOOL_CALL_ARGUMENTS, TOOL_CALL_RESULT),
+    "retriever": (RETRIEVAL_QUERY, RETRIEVAL_DOCUMENTS),
+}
 
 #: The attributes whose values the ``runs`` table keeps in a column of their own, by column.
 #: The row builder takes them out of the span's attributes into these columns (converting

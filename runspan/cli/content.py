@@ -13,7 +13,12 @@ from typing import Any
 
 from rich.text import Text
 
-from runspan.attributes import EXCEPTION_EVENT, EXCEPTION_STACKTRACE, TOOL_DEFINITIONS
+from runspan.attributes import (
+    EXCEPTION_EVENT,
+    EXCEPTION_STACKTRACE,
+    SYSTEM_INSTRUCTIONS,
+    TOOL_DEFINITIONS,
+)
 from runspan.storage import Run
 
 _FOLD_CHARS = 300
@@ -24,6 +29,7 @@ _ROLE_STYLES = {
     "human": "cyan",
     "user": "cyan",
     "ai": "green",
+    "assistant": "green",
     "tool": "yellow",
 }
 
@@ -85,10 +91,45 @@ def _messages(value: Any) -> list[Mapping[str, Any]] | None:
     return None
 
 
+def _part_text(part: Any) -> str:
+    """A GenAI message part as text: an attachment is named, never shown as bytes."""
+    if not isinstance(part, Mapping):
+        return _compact(part)
+    kind = part.get("type")
+    if kind == "text":
+        return str(part.get("content", ""))
+    if kind == "reasoning":
+        return f"(thinking) {part.get('content', '')}"
+    if kind == "tool_call_response":
+        ident = f"[{part['id']}] " if part.get("id") else ""
+        return f"{ident}{_compact(part.get('response'))}"
+    if kind == "uri":
+        return f"[{part.get('modality', 'file')}: {part.get('uri', '')}]"
+    return f"[{part.get('modality') or kind or 'part'}]"
+
+
+def _parts_lines(message: Mapping[str, Any], role: str, full: bool) -> list[Text]:
+    """A message in the GenAI conventions' shape: its parts, tool calls on lines of their own."""
+    calls = [p for p in message["parts"] if isinstance(p, Mapping) and p.get("type") == "tool_call"]
+    said = [_part_text(p) for p in message["parts"] if p not in calls]
+    line = Text(f"{role}: ", style=_ROLE_STYLES.get(role, "bold"))
+    line.append(folded(" ".join(said), full))
+    lines = [line] if said or not calls else []
+    for call in calls:
+        shown = {"name": call.get("name"), "args": call.get("arguments"), "id": call.get("id")}
+        prefix = f"{role}: " if not lines else "  "
+        lines.append(Text(f"{prefix}{_tool_call_text(shown)}", style="yellow"))
+    return lines
+
+
 def _conversation(messages: Iterable[Mapping[str, Any]], full: bool) -> list[Text]:
     lines: list[Text] = []
     for message in messages:
         role = str(message.get("role", "?"))
+        if isinstance(message.get("parts"), list):
+            lines += _parts_lines(message, role, full)
+            continue
+        # Stored before runspan wrote the GenAI messages: LangChain's own fields.
         line = Text(f"{role}: ", style=_ROLE_STYLES.get(role, "bold"))
         if message.get("tool_call_id"):
             line.append(f"[{message['tool_call_id']}] ", style="dim")
@@ -97,6 +138,19 @@ def _conversation(messages: Iterable[Mapping[str, Any]], full: bool) -> list[Tex
         for call in message.get("tool_calls") or ():
             lines.append(Text(f"  {_tool_call_text(call)}", style="yellow"))
     return lines
+
+
+def _system_instructions(run: Run, full: bool) -> list[Text]:
+    raw = run.attributes.get(SYSTEM_INSTRUCTIONS) if isinstance(run.attributes, Mapping) else None
+    if not isinstance(raw, str):
+        return []
+    try:
+        parts = json.loads(raw)
+    except ValueError:
+        parts = [raw]
+    return _conversation(
+        [{"role": "system", "parts": parts if isinstance(parts, list) else []}], full
+    )
 
 
 def _offered_tools(run: Run) -> Text | None:
@@ -145,6 +199,7 @@ def run_details(run: Run, *, full: bool = False) -> list[Text]:
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], list):
             prompt = prompt[0]
         asked = _messages(prompt)
+        lines += _system_instructions(run, full)
         lines += _conversation(asked, full) if asked else [_labelled("prompt", prompt, full)]
         offered = _offered_tools(run)
         if offered is not None:

@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from runspan.attributes import (
     COLUMNS,
+    CONTENT_BY_RUN_TYPE,
     INPUT_MIME_TYPE,
     INPUT_VALUE,
     JSON_MIME,
@@ -79,15 +80,40 @@ _FROM_COLUMN: dict[str, Callable[[Any], Any]] = {
 _CONTENT = {INPUT_VALUE: INPUT_MIME_TYPE, OUTPUT_VALUE: OUTPUT_MIME_TYPE}
 
 
+def _genai_text(value: Any) -> str:
+    """A GenAI content attribute from its column: JSON text, or the text itself when the
+    tracer sent plain text (a tool's string result, a query)."""
+    return value if isinstance(value, str) else _json_text(value)
+
+
+def _as_genai(run: Run) -> tuple[str, str] | None:
+    """The GenAI names a run's content goes back under, if the run's type has them and its
+    stored content has their shape (a model run stored before runspan wrote them does not)."""
+    names = CONTENT_BY_RUN_TYPE.get(run.run_type or "")
+    if names is None:
+        return None
+    if run.run_type == "llm":
+        sample = run.inputs if run.inputs is not None else run.outputs
+        if not (
+            isinstance(sample, list)
+            and all(isinstance(m, Mapping) and "parts" in m for m in sample)
+        ):
+            return None
+    return names
+
+
 def _attributes(run: Run) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     if isinstance(run.attributes, Mapping):
         attributes.update((k, _attribute_value(v)) for k, v in run.attributes.items())
+    genai = _as_genai(run)
     for name, column in COLUMNS.items():
         value = getattr(run, column)
         if value is None:
             continue
-        if name in _CONTENT:
+        if genai is not None and name in _CONTENT:
+            attributes[genai[0] if name == INPUT_VALUE else genai[1]] = _genai_text(value)
+        elif name in _CONTENT:
             attributes.update(_content(value, name, _CONTENT[name]))
         else:
             convert = _FROM_COLUMN.get(name)

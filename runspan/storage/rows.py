@@ -21,6 +21,7 @@ from runspan.attributes import (
     ATTEMPT,
     CACHE_CREATION_TOKENS,
     CACHE_READ_TOKENS,
+    CONTENT_BY_RUN_TYPE,
     ERROR_TYPE,
     EXCEPTION_EVENT,
     EXCEPTION_TYPE,
@@ -122,7 +123,8 @@ def _content(text: Any, mime: Any) -> str | None:
 
 
 def _document(text: Any) -> str | None:
-    """An attribute holding JSON text (such as ``langchain.metadata``), checked."""
+    """An attribute holding JSON text (such as ``langchain.metadata``), checked; text that is
+    not JSON (a tool's plain result, a query) is stored as a JSON string."""
     if not isinstance(text, str):
         return None
     try:
@@ -230,8 +232,13 @@ def span_row(span: ReadableSpan, attributes: dict[str, Any], end: int | None) ->
     ttft = take(TIME_TO_FIRST_TOKEN, None)
     first_chunk = take(TIME_TO_FIRST_CHUNK, None)
     metadata = take(METADATA, None)
-    inputs, input_mime = take(INPUT_VALUE, None), take(INPUT_MIME_TYPE, None)
-    outputs, output_mime = take(OUTPUT_VALUE, None), take(OUTPUT_MIME_TYPE, None)
+    content = CONTENT_BY_RUN_TYPE.get(run_type) if type(run_type) is str else None
+    if content is not None and (content[0] in attributes or content[1] in attributes):
+        # GenAI content attributes: JSON text already, or a tool's or retriever's plain text.
+        inputs, outputs = _document(take(content[0], None)), _document(take(content[1], None))
+    else:
+        inputs = _content(take(INPUT_VALUE, None), take(INPUT_MIME_TYPE, None))
+        outputs = _content(take(OUTPUT_VALUE, None), take(OUTPUT_MIME_TYPE, None))
     status = _status(span, attributes, ended)
     failed = status == "error"
     # Most runs are not model calls: one look says whether there are counts to read.
@@ -280,8 +287,8 @@ def span_row(span: ReadableSpan, attributes: dict[str, Any], end: int | None) ->
         "metadata": _document(metadata),
         "attributes": _json_attributes(attributes),
         "events": _events(span),
-        "inputs": _content(inputs, input_mime),
-        "outputs": _content(outputs, output_mime) if ended else None,
+        "inputs": inputs,
+        "outputs": outputs if ended else None,
         "unfinished_reason": reason if type(reason) is str else None,
         "langgraph_node": node if type(node) is str else None,
         "attempt": attempt if type(attempt) is int else None,

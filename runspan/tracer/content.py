@@ -1,24 +1,39 @@
-"""Inputs and outputs as capped, redacted JSON attributes.
+"""Inputs and outputs as capped, redacted attributes: one copy of each run's content.
 
-runspan records content the way OpenInference does, as ``input.value`` / ``output.value`` with a
-mime type beside each: one attribute per side whatever the run type, readable in Jaeger and easy
-to query in SQL. A value cut at the cap becomes ``text/plain``, since it is no longer valid JSON.
+Model, tool and retriever runs carry OpenTelemetry's GenAI content attributes, the names Jaeger's
+GenAI tab and other backends read: a model's system instructions, input and output messages and
+the tools it was offered; a tool call's arguments and result; a retrieval's query and documents.
+They stay valid JSON when capped (each string keeps its share of the cap, with a marker).
+Other runs (chains, prompts, parsers, graphs) carry ``input.value`` / ``output.value`` with a
+mime type beside each, as OpenInference does; one cut at the cap becomes ``text/plain``.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
+from langchain_core.messages import ToolMessage
 from opentelemetry.util.types import AttributeValue
 
 from runspan.attributes import (
+    INPUT_MESSAGES,
     INPUT_MIME_TYPE,
     INPUT_VALUE,
     JSON_MIME,
+    OUTPUT_MESSAGES,
     OUTPUT_MIME_TYPE,
     OUTPUT_VALUE,
+    RETRIEVAL_DOCUMENTS,
+    RETRIEVAL_QUERY,
+    SYSTEM_INSTRUCTIONS,
     TEXT_MIME,
+    TOOL_CALL_ARGUMENTS,
+    TOOL_CALL_RESULT,
+    TOOL_DEFINITIONS,
 )
+from runspan.tracer import messages
 from runspan.tracer.redaction import redact
 from runspan.tracer.serialize import to_json
 from runspan.tracer.settings import TracerSettings
@@ -67,3 +82,91 @@ def input_attributes(value: Any, settings: TracerSettings) -> dict[str, Attribut
 
 def output_attributes(value: Any, settings: TracerSettings) -> dict[str, AttributeValue]:
     return content_attributes(value, settings, OUTPUT_VALUE, OUTPUT_MIME_TYPE)
+
+
+def _cut_leaves(value: Any, budget: list[int], settings: TracerSettings) -> Any:
+    """``value`` (plain JSON data) with its strings redacted and cut so that together they
+    keep at most ``budget[0]`` characters; the structure stays whole, so the text stays JSON."""
+    if isinstance(value, str):
+        remaining = budget[0]
+        if len(value) <= remaining:
+            text = redact(value, settings.redact)
+        else:
+            cut = redact(value[: remaining + _REDACTION_MARGIN], settings.redact)[:remaining]
+            text = f"{cut}...[runspan: truncated, {len(value)} chars in all]"
+        budget[0] = max(0, remaining - len(value))
+        return text
+    if isinstance(value, list):
+        return [_cut_leaves(item, budget, settings) for item in value]
+    if isinstance(value, dict):
+        return {key: _cut_leaves(item, budget, settings) for key, item in value.items()}
+    return value
+
+
+def bounded_json(value: Any, settings: TracerSettings) -> str:
+    """``value`` as JSON text, redacted and capped, that is still JSON: an attribute whose
+    schema readers validate (the GenAI messages) cannot be cut mid-text like ``input.value``.
+    Over the cap, each string keeps its share of ``max_value_chars`` with a marker."""
+    text = to_json(value)
+    if len(text) <= settings.max_value_chars:  # the common case: one pass
+        return redact(text, settings.redact)
+    return to_json(_cut_leaves(json.loads(text), [settings.max_value_chars], settings))
+
+
+def _text_or_json(value: Any, settings: TracerSettings) -> str:
+    """A tool's or a query's value: a string as itself (redacted, capped), else JSON."""
+    if isinstance(value, str):
+        return redacted_and_capped(value, settings)[0]
+    return bounded_json(value, settings)
+
+
+def model_input_attributes(
+    prompt: Sequence[Any], tools: Any, settings: TracerSettings
+) -> dict[str, AttributeValue]:
+    """A model run's system instructions, input messages and the tools it was offered."""
+    if not settings.capture_content:
+        return {}
+    instructions, rest = messages.split_system(prompt)
+    attributes: dict[str, AttributeValue] = {INPUT_MESSAGES: bounded_json(rest, settings)}
+    if instructions:
+        attributes[SYSTEM_INSTRUCTIONS] = bounded_json(instructions, settings)
+    if tools:
+        attributes[TOOL_DEFINITIONS] = bounded_json(messages.tool_definitions(tools), settings)
+    return attributes
+
+
+def model_output_attributes(
+    generations: Sequence[Any], settings: TracerSettings, *, failed: bool = False
+) -> dict[str, AttributeValue]:
+    """A model run's output messages (``failed``: what a stream produced before its error)."""
+    if not settings.capture_content or not generations:
+        return {}
+    produced = messages.output_messages(generations, failed=failed)
+    return {OUTPUT_MESSAGES: bounded_json(produced, settings)}
+
+
+def tool_arguments(value: Any, settings: TracerSettings) -> dict[str, AttributeValue]:
+    if not settings.capture_content:
+        return {}
+    return {TOOL_CALL_ARGUMENTS: _text_or_json(value, settings)}
+
+
+def tool_result(value: Any, settings: TracerSettings) -> dict[str, AttributeValue]:
+    if not settings.capture_content:
+        return {}
+    if isinstance(value, ToolMessage):  # a tool called with a tool call returns its message
+        value = value.content
+    return {TOOL_CALL_RESULT: _text_or_json(value, settings)}
+
+
+def retrieval_query(query: Any, settings: TracerSettings) -> dict[str, AttributeValue]:
+    if not settings.capture_content:
+        return {}
+    return {RETRIEVAL_QUERY: _text_or_json(query, settings)}
+
+
+def retrieved(documents: Sequence[Any], settings: TracerSettings) -> dict[str, AttributeValue]:
+    if not settings.capture_content:
+        return {}
+    entries = messages.retrieved_documents(documents)
+    return {RETRIEVAL_DOCUMENTS: bounded_json(entries, settings)}

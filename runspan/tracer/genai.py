@@ -39,6 +39,7 @@ from runspan.tracer.usage import reported_usage
 CHAT = "chat"
 TEXT_COMPLETION = "text_completion"
 EXECUTE_TOOL = "execute_tool"
+RETRIEVAL = "retrieval"
 
 Attributes = dict[str, AttributeValue]
 # An extractor reads one concern from a callback's arguments into the attributes.

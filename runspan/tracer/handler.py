@@ -26,17 +26,18 @@ from runspan.attributes import (
     EXCEPTION_MESSAGE,
     EXCEPTION_TYPE,
     FIRST_CHUNK_EVENT,
+    OPERATION,
     REQUEST_MODEL,
     RETRY_ATTEMPT,
     TIME_TO_FIRST_CHUNK,
     TIME_TO_FIRST_TOKEN,
-    TOOL_DEFINITIONS,
     TOOL_NAME,
 )
-from runspan.tracer import errors, genai
+from runspan.tracer import content, errors, genai
 from runspan.tracer.content import safe_text
 from runspan.tracer.fallback import fallback
 from runspan.tracer.guard import never_raises
+from runspan.tracer.messages import produced_before_error
 from runspan.tracer.recorder import NO_INPUT, RunRecorder
 from runspan.tracer.settings import TracerOptions, TracerSettings, default_tracer_settings
 from runspan.tracer.spans import record
@@ -165,7 +166,7 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         # LangChain starts one run per prompt, so there is one message list.
-        prompt: Any = messages[0] if len(messages) == 1 else messages
+        prompt = messages[0] if messages else []
         self._start_model(
             run_id,
             parent_run_id,
@@ -189,7 +190,7 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        prompt: Any = prompts[0] if len(prompts) == 1 else prompts
+        prompt = prompts[:1]  # one run per prompt: a user message
         self._start_model(
             run_id,
             parent_run_id,
@@ -220,15 +221,16 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         generations = response.generations[0] if response.generations else []
         attributes = genai.response_attributes(generations, response.llm_output)
-        run = self._runs.get(run_id)
-        if run is not None and run.operation == genai.CHAT:
-            outputs: Any = [getattr(g, "message", g.text) for g in generations]
-        else:
-            outputs = [g.text for g in generations]
-        self._end(run_id, outputs[0] if len(outputs) == 1 else outputs, NO_INPUT, attributes)
+        attributes.update(content.model_output_attributes(generations, self.settings))
+        self._end(run_id, NO_INPUT, NO_INPUT, attributes)
 
     @never_raises
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        # A stream that fails reports what it produced so far: kept, ended by the error.
+        produced = produced_before_error(kwargs.get("response"))
+        run = self._runs.get(run_id)
+        if run is not None and produced:
+            record(run.span, content.model_output_attributes(produced, self.settings, failed=True))
         self._fail(run_id, error)
 
     # --- tools and retrievers -------------------------------------------------------------
@@ -248,6 +250,8 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
     ) -> None:
         tool = _run_name(serialized, kwargs, "tool")
         attributes = genai.tool_attributes(tool, serialized, kwargs.get("tool_call_id"))
+        arguments = input_str if inputs is None else inputs
+        attributes.update(content.tool_arguments(arguments, self.settings))
         self._start(
             run_id,
             parent_run_id,
@@ -256,13 +260,14 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
             run_type="tool",
             tags=tags,
             metadata=metadata,
-            inputs=input_str if inputs is None else inputs,
+            inputs=NO_INPUT,
             attributes=attributes,
         )
+        self._mark_agentic(run_id)
 
     @never_raises
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, output, NO_INPUT)
+        self._end(run_id, NO_INPUT, NO_INPUT, content.tool_result(output, self.settings))
 
     @never_raises
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -289,13 +294,16 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
             run_type="retriever",
             tags=tags,
             metadata=metadata,
-            inputs=query,
-            attributes={},
+            inputs=NO_INPUT,
+            attributes={
+                OPERATION: genai.RETRIEVAL,
+                **content.retrieval_query(query, self.settings),
+            },
         )
 
     @never_raises
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, documents, NO_INPUT)
+        self._end(run_id, NO_INPUT, NO_INPUT, content.retrieved(documents, self.settings))
 
     @never_raises
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -340,6 +348,12 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
 
     # --- models, continued ------------------------------------------------------------------
 
+    def _mark_agentic(self, run_id: UUID) -> None:
+        """A model offered tools, or a tool run: the graphs of this trace are agents."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.trace.agentic = True
+
     def _start_model(
         self,
         run_id: UUID,
@@ -355,8 +369,7 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
         params = kwargs.get("invocation_params")
         attributes = genai.request_attributes(operation, metadata, params)
         tools = params.get("tools") if isinstance(params, Mapping) else None
-        if tools and self.settings.capture_content:  # the tools offered: content, capped
-            attributes[TOOL_DEFINITIONS] = safe_text(tools, self.settings)
+        attributes.update(content.model_input_attributes(prompt, tools, self.settings))
         model = attributes.get(REQUEST_MODEL)
         name = f"{operation} {model}" if model else _run_name(serialized, kwargs, operation)
         self._start(
@@ -367,7 +380,9 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
             run_type="llm",
             tags=tags,
             metadata=metadata,
-            inputs=prompt,
+            inputs=NO_INPUT,
             attributes=attributes,
             operation=operation,
         )
+        if tools:
+            self._mark_agentic(run_id)

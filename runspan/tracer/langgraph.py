@@ -1,4 +1,5 @@
-"""What LangGraph's runs say beyond LangChain's: the node, retries, and resumed threads.
+"""What LangGraph's runs say beyond LangChain's: the node, retries, resumed threads, and
+which graphs are agents.
 
 LangGraph puts a node's name and task (``langgraph_node``, ``langgraph_checkpoint_ns``) in the
 metadata of every run of that node, and a thread's id (``thread_id``) in the metadata of every
@@ -12,7 +13,7 @@ from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
-from runspan.attributes import ATTEMPT, RESUMES_TRACE, TASK_KEY, THREAD_KEY
+from runspan.attributes import AGENT_NAME, ATTEMPT, OPERATION, RESUMES_TRACE, TASK_KEY, THREAD_KEY
 from runspan.tracer.runs import RunRegistry, RunTree
 
 
@@ -49,3 +50,20 @@ def note_attempt(
     tree.attempts[task] = attempt
     if attempt > 1:
         attributes[ATTEMPT] = attempt
+
+
+INVOKE_AGENT = "invoke_agent"
+INVOKE_WORKFLOW = "invoke_workflow"
+
+
+def graph_operation(span: Any, tree: RunTree) -> dict[str, AttributeValue]:
+    """A graph's GenAI operation, known at its end: an agent (``invoke_agent``, named by the
+    graph's run name) when a model in its trace was offered tools or a tool ran, as in a
+    ReAct agent; any other graph is a workflow (``invoke_workflow``)."""
+    if not tree.agentic:
+        return {OPERATION: INVOKE_WORKFLOW}
+    name = getattr(span, "name", None)
+    attributes: dict[str, AttributeValue] = {OPERATION: INVOKE_AGENT}
+    if isinstance(name, str) and name:
+        attributes[AGENT_NAME] = name
+    return attributes

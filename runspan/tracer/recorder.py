@@ -128,6 +128,8 @@ class RunRecorder:
 
         if node == name and metadata is not None:  # a LangGraph node's own run
             langgraph.note_attempt(tree, metadata, attributes)
+            if parent is not None:
+                parent.graph = True
         span = self._spans().start(
             name,
             kind,
@@ -179,7 +181,8 @@ class RunRecorder:
             if isinstance(found, str):
                 node = found
                 attributes[GRAPH_NODE] = node
-        attributes.update(input_attributes(inputs, self.settings))
+        if inputs is not NO_INPUT:  # model, tool and retriever runs bring GenAI content instead
+            attributes.update(input_attributes(inputs, self.settings))
         return node
 
     def _end(
@@ -195,7 +198,7 @@ class RunRecorder:
             current.heal_current()
             return
         try:
-            ending = output_attributes(outputs, self.settings)
+            ending = output_attributes(outputs, self.settings) if outputs is not NO_INPUT else {}
             if inputs is not NO_INPUT and inputs is not None:
                 ending.update(input_attributes(inputs, self.settings))
             if attributes:
@@ -249,6 +252,8 @@ class RunRecorder:
                 if tree.thread_id is not None:
                     trace_id = run.span.get_span_context().trace_id
                     self._runs.remember_interrupt(tree.thread_id, f"{trace_id:032x}")
+            if run.graph:
+                record(run.span, langgraph.graph_operation(run.span, tree))
             run.span.end(end_time=end_ns)
             if is_root:
                 leftovers = self._runs.end_root(tree, current.stacked_runs())

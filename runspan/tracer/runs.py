@@ -39,6 +39,8 @@ class RunTree:
     # Attempts of each LangGraph task (by checkpoint namespace) that ran so far: RetryPolicy
     # runs a failed node again as a new run with the same task. Made at the first node run.
     attempts: dict[str, int] | None = None
+    # A model was offered tools, or a tool ran: its graphs are agents (invoke_agent).
+    agentic: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -51,6 +53,7 @@ class LiveRun:
     trace: RunTree
     start_ns: int
     operation: str | None = None  # the GenAI operation of a model run, None otherwise
+    graph: bool = False  # a LangGraph graph: its nodes' runs are its children
     first_chunk_ns: int | None = None
     first_token_ns: int | None = None  # the first chunk with content: text or a tool call
     ended: bool = False

@@ -90,13 +90,13 @@ class TestModelData:
         assert run.ttft_ms >= 40
 
     def test_a_streamed_run_keeps_its_response_id_and_role(self, stored: Stored) -> None:
-        """The provider's id rides on streamed messages, and the output is an "ai" message,
-        not an "AIMessageChunk"."""
+        """The provider's id rides on streamed messages, and the output is an assistant
+        message, not an "AIMessageChunk"."""
         for _ in SlowStartModel().stream("hi", config={"callbacks": [stored.handler]}):
             pass
         run = _model_run(stored)
         assert run.attributes["gen_ai.response.id"] == "chatcmpl-abc123"
-        assert run.outputs["role"] == "ai"
+        assert [message["role"] for message in run.outputs] == ["assistant"]
 
     def test_the_tools_offered_are_stored(self, stored: Stored) -> None:
         """bind(tools=...) is stored as gen_ai.tool.definitions, redacted like content."""
@@ -106,7 +106,8 @@ class TestModelData:
         }
         SlowStartModel().bind(tools=[offered]).invoke("add", config={"callbacks": [stored.handler]})
         definitions = json.loads(_model_run(stored).attributes["gen_ai.tool.definitions"])
-        assert definitions[0]["function"]["name"] == "add"
+        assert definitions[0]["type"] == "function"  # the conventions' shape
+        assert definitions[0]["name"] == "add"
         assert SECRET not in json.dumps(definitions)
 
     def test_tags_are_redacted(self, stored: Stored) -> None:

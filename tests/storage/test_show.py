@@ -41,11 +41,11 @@ class TestShow:
         shown = _show(stored.read_url, str(root["trace_id"]))
         for expected in (
             "system: You are a travel assistant.",
-            "human: Weather and time in Oslo?",
+            "user: Weather and time in Oslo?",
             "→ get_weather(city=Oslo) [call_w1]",
             "→ get_time(city=Oslo) [call_t1]",
             "tool: [call_w1] sunny and 21C in Oslo",
-            "ai: In Oslo it is 14:05, sunny and 21C.",
+            "assistant: In Oslo it is 14:05, sunny and 21C.",
             "tools offered: get_weather, get_time",
             'args {"city": "Oslo"}',
             "result 14:05 in Oslo",

@@ -94,7 +94,7 @@ class TestColumns:
         assert (model.cache_read_tokens, model.cache_creation_tokens) == (3, 2)
         assert model.reasoning_tokens == 5
         assert model.attributes["gen_ai.operation.name"] == "chat"
-        assert model.outputs["content"] == "four"
+        assert model.outputs[0]["parts"] == [{"type": "text", "content": "four"}]
         assert model.metadata == {"user": "ann"}
         assert "team:fruit" in model.tags
 
@@ -106,7 +106,7 @@ class TestColumns:
         retriever = runs["FruitRetriever"]
         assert retriever.run_type == "retriever"
         assert retriever.inputs == "apples"
-        assert retriever.outputs[0]["page_content"] == "apples are red"
+        assert retriever.outputs[0]["content"] == "apples are red"
         for run in runs.values():
             if run.run_type != "llm":
                 assert run.model_name is None

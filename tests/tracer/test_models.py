@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from langchain_core.language_models import FakeListLLM
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
@@ -39,8 +41,19 @@ class TestChatModelSpans:
         assert attrs["gen_ai.response.id"] == "resp-123"
         assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
         assert attrs["langchain.run_type"] == "llm"
-        assert attrs["input.value"] == '[{"role":"human","content":"What is 1 + 2?"}]'
-        assert attrs["output.value"] == '{"role":"ai","content":"four"}'
+        # The content travels once, as the GenAI conventions' messages.
+        assert "input.value" not in attrs
+        assert "output.value" not in attrs
+        assert json.loads(str(attrs["gen_ai.input.messages"])) == [
+            {"role": "user", "parts": [{"type": "text", "content": "What is 1 + 2?"}]}
+        ]
+        assert json.loads(str(attrs["gen_ai.output.messages"])) == [
+            {
+                "role": "assistant",
+                "parts": [{"type": "text", "content": "four"}],
+                "finish_reason": "stop",
+            }
+        ]
 
     def test_unknown_model_keeps_the_run_name(self, capture: SpanCapture) -> None:
         """Without a model name the span is named after the run."""
@@ -114,8 +127,16 @@ class TestCompletionModels:
         )
         attrs = _model_attrs(capture)
         assert attrs["gen_ai.operation.name"] == "text_completion"
-        assert attrs["input.value"] == '"1 + 3 ="'
-        assert attrs["output.value"] == '"4"'
+        assert json.loads(str(attrs["gen_ai.input.messages"])) == [
+            {"role": "user", "parts": [{"type": "text", "content": "1 + 3 ="}]}
+        ]
+        assert json.loads(str(attrs["gen_ai.output.messages"])) == [
+            {
+                "role": "assistant",
+                "parts": [{"type": "text", "content": "4"}],
+                "finish_reason": "stop",
+            }
+        ]
 
 
 class TestProviderUsageShapes:

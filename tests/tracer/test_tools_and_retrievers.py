@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -45,8 +46,10 @@ class TestTools:
         assert attrs["gen_ai.tool.call.id"] == "call_abc123"
         assert attrs["gen_ai.tool.description"] == "Add two integers."
         assert attrs["langchain.run_type"] == "tool"
-        assert attrs["input.value"] == '{"a":1,"b":2}'
-        assert '"content":"3"' in attrs["output.value"]
+        assert attrs["gen_ai.tool.call.arguments"] == '{"a":1,"b":2}'
+        assert attrs["gen_ai.tool.call.result"] == "3"  # the ToolMessage's content, as text
+        assert "input.value" not in attrs
+        assert "output.value" not in attrs
         assert capture.render().splitlines()[-1] == "    execute_tool add"
 
     def test_tool_invoked_directly(self, capture: SpanCapture) -> None:
@@ -70,5 +73,7 @@ class TestRetrievers:
         assert span.kind is SpanKind.CLIENT
         attrs: dict[str, Any] = dict(span.attributes or {})
         assert attrs["langchain.run_type"] == "retriever"
-        assert attrs["input.value"] == '"apples"'
-        assert '"page_content":"apples are red"' in attrs["output.value"]
+        assert attrs["gen_ai.operation.name"] == "retrieval"
+        assert attrs["gen_ai.retrieval.query.text"] == "apples"
+        documents = json.loads(str(attrs["gen_ai.retrieval.documents"]))
+        assert documents[0]["content"] == "apples are red"
