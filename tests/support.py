@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import operator
 import os
 import subprocess
@@ -14,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
+import jsonschema
 from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel, GenericFakeChatModel
@@ -397,3 +399,39 @@ def runspan_cli(
         check=False,
         env={**os.environ, "COLUMNS": str(columns), **(env or {})},
     )
+
+
+# --- OpenTelemetry GenAI content: the conventions' JSON schemas ------------------------------
+
+_SCHEMAS = Path(__file__).parent / "genai_schemas"
+_ATTRIBUTE_SCHEMAS = {
+    "gen_ai.input.messages": "input_messages.json",
+    "gen_ai.output.messages": "output_messages.json",
+    "gen_ai.system_instructions": "system_instructions.json",
+    "gen_ai.tool.definitions": "tool_definitions.json",
+    "gen_ai.retrieval.documents": "retrieval_documents.json",
+}
+# Part types runspan writes: the schemas accept any typed part (a generic one), so the tests
+# also hold runspan to the conventions' named parts and the generic parts it documents.
+_KNOWN_PARTS = {"text", "reasoning", "tool_call", "tool_call_response", "uri", "file"}
+_GENERIC_MEDIA = {"image", "audio", "video", "document"}
+CONTENT_ATTRIBUTES = (
+    *_ATTRIBUTE_SCHEMAS,
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+    "gen_ai.retrieval.query.text",
+    "input.value",
+    "output.value",
+)
+
+
+def validated(attributes: Any, name: str) -> Any:
+    """The attribute's JSON, after checking it against its schema."""
+    value = json.loads(str(attributes[name]))
+    schema = json.loads((_SCHEMAS / _ATTRIBUTE_SCHEMAS[name]).read_text())
+    jsonschema.validate(value, schema)
+    if name in ("gen_ai.input.messages", "gen_ai.output.messages"):
+        for message in value:
+            for part in message["parts"]:
+                assert part["type"] in _KNOWN_PARTS | _GENERIC_MEDIA, part
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from runspan.exporters import OtlpSettings, OtlpSpanExporter
 from runspan.storage import Run, RunStore, StorageSpanProcessor
 from tests.exporters.conftest import Receiver
 from tests.exporters.receivers import GrpcReceiver, ReceivedSpan
-from tests.support import UsageChatModel
+from tests.support import UsageChatModel, run_agent, validated
 
 FOUR_MIB = 4 * 1024 * 1024
 
@@ -140,6 +141,33 @@ class TestLiveExport:
         assert chat.kind == "SPAN_KIND_CLIENT"
         assert chat.attributes["gen_ai.usage.input_tokens"] == 11
         assert chat.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+
+    def test_a_react_agent_arrives_with_the_genai_conversation(
+        self, receiver: Receiver, exporting_to: Any
+    ) -> None:
+        """A LangGraph ReAct agent with two tool calls, as Jaeger's GenAI tab receives it:
+        model spans with system instructions, input and output messages that validate against
+        the conventions' schemas, tool spans with arguments and results, the graph an agent."""
+        exporting = exporting_to(receiver)
+        run_agent(exporting.handler)
+        exporting.flush()
+        spans = receiver.received.spans
+        models = [s for s in spans if s.attributes.get("gen_ai.operation.name") == "chat"]
+        assert len(models) == 2
+        for model in models:
+            for name in ("gen_ai.system_instructions", "gen_ai.input.messages"):
+                validated(model.attributes, name)
+            (said,) = validated(model.attributes, "gen_ai.output.messages")
+            assert said["finish_reason"] in ("tool_call", "stop")
+            assert "input.value" not in model.attributes
+        tools = {s.name: s.attributes for s in spans if s.name.startswith("execute_tool")}
+        assert json.loads(tools["execute_tool get_time"]["gen_ai.tool.call.arguments"]) == {
+            "city": "Oslo"
+        }
+        assert tools["execute_tool get_time"]["gen_ai.tool.call.result"] == "14:05 in Oslo"
+        (graph,) = [s for s in spans if s.name == "LangGraph"]
+        assert graph.attributes["gen_ai.operation.name"] == "invoke_agent"
+        assert graph.attributes["gen_ai.agent.name"] == "LangGraph"
 
     def test_errors_and_first_chunks_arrive_as_status_and_events(
         self, receiver: Receiver, exporting_to: Any

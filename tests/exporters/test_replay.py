@@ -23,7 +23,7 @@ from runspan.exporters import OtlpSettings, OtlpSpanExporter
 from runspan.storage import RunStore, StorageSpanProcessor
 from tests.exporters.conftest import Receiver
 from tests.exporters.receivers import GrpcReceiver, HttpReceiver, ReceivedSpan
-from tests.support import UsageChatModel
+from tests.support import UsageChatModel, run_agent
 
 
 def run_chains(url: str, receiver: Receiver | None, invokes: int = 3) -> TracerProvider:
@@ -75,6 +75,9 @@ def comparable(span: ReceivedSpan) -> dict[str, Any]:
     for key in ("input.value", "output.value", "langchain.metadata"):
         if key in attributes and attributes.get(key.replace("value", "mime_type")) != "text/plain":
             attributes[key] = json.loads(attributes[key])
+    for key in ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.tool.definitions"):
+        if key in attributes:
+            attributes[key] = json.loads(attributes[key])
     return {**vars(span), "attributes": attributes, "scope": None}
 
 
@@ -105,6 +108,35 @@ class TestExport:
         assert f"sent {len(live)} spans of 9 traces" in out
         replayed = {span.span_id: comparable(span) for span in other.received.spans}
         assert replayed == live
+
+    def test_an_agent_replays_with_its_genai_content(
+        self, receiver: Receiver, database_url: str
+    ) -> None:
+        """A ReAct agent's model, tool and graph spans replay from SQL with the GenAI
+        content attributes they were sent with live: messages, tool arguments and results."""
+        provider = TracerProvider(id_generator=RunIdGenerator())
+        provider.add_span_processor(StorageSpanProcessor(database_url))
+        settings = OtlpSettings.build(receiver.endpoint, protocol=receiver.protocol, timeout=1)
+        assert settings is not None
+        provider.add_span_processor(BatchSpanProcessor(OtlpSpanExporter(settings)))
+        run_agent(TracingCallbackHandler(tracer_provider=provider))
+        assert provider.force_flush()
+        provider.shutdown()
+        live = {span.span_id: comparable(span) for span in receiver.received.spans}
+        other: Receiver = GrpcReceiver() if receiver.protocol == "grpc" else HttpReceiver()
+        other.start()
+        try:
+            code, out = export(
+                *("--endpoint", other.endpoint, "--protocol", other.protocol),
+                *("--since", "1h", "--database-url", database_url),
+            )
+        finally:
+            other.stop()
+        assert code == 0, out
+        replayed = {span.span_id: comparable(span) for span in other.received.spans}
+        assert replayed == live
+        tools = [s for s in replayed.values() if s["name"] == "execute_tool get_weather"]
+        assert tools[0]["attributes"]["gen_ai.tool.call.result"] == "sunny and 21C in Oslo"
 
     @pytest.mark.logs_warnings
     def test_after_an_outage_every_span_arrives_exactly_once(
