@@ -175,6 +175,23 @@ class TestSql:
         assert code == 0
         assert json.loads(out) == [{"n": 22}]
 
+    def test_a_statement_may_open_with_a_comment(self, demo_db: str) -> None:
+        """The documented queries start with a "-- sqlite only" comment: pasted as they are,
+        they run; a misspelt option is still a usage error, never SQL."""
+        pasted = "-- sqlite only\nSELECT count(*) AS n FROM runs"
+        done = subprocess.run(
+            [str(RUNSPAN), "sql", pasted, "--database-url", demo_db, "--format", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == [{"n": 22}]
+        code, out = invoke("sql", "--wdie", "--database-url", demo_db)
+        assert code == 2
+        assert "No such option '--wdie'" in out
+
     @pytest.mark.parametrize(
         "statement",
         ["DELETE FROM runs", "UPDATE runs SET name = 'x'", "DROP TABLE runs", "SELEC 1"],

@@ -75,12 +75,15 @@ class TestFilesParse:
             assert re.fullmatch(r"\d+\.\d+(\.\d+)?(-[\w.]+)?", tag), image
 
     def test_jaeger_is_v2_from_its_own_image(self) -> None:
+        """Jaeger v2, 2.20 or newer: the first release whose UI has the GenAI view that
+        renders runspan's gen_ai.* messages as a conversation."""
         jaegers = [image for image in images() if "jaeger" in image]
         assert jaegers
         for image in jaegers:
             name, _, tag = image.rpartition(":")
             assert name == "jaegertracing/jaeger"
-            assert tag.startswith("2.")
+            major, minor = (int(n) for n in tag.split(".")[:2])
+            assert (major, minor) >= (2, 20), image
         assert len(set(jaegers)) == 1, "compose and Kubernetes run the same Jaeger"
 
     def test_no_jaeger_v1_settings(self) -> None:

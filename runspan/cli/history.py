@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from typing import Any
 
@@ -217,7 +218,9 @@ def stats(
     console.print(stats_table(found, by, width=_width(console)))
 
 
-@main.command()
+# A statement may open with a SQL comment ("-- ..."), which click would take for an option: words
+# click does not know are handed to STATEMENT, and a lone unknown "--word" is still refused.
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("statement")
 @click.option("--wide", is_flag=True, help="In a terminal, every value whole (else long ones cut).")
 @database_option
@@ -228,6 +231,8 @@ def sql(
 ) -> None:
     """Run one read-only SQL statement (SQLite opened read-only; PostgreSQL in a read-only
     transaction, as a role that can only read)."""
+    if re.fullmatch(r"--?[A-Za-z][\w-]*", statement):
+        raise click.NoSuchOption(statement)
     with errors_as_messages(), RunStore(database_url) as store:
         result = store.sql(statement)
     chosen = chosen_format(output_format, as_json)

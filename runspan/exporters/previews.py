@@ -4,15 +4,28 @@ SQL keeps every value whole; what goes over OTLP must fit a receiver's message l
 and the OpenTelemetry Collector refuse gRPC messages over 4 MiB by default) and keep Jaeger's
 UI responsive. A string attribute longer than the preview length is sent as its beginning, a
 marker and its original size, so a reader of the trace knows it was cut and where the whole
-value is.
+value is. The GenAI content attributes, which readers parse as JSON, stay JSON: their strings
+share the preview length, each cut one marked.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
+
+from runspan.attributes import (
+    INPUT_MESSAGES,
+    OUTPUT_MESSAGES,
+    RETRIEVAL_DOCUMENTS,
+    SYSTEM_INSTRUCTIONS,
+    TOOL_CALL_ARGUMENTS,
+    TOOL_CALL_RESULT,
+    TOOL_DEFINITIONS,
+)
+from runspan.jsoncut import cut_strings
 
 DEFAULT_PREVIEW_CHARS = 4096
 # Under the 4 MiB default of Jaeger's and the Collector's gRPC receivers, with room for the
@@ -26,12 +39,49 @@ def preview(text: str, max_chars: int) -> str:
     """``text`` as it goes over the wire: whole when short, else its beginning and a marker."""
     if len(text) <= max_chars:
         return text
-    return f"{text[:max_chars]}… [cut by runspan: {len(text):,} chars; whole in SQL]"
+    return _cut(text, max_chars)
 
 
-def _previewed_value(value: Any, max_chars: int) -> Any:
+def _cut(text: str, kept: int) -> str:
+    return f"{text[:kept]}… [cut by runspan: {len(text):,} chars; whole in SQL]"
+
+
+# Attributes whose value is JSON text that readers parse (tool arguments and results are JSON
+# unless the tool's value was a plain string).
+_JSON_ATTRIBUTES = frozenset(
+    {
+        INPUT_MESSAGES,
+        OUTPUT_MESSAGES,
+        SYSTEM_INSTRUCTIONS,
+        TOOL_DEFINITIONS,
+        RETRIEVAL_DOCUMENTS,
+        TOOL_CALL_ARGUMENTS,
+        TOOL_CALL_RESULT,
+    }
+)
+
+
+def _json_preview(text: str, max_chars: int) -> str:
+    """JSON text as it goes over the wire: still JSON, its strings sharing ``max_chars``."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return preview(text, max_chars)  # plain text after all
+    if not isinstance(value, (list, dict)):
+        return preview(text, max_chars)
+    kept = cut_strings(value, max_chars, _cut)
+    return json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
+
+
+def _previewed_value(value: Any, max_chars: int, key: str = "") -> Any:
     if type(value) is str:
-        return preview(value, max_chars) if len(value) > max_chars else value
+        if len(value) <= max_chars:
+            return value
+        return (
+            _json_preview(value, max_chars)
+            if key in _JSON_ATTRIBUTES
+            else preview(value, max_chars)
+        )
     if type(value) is tuple and value and type(value[0]) is str:
         return tuple(preview(item, max_chars) for item in value)
     return value
@@ -45,7 +95,7 @@ def _previewed(attributes: Mapping[str, Any] | None, max_chars: int) -> Mapping[
             break
     else:
         return attributes  # the common case: nothing to cut, nothing copied
-    return {key: _previewed_value(value, max_chars) for key, value in attributes.items()}
+    return {key: _previewed_value(value, max_chars, key) for key, value in attributes.items()}
 
 
 def _needs_preview(value: Any, max_chars: int) -> bool:

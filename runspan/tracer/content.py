@@ -33,6 +33,7 @@ from runspan.attributes import (
     TOOL_CALL_RESULT,
     TOOL_DEFINITIONS,
 )
+from runspan.jsoncut import cut_strings
 from runspan.tracer import messages
 from runspan.tracer.redaction import redact
 from runspan.tracer.serialize import to_json
@@ -84,25 +85,6 @@ def output_attributes(value: Any, settings: TracerSettings) -> dict[str, Attribu
     return content_attributes(value, settings, OUTPUT_VALUE, OUTPUT_MIME_TYPE)
 
 
-def _cut_leaves(value: Any, budget: list[int], settings: TracerSettings) -> Any:
-    """``value`` (plain JSON data) with its strings redacted and cut so that together they
-    keep at most ``budget[0]`` characters; the structure stays whole, so the text stays JSON."""
-    if isinstance(value, str):
-        remaining = budget[0]
-        if len(value) <= remaining:
-            text = redact(value, settings.redact)
-        else:
-            cut = redact(value[: remaining + _REDACTION_MARGIN], settings.redact)[:remaining]
-            text = f"{cut}...[runspan: truncated, {len(value)} chars in all]"
-        budget[0] = max(0, remaining - len(value))
-        return text
-    if isinstance(value, list):
-        return [_cut_leaves(item, budget, settings) for item in value]
-    if isinstance(value, dict):
-        return {key: _cut_leaves(item, budget, settings) for key, item in value.items()}
-    return value
-
-
 def bounded_json(value: Any, settings: TracerSettings) -> str:
     """``value`` as JSON text, redacted and capped, that is still JSON: an attribute whose
     schema readers validate (the GenAI messages) cannot be cut mid-text like ``input.value``.
@@ -110,7 +92,14 @@ def bounded_json(value: Any, settings: TracerSettings) -> str:
     text = to_json(value)
     if len(text) <= settings.max_value_chars:  # the common case: one pass
         return redact(text, settings.redact)
-    return to_json(_cut_leaves(json.loads(text), [settings.max_value_chars], settings))
+    hook = settings.redact
+
+    def cut(value: str, kept: int) -> str:
+        start = redact(value[: kept + _REDACTION_MARGIN], hook)[:kept]
+        return f"{start}...[runspan: truncated, {len(value)} chars in all]"
+
+    kept = cut_strings(json.loads(text), settings.max_value_chars, cut, lambda t: redact(t, hook))
+    return to_json(kept)
 
 
 def _text_or_json(value: Any, settings: TracerSettings) -> str:

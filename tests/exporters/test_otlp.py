@@ -232,6 +232,33 @@ class TestBoundedPayloads:
             (stored,) = store.tree(measured.trace_id)
         assert stored.inputs == huge
 
+    def test_a_long_conversation_previews_as_messages_that_still_validate(
+        self, receiver: Receiver, exporting_to: Any
+    ) -> None:
+        """A model call with 200,000 characters of messages: on the wire its GenAI messages
+        keep their JSON shape (Jaeger's GenAI tab still renders them), the cut text marked;
+        SQL keeps them whole."""
+        exporting = exporting_to(receiver)
+        exporting.handler = TracingCallbackHandler(
+            tracer_provider=exporting.provider, max_value_chars=1_000_000
+        )
+        story = "once upon a time " * 6000  # 102,000 chars
+        UsageChatModel().invoke(
+            [("system", story), ("human", story)], config={"callbacks": [exporting.handler]}
+        )
+        exporting.flush()
+        (chat,) = [s for s in receiver.received.spans if s.name == "chat gpt-test"]
+        sent = chat.attributes["gen_ai.input.messages"]
+        assert len(sent) < 5000
+        (message,) = validated(chat.attributes, "gen_ai.input.messages")
+        assert message["parts"][0]["content"].endswith(
+            "[cut by runspan: 102,000 chars; whole in SQL]"
+        )
+        validated(chat.attributes, "gen_ai.system_instructions")
+        with RunStore(exporting.database_url) as store:
+            (stored,) = store.tree(chat.trace_id)
+        assert stored.inputs[0]["parts"][0]["content"] == story
+
     def test_a_batch_over_the_receiver_limit_is_split(self, receiver: Receiver) -> None:
         """1,200 spans of 4,000 characters each (about 5 MB) go in several requests, each under
         the receivers' 4 MiB limit, and all arrive."""
