@@ -1,8 +1,9 @@
 """One span as one ``runs`` row.
 
 The row's columns are read from the span's attributes by the names the tracer writes
-(OpenTelemetry GenAI conventions, ``langchain.*``, ``input.value``/``output.value``); what has
-no column of its own stays in ``attributes``. Spans of other instrumentations become rows too,
+(OpenTelemetry GenAI conventions, ``langchain.*``, and the content: ``input.value`` /
+``output.value``, or a model's, tool's or retriever's GenAI content attributes); what has no
+column of its own stays in ``attributes``. Spans of other instrumentations become rows too,
 with no run id. JSON columns are handed over as JSON text, and every JSON text written here is
 valid JSON: content the tracer cut at its cap (no longer JSON) is stored as a JSON string.
 """
