@@ -26,7 +26,7 @@ from runspan import attributes
 from runspan.exporters.replay import stored_span
 from runspan.storage import RunStore, SqlSpanExporter
 from runspan.testing import SpanCapture
-from tests.support import FruitRetriever, UsageChatModel, run_langgraph_corners
+from tests.support import FruitRetriever, UsageChatModel, run_agent, run_langgraph_corners
 
 # Names that no span of runspan's carries as an attribute: event names, values, metadata keys
 # LangGraph writes, and a name only read from other instrumentations.
@@ -50,7 +50,18 @@ _ON_EVENTS = {
     "EXCEPTION_ESCAPED",
     "RETRY_ATTEMPT",
 }
-_JSON_TEXT = {attributes.METADATA, attributes.INPUT_VALUE, attributes.OUTPUT_VALUE}
+_JSON_TEXT = {
+    attributes.METADATA,
+    attributes.INPUT_VALUE,
+    attributes.OUTPUT_VALUE,
+    attributes.INPUT_MESSAGES,
+    attributes.OUTPUT_MESSAGES,
+    attributes.SYSTEM_INSTRUCTIONS,
+    attributes.TOOL_DEFINITIONS,
+    attributes.TOOL_CALL_ARGUMENTS,
+    attributes.TOOL_CALL_RESULT,
+    attributes.RETRIEVAL_DOCUMENTS,
+}
 
 
 class AllParametersChatModel(UsageChatModel):
@@ -118,6 +129,7 @@ def _every_kind_of_run(capture: SpanCapture) -> None:
     with pytest.raises(KeyError):
         RunnableLambda(lambda x: {}[x], name="lookup").invoke("k", config=config)
     run_langgraph_corners(handler)
+    run_agent(handler)  # an agent: invoke_agent with its name, tools offered and called
     from uuid import uuid4
 
     orphan = uuid4()
