@@ -1,0 +1,113 @@
+"""``runspan serve``: one process, a gRPC port and an HTTP port over one database.
+
+The HTTP server (uvicorn) runs in a thread of its own and the gRPC server in its pool, so that
+the main thread owns the signals: on SIGTERM or SIGINT both stop taking requests, finish the
+ones in flight (each answered only once its spans are written), and the writer releases the
+database. Nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+import uvicorn
+
+from runspan.logs import logger
+from runspan.serve.auth import BearerToken, check_bind
+from runspan.serve.grpc_api import grpc_server
+from runspan.serve.http_api import http_app
+from runspan.serve.ingest import DEFAULT_MAX_WAITING, Ingest
+from runspan.storage import SqlSpanExporter
+from runspan.storage.engine import database_url_from, safe_url
+
+# How long requests in flight may take to finish once a stop is asked for.
+STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Where ``runspan serve`` listens, what it stores into, and who may use it."""
+
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    grpc_port: int = 4317
+    http_port: int = 4318
+    token: str | None = None
+    insecure_bind: bool = False
+    max_waiting: int = DEFAULT_MAX_WAITING
+
+
+@dataclass(frozen=True)
+class Listening:
+    """The addresses bound (a port of 0 asks the system for a free one)."""
+
+    host: str
+    grpc_port: int
+    http_port: int
+    database: str
+
+
+def serve(
+    settings: ServeSettings,
+    *,
+    ready: Callable[[Listening], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT (or ``stop``, when given), then stop gracefully."""
+    check_bind(settings.host, settings.token, settings.insecure_bind)
+    url = database_url_from(settings.database_url)
+    writer = SqlSpanExporter(url)  # migrates now: a bad URL or a foreign file fails here
+    ingest = Ingest(writer, max_waiting=settings.max_waiting)
+    token = BearerToken(settings.token)
+    grpc, grpc_port = grpc_server(ingest, token, f"{settings.host}:{settings.grpc_port}")
+    http = uvicorn.Server(
+        uvicorn.Config(
+            http_app(ingest, token),
+            host=settings.host,
+            port=settings.http_port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+    )
+    http_thread = threading.Thread(target=http.run, name="runspan-serve-http", daemon=True)
+    stopping = stop or threading.Event()
+    previous = _on_stop_signals(stopping.set) if stop is None else {}
+    try:
+        grpc.start()
+        http_thread.start()
+        while not http.started:
+            if not http_thread.is_alive():
+                raise OSError(
+                    f"runspan serve could not listen on {settings.host}:{settings.http_port} (HTTP)"
+                )
+            time.sleep(0.01)
+        http_port = http.servers[0].sockets[0].getsockname()[1]
+        listening = Listening(settings.host, grpc_port, http_port, safe_url(url))
+        if ready is not None:
+            ready(listening)
+        stopping.wait()
+    finally:
+        http.should_exit = True
+        stopped = grpc.stop(STOP_GRACE_SECONDS)
+        http_thread.join(STOP_GRACE_SECONDS)
+        stopped.wait(STOP_GRACE_SECONDS)
+        ingest.close()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        logger.info("runspan serve: stopped; every acknowledged span is written")
+
+
+_Handler = Callable[[int, FrameType | None], object] | int | None
+
+
+def _on_stop_signals(handler: Callable[[], None]) -> dict[signal.Signals, _Handler]:
+    previous: dict[signal.Signals, _Handler] = {}
+    for number in (signal.SIGTERM, signal.SIGINT):
+        previous[number] = signal.signal(number, lambda *_: handler())
+    return previous
