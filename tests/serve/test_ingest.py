@@ -31,9 +31,10 @@ _LANGCHAIN_APP = """
     from tests.support import UsageChatModel, run_agent
 
     local, endpoint, protocol = sys.argv[1:4]
+    # Pointed at runspan serve, values go whole: its database is the history, not a preview.
     runspan.configure(
         database_url=local, otlp_endpoint=endpoint, otlp_protocol=protocol,
-        service_name="worker-7",
+        service_name="worker-7", otlp_preview_chars=1_000_000,
     )
     handler = runspan.TracingCallbackHandler()
 
@@ -51,6 +52,7 @@ _LANGCHAIN_APP = """
         | StrOutputParser()
     )
     chain.invoke("Pack what?", config={"callbacks": [handler], "tags": ["trip"]})
+    chain.invoke("Long: " + "rain " * 20_000, config={"callbacks": [handler]})
     try:
         RunnableLambda(lambda x: 1 / 0, name="divide").invoke(1, config={"callbacks": [handler]})
     except ZeroDivisionError:
@@ -117,9 +119,10 @@ def _endpoint(served: Served, protocol: str) -> str:
 def test_a_run_traced_in_another_process_is_the_row_it_would_be_in_process(
     serve: Any, database_url: str, tmp_path: Path, protocol: str
 ) -> None:
-    """A chain with a tool, a model, a parser, a failure and a LangGraph agent, traced by
-    runspan in another process and exported to runspan serve, is stored row for row as the
-    app's own SQLite file has it: ids, parents, times, status, tokens, content, events."""
+    """A chain with a tool, a model, a parser, a failure, a 100,000-character input and a
+    LangGraph agent, traced by runspan in another process and exported to runspan serve, is
+    stored row for row as the app's own SQLite file has it: ids, parents, times, status,
+    tokens, content (whole), events."""
     served = serve()
     local = f"sqlite:///{tmp_path / 'app.db'}"
     run_client(_LANGCHAIN_APP, local, _endpoint(served, protocol), protocol)
