@@ -56,6 +56,27 @@ def images() -> list[str]:
     return found
 
 
+def dotenv() -> dict[str, str]:
+    """deploy/.env, which compose reads beside the compose file."""
+    found = {}
+    for line in (DEPLOY / ".env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip()
+    return found
+
+
+def readme_secret() -> tuple[str, dict[str, str]]:
+    """The Secret the README's `kubectl create secret generic` makes: its name and keys."""
+    readme = (DEPLOY / "README.md").read_text().replace("\\\n", " ")
+    found = re.search(
+        r"kubectl -n runspan create secret generic ([\w-]+)((?: +--from-literal=\S+)+)", readme
+    )
+    assert found, "the README makes the database's Secret"
+    keys = dict(literal.split("=", 1) for literal in re.findall(r"--from-literal=(\S+)", found[2]))
+    return found[1], {key: value.strip('"') for key, value in keys.items()}
+
+
 def port_of(endpoint: str) -> int:
     return int(endpoint.rsplit(":", 1)[1])
 
@@ -132,7 +153,7 @@ class TestJaegerConfiguration:
 class TestCompose:
     def test_ports_are_those_runspan_uses(self) -> None:
         jaeger = compose()["services"]["jaeger"]
-        published = {int(port.split(":")[0]) for port in jaeger["ports"]}
+        published = {int(port.split(":")[-2]) for port in jaeger["ports"]}
         assert published == {otlp.GRPC_PORT, otlp.HTTP_PORT, UI_PORT}
 
     def test_both_services_have_healthchecks_and_volumes(self) -> None:
@@ -146,14 +167,39 @@ class TestCompose:
         assert services["postgres"]["image"].startswith("postgres:16")
 
     def test_the_readme_database_url_is_the_compose_database(self) -> None:
+        """The README's URL takes the password from deploy/.env, as compose does; no
+        password is written in the README or defaulted in the compose file."""
         environment = compose()["services"]["postgres"]["environment"]
         readme = (DEPLOY / "README.md").read_text()
-        (url,) = set(re.findall(r"RUNSPAN_DATABASE_URL=(\S+)", readme))
-        parsed = database_url_from(url)  # a URL runspan accepts
+        (url,) = set(re.findall(r"RUNSPAN_DATABASE_URL=(\S+)", readme.split("## On Kubernetes")[0]))
+        assert "${POSTGRES_PASSWORD}" in url
+        password = dotenv()["POSTGRES_PASSWORD"]
+        parsed = database_url_from(url.replace("${POSTGRES_PASSWORD}", password))
         assert parsed.username == environment["POSTGRES_USER"]
         assert parsed.database == environment["POSTGRES_DB"]
-        assert parsed.password in environment["POSTGRES_PASSWORD"]  # the default
+        assert parsed.password == password
         assert parsed.port == 5432
+        assert environment["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+
+    def test_every_port_is_published_on_loopback_only(self) -> None:
+        for name, service in compose()["services"].items():
+            for port in service.get("ports", []):
+                assert port.startswith("127.0.0.1:"), (name, port)
+
+    def test_settings_live_in_the_env_file_compose_reads(self) -> None:
+        """JAEGER_CONFIG once in deploy/.env, not on every command; it names a config."""
+        settings = dotenv()
+        assert (DEPLOY / "jaeger" / settings["JAEGER_CONFIG"]).exists()
+        assert "${JAEGER_CONFIG" in " ".join(compose()["services"]["jaeger"]["volumes"])
+        assert "JAEGER_CONFIG=config-badger.yaml docker" not in (DEPLOY / "README.md").read_text()
+
+    def test_postgres_is_healthy_only_once_it_listens_on_tcp(self) -> None:
+        compose_check = " ".join(compose()["services"]["postgres"]["healthcheck"]["test"])
+        statefulset = k8s("StatefulSet", "postgres")
+        (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+        k8s_check = " ".join(container["readinessProbe"]["exec"]["command"])
+        for check in (compose_check, k8s_check):
+            assert "pg_isready -h 127.0.0.1" in check
 
 
 class TestKubernetes:
@@ -166,13 +212,37 @@ class TestKubernetes:
         assert container["readinessProbe"]["httpGet"]["path"] == "/status"
 
     def test_postgres_statefulset_secret_and_service(self) -> None:
+        """The Secret is the README's command's, made once: its keys are the ones the
+        manifests read, its URL points at the postgres Service with the same password."""
         statefulset = k8s("StatefulSet", "postgres")
         assert statefulset["spec"]["serviceName"] == "postgres"
         assert statefulset["spec"]["volumeClaimTemplates"]
-        secret = k8s("Secret", "runspan-postgres")
-        url = database_url_from(secret["stringData"]["RUNSPAN_DATABASE_URL"])
+        name, keys = readme_secret()
+        url = database_url_from(keys["RUNSPAN_DATABASE_URL"].replace("$PASSWORD", "x"))
         assert url.host == k8s("Service", "postgres")["metadata"]["name"]
-        assert url.password == secret["stringData"]["POSTGRES_PASSWORD"]
+        assert keys["POSTGRES_PASSWORD"] == "$PASSWORD"
+        assert url.password == "x"
+        (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+        refs = [v["valueFrom"]["secretKeyRef"] for v in container["env"] if "valueFrom" in v]
+        assert {(ref["name"], ref["key"]) for ref in refs} <= {(name, key) for key in keys}
+
+    def test_the_manifests_hold_no_secret_and_no_namespace_for_delete_k(self) -> None:
+        """`kubectl delete -k` deletes what the kustomization lists: never the namespace (and
+        the database's volume claim with it), and `apply -k` never a password."""
+        (kustomization,) = documents(DEPLOY / "k8s" / "kustomization.yaml")
+        for name in kustomization["resources"]:
+            kinds = {doc["kind"] for doc in documents(DEPLOY / "k8s" / name)}
+            assert not kinds & {"Namespace", "Secret"}, (name, kinds)
+
+    def test_jaeger_memory_holds_its_traces(self) -> None:
+        """max_traces is a count: at about 100 KB a LangChain trace (ten runs, two 4 KB
+        previews each), the memory limit must hold them all, or Jaeger is OOMKilled."""
+        (config,) = documents(JAEGER_CONFIGS[0])
+        (store,) = config["extensions"]["jaeger_storage"]["backends"].values()
+        (container,) = k8s("Deployment", "jaeger")["spec"]["template"]["spec"]["containers"]
+        limit = container["resources"]["limits"]["memory"]
+        assert limit.endswith("Gi")
+        assert store["memory"]["max_traces"] * 100 * 1024 < int(limit[:-2]) * 2**30 * 0.6
 
     def test_the_app_is_wired_by_variables_runspan_reads(self) -> None:
         app = k8s("Deployment", "langchain-app")
@@ -186,7 +256,8 @@ class TestKubernetes:
         assert settings.protocol == "grpc"
         assert urlsplit(endpoint).hostname == k8s("Service", "jaeger")["metadata"]["name"]
         secret_ref = env["RUNSPAN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
-        assert secret_ref["key"] in k8s("Secret", secret_ref["name"])["stringData"]
+        name, keys = readme_secret()
+        assert (secret_ref["name"], secret_ref["key"]) in {(name, key) for key in keys}
 
     def test_kustomization_lists_every_manifest(self) -> None:
         (kustomization,) = documents(DEPLOY / "k8s" / "kustomization.yaml")
@@ -194,9 +265,28 @@ class TestKubernetes:
         on_disk = {
             path.name
             for path in (DEPLOY / "k8s").glob("*.yaml")
-            if path.name not in ("kustomization.yaml", "jaeger-config.yaml")
+            if path.name not in ("kustomization.yaml", "jaeger-config.yaml", "namespace.yaml")
         }
         assert listed == on_disk
+        assert "kubectl apply -f deploy/k8s/namespace.yaml" in (DEPLOY / "README.md").read_text()
+
+
+class TestCollector:
+    def test_its_configuration_passes_the_collectors_validation(self) -> None:
+        """The batch processor's Validate: send_batch_max_size >= send_batch_size (which
+        defaults to 8192 when left out); batches of runspan's previews under 4 MiB."""
+        (config,) = documents(DEPLOY / "collector" / "config.yaml")
+        batch = config["processors"]["batch"]
+        assert batch["send_batch_max_size"] >= batch.get("send_batch_size", 8192)
+        assert batch["send_batch_max_size"] * 2 * 4096 < 4 * 1024 * 1024 * 0.75
+
+    def test_it_exports_to_a_service_deploy_defines(self) -> None:
+        (config,) = documents(DEPLOY / "collector" / "config.yaml")
+        (name,) = config["service"]["pipelines"]["traces"]["exporters"]
+        assert name.split("/")[0] == "otlp_grpc"  # `otlp` is its deprecated alias
+        host, port = config["exporters"][name]["endpoint"].rsplit(":", 1)
+        assert host == k8s("Service", "jaeger")["metadata"]["name"]
+        assert int(port) == otlp.GRPC_PORT
 
 
 class TestReadme:
