@@ -23,8 +23,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 
 from runspan import attributes
-from runspan.exporters.replay import stored_span
 from runspan.storage import RunStore, SqlSpanExporter
+from runspan.storage.rebuild import stored_span
 from runspan.testing import SpanCapture
 from tests.support import FruitRetriever, UsageChatModel, run_agent, run_langgraph_corners
 

@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
     from runspan.exporters.replay import Replayed as Replayed
     from runspan.exporters.replay import replay_runs as replay_runs
-    from runspan.exporters.replay import stored_span as stored_span
     from runspan.exporters.replay import trace_pages as trace_pages
     from runspan.exporters.replay import window_pages as window_pages
     from runspan.exporters.settings import GRPC, HTTP_PROTOBUF, OtlpSettings
+    from runspan.storage.rebuild import stored_span as stored_span
 
 __all__ = [
     "GRPC",
@@ -49,7 +49,7 @@ _WHERE = {
     "Replayed": "runspan.exporters.replay",
     # Not named "replay": importing the submodule runspan.exporters.replay binds that name.
     "replay_runs": "runspan.exporters.replay",
-    "stored_span": "runspan.exporters.replay",
+    "stored_span": "runspan.storage.rebuild",
     "trace_pages": "runspan.exporters.replay",
     "window_pages": "runspan.exporters.replay",
 }
