@@ -10,6 +10,12 @@ from runspan.cli.app import database_option, errors_as_messages, main
 @main.command(name="serve")
 @database_option
 @click.option(
+    "--read-database-url",
+    envvar="RUNSPAN_READ_DATABASE_URL",
+    metavar="URL",
+    help="What Jaeger's reads connect as (a role that can only read); else the database.",
+)
+@click.option(
     "--host",
     default="127.0.0.1",
     show_default=True,
@@ -37,6 +43,7 @@ from runspan.cli.app import database_option, errors_as_messages, main
 def serve_command(
     *,
     database_url: str | None,
+    read_database_url: str | None,
     host: str,
     grpc_port: int,
     http_port: int,
@@ -44,20 +51,29 @@ def serve_command(
     insecure_bind: bool,
     max_waiting: int,
 ) -> None:
-    """Store OTLP traces sent by any process (gRPC and HTTP) into the database, until SIGTERM
-    or Ctrl-C; every span acknowledged is written."""
+    """Store OTLP traces sent by any process (gRPC and HTTP) into the database, and answer
+    Jaeger's remote-storage API from it (gRPC), until SIGTERM or Ctrl-C; every span
+    acknowledged is written."""
     from runspan.serve import Listening, ServeSettings, serve  # noqa: PLC0415 - gRPC, uvicorn
 
     def announce(listening: Listening) -> None:
         click.echo(
-            f"runspan serve: OTLP gRPC on {listening.host}:{listening.grpc_port},"
+            f"runspan serve: OTLP gRPC on {listening.host}:{listening.grpc_port}"
+            " (and Jaeger's jaeger.storage.v2 API),"
             f" OTLP/HTTP on http://{listening.host}:{listening.http_port}/v1/traces,"
             f" storing into {listening.database}",
             err=True,
         )
 
     settings = ServeSettings(
-        database_url, host, grpc_port, http_port, token or None, insecure_bind, max_waiting
+        database_url=database_url,
+        read_database_url=read_database_url or None,
+        host=host,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        token=token or None,
+        insecure_bind=insecure_bind,
+        max_waiting=max_waiting,
     )
     with errors_as_messages():
         try:

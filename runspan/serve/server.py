@@ -8,6 +8,7 @@ database. Nothing acknowledged is lost.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -16,14 +17,21 @@ from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
+from sqlalchemy import URL
 
 from runspan.logs import logger
 from runspan.serve.auth import BearerToken, check_bind
 from runspan.serve.grpc_api import grpc_server
 from runspan.serve.http_api import http_app
 from runspan.serve.ingest import DEFAULT_MAX_WAITING, Ingest
-from runspan.storage import SqlSpanExporter
-from runspan.storage.engine import database_url_from, safe_url
+from runspan.serve.jaeger_api import DEFAULT_VALUE_CHARS
+from runspan.storage import RunStore, SqlSpanExporter
+from runspan.storage.engine import (
+    READ_DATABASE_URL_ENV,
+    database_url_from,
+    read_database_url_from,
+    safe_url,
+)
 
 # How long requests in flight may take to finish once a stop is asked for.
 STOP_GRACE_SECONDS = 10.0
@@ -34,12 +42,15 @@ class ServeSettings:
     """Where ``runspan serve`` listens, what it stores into, and who may use it."""
 
     database_url: str | None = None
+    # What reads (Jaeger's API) connect as: else RUNSPAN_READ_DATABASE_URL, else database_url.
+    read_database_url: str | None = None
     host: str = "127.0.0.1"
     grpc_port: int = 4317
     http_port: int = 4318
     token: str | None = None
     insecure_bind: bool = False
     max_waiting: int = DEFAULT_MAX_WAITING
+    value_chars: int = DEFAULT_VALUE_CHARS  # each value whole up to this, on the read APIs
 
 
 @dataclass(frozen=True)
@@ -63,8 +74,16 @@ def serve(
     url = database_url_from(settings.database_url)
     writer = SqlSpanExporter(url)  # migrates now: a bad URL or a foreign file fails here
     ingest = Ingest(writer, max_waiting=settings.max_waiting)
+    # Reads go through a store the database itself keeps read-only (see runspan.storage).
+    store = RunStore(_read_url(settings.read_database_url, url))
     token = BearerToken(settings.token)
-    grpc, grpc_port = grpc_server(ingest, token, f"{settings.host}:{settings.grpc_port}")
+    grpc, grpc_port = grpc_server(
+        ingest,
+        token,
+        f"{settings.host}:{settings.grpc_port}",
+        store=store,
+        value_chars=settings.value_chars,
+    )
     http = uvicorn.Server(
         uvicorn.Config(
             http_app(ingest, token),
@@ -98,9 +117,18 @@ def serve(
         http_thread.join(STOP_GRACE_SECONDS)
         stopped.wait(STOP_GRACE_SECONDS)
         ingest.close()
+        store.close()
         for number, handler in previous.items():
             signal.signal(number, handler)
         logger.info("runspan serve: stopped; every acknowledged span is written")
+
+
+def _read_url(given: str | None, written: URL) -> URL:
+    """What reads connect as: the given URL, else RUNSPAN_READ_DATABASE_URL (a role that can
+    only read), else the database written to."""
+    if given or os.environ.get(READ_DATABASE_URL_ENV, "").strip():
+        return read_database_url_from(given)
+    return written
 
 
 _Handler = Callable[[int, FrameType | None], object] | int | None

@@ -49,6 +49,7 @@ from runspan.storage.records import (
     runs_v,
     traces_v,
 )
+from runspan.storage.search import MAX_SEARCH_DEPTH, TraceSearch
 
 _v = runs_v.c
 _EPOCH = dt.date(1970, 1, 1)
@@ -288,6 +289,65 @@ class RunStore:
         return [_run(row) for row in self._fetch(query)]
 
     # --- stats -----------------------------------------------------------------------------
+
+    # --- what Jaeger asks: services, operations, trace search, dependencies ----------------
+
+    def services(self) -> list[str]:
+        """Every service name with stored runs."""
+        query = select(_v.service_name).where(_v.service_name.is_not(None)).distinct()
+        return sorted(row["service_name"] for row in self._fetch(query))
+
+    def operations(self, service: str, span_kind: str | None = None) -> list[tuple[str, str]]:
+        """The (name, span kind) pairs of a service's runs."""
+        query = select(_v.name, _v.span_kind).where(_v.service_name == service).distinct()
+        if span_kind:
+            query = query.where(_v.span_kind == span_kind.lower())
+        return sorted((row["name"], row["span_kind"]) for row in self._fetch(query))
+
+    def find_traces(self, search: TraceSearch) -> list[tuple[str, int, int]]:
+        """The traces with a span matching ``search``, newest first: (trace id, the first
+        matching span's start, the last one's end)."""
+        depth = min(max(search.depth, 1), MAX_SEARCH_DEPTH)
+        newest = func.max(_v.start_ns)
+        query = (
+            select(
+                _v.trace_id, func.min(_v.start_ns).label("start"), func.max(_v.end_ns).label("end")
+            )
+            .where(*search.conditions())
+            .group_by(_v.trace_id)
+            .order_by(newest.desc())
+            .limit(depth)
+        )
+        return [(row["trace_id"], row["start"], row["end"]) for row in self._fetch(query)]
+
+    def dependencies(
+        self, since_ns: int | None = None, until_ns: int | None = None
+    ) -> list[tuple[str, str, int]]:
+        """Calls between services: (parent service, child service, how many), from runs whose
+        parent ran in another service (OTLP from other processes)."""
+        child, parent = runs_v.alias("child"), runs_v.alias("parent")
+        query = (
+            select(
+                parent.c.service_name.label("parent"),
+                child.c.service_name.label("child"),
+                func.count().label("calls"),
+            )
+            .join(
+                parent,
+                and_(
+                    parent.c.trace_id == child.c.trace_id,
+                    parent.c.span_id == child.c.parent_span_id,
+                ),
+            )
+            .where(child.c.service_name != parent.c.service_name)
+            .group_by(parent.c.service_name, child.c.service_name)
+            .order_by(parent.c.service_name, child.c.service_name)
+        )
+        if since_ns is not None:
+            query = query.where(child.c.start_ns >= since_ns)
+        if until_ns is not None:
+            query = query.where(child.c.start_ns <= until_ns)
+        return [(row["parent"], row["child"], row["calls"]) for row in self._fetch(query)]
 
     def stats(self, by: GroupBy = "name", where: RunFilter | None = None) -> list[Stat]:
         """Count, error rate, p50/p95/p99 latency, tokens and cost per name, model or day.

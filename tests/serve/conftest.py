@@ -19,7 +19,7 @@ import pytest
 from tests.support import RUNSPAN
 
 _READY = re.compile(
-    r"OTLP gRPC on (?P<host>[\d.]+):(?P<grpc>\d+), OTLP/HTTP on (?P<http>http://[\d.]+:\d+)/v1/traces"
+    r"OTLP gRPC on (?P<host>[\d.]+):(?P<grpc>\d+).*?OTLP/HTTP on (?P<http>http://[\d.]+:\d+)/v1/traces"
 )
 
 
