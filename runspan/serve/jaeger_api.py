@@ -3,7 +3,8 @@
 run, whole, with no second store.
 
 ``TraceReader`` (``GetTraces``, ``GetServices``, ``GetOperations``, ``FindTraces``,
-``FindTraceIDs``) and ``DependencyReader`` (``GetDependencies``) are served; any other method,
+``FindTraceIDs``), ``DependencyReader`` (``GetDependencies``) and ``Capabilities`` (search
+without a service, conditions on one span) are served; any other method,
 ``FindTraceSummaries`` among them, is ``UNIMPLEMENTED``, which Jaeger reads as "do it
 yourself". Traces stream as the IDL asks: one trace per ``TracesData`` chunk, a large trace in
 consecutive chunks, never an empty one. A run still running appears once it has ended.
@@ -20,6 +21,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from runspan.exporters.previews import previewed_span
 from runspan.serve.jaeger import (
+    capabilities_pb2,
+    capabilities_pb2_grpc,
     dependency_storage_pb2,
     dependency_storage_pb2_grpc,
     trace_storage_pb2,
@@ -190,9 +193,24 @@ class DependencyReader(dependency_storage_pb2_grpc.DependencyReaderServicer):
         )
 
 
+class Capabilities(capabilities_pb2_grpc.CapabilitiesServicer):
+    """What runspan's search does, for Jaeger's query service and UI: any service or none (so
+    the UI may search across services), and every condition on one span."""
+
+    def GetCapabilities(
+        self, request: capabilities_pb2.GetCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> capabilities_pb2.GetCapabilitiesResponse:
+        search = capabilities_pb2.SearchCapabilities(
+            without_service_name=True, same_span_conjunction=True
+        )
+        return capabilities_pb2.GetCapabilitiesResponse(search=search)
+
+
 def add_jaeger_services(server: grpc.Server, store: RunStore, value_chars: int) -> None:
     """Serve Jaeger's TraceReader and DependencyReader from ``store`` on ``server``."""
     add_traces = trace_storage_pb2_grpc.add_TraceReaderServicer_to_server
     add_traces(TraceReader(TraceChunks(store, value_chars)), server)  # type: ignore[no-untyped-call]
     add_dependencies = dependency_storage_pb2_grpc.add_DependencyReaderServicer_to_server
     add_dependencies(DependencyReader(store), server)  # type: ignore[no-untyped-call]
+    add_capabilities = capabilities_pb2_grpc.add_CapabilitiesServicer_to_server
+    add_capabilities(Capabilities(), server)  # type: ignore[no-untyped-call]

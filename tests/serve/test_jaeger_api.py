@@ -17,6 +17,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from runspan import RunIdGenerator, TracingCallbackHandler
 from runspan.serve.jaeger import (
+    capabilities_pb2,
+    capabilities_pb2_grpc,
     dependency_storage_pb2,
     dependency_storage_pb2_grpc,
     trace_storage_pb2,
@@ -255,6 +257,15 @@ class TestTraceReader:
         with pytest.raises(grpc.RpcError) as refused:
             list(call(None))
         assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_capabilities_say_what_the_search_does(reader: Any) -> None:
+    _, _, channel = reader
+    answer = capabilities_pb2_grpc.CapabilitiesStub(channel).GetCapabilities(
+        capabilities_pb2.GetCapabilitiesRequest()
+    )
+    assert answer.search.without_service_name
+    assert answer.search.same_span_conjunction
 
 
 class TestDependencyReader:
