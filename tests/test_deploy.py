@@ -17,7 +17,11 @@ from runspan.exporters.jaeger import DEFAULT_JAEGER_URL, JAEGER_URL_ENV
 from runspan.storage.engine import database_url_from
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
-JAEGER_CONFIGS = [DEPLOY / "jaeger" / "config.yaml", DEPLOY / "jaeger" / "config-badger.yaml"]
+JAEGER_CONFIGS = [
+    DEPLOY / "jaeger" / "config.yaml",
+    DEPLOY / "jaeger" / "config-memory.yaml",
+    DEPLOY / "jaeger" / "config-badger.yaml",
+]
 UI_PORT = urlsplit(DEFAULT_JAEGER_URL).port
 # The variables runspan reads, as the package names them.
 RUNSPAN_READS = {
@@ -26,6 +30,7 @@ RUNSPAN_READS = {
     "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_EXPORTER_OTLP_HEADERS",
     "RUNSPAN_DATABASE_URL",
+    "RUNSPAN_SERVE_TOKEN",
     JAEGER_URL_ENV,
 }
 
@@ -66,11 +71,11 @@ def dotenv() -> dict[str, str]:
     return found
 
 
-def readme_secret() -> tuple[str, dict[str, str]]:
-    """The Secret the README's `kubectl create secret generic` makes: its name and keys."""
+def readme_secret(name: str = "runspan-postgres") -> tuple[str, dict[str, str]]:
+    """The Secret the README's `kubectl create secret generic NAME` makes: its name and keys."""
     readme = (DEPLOY / "README.md").read_text().replace("\\\n", " ")
     found = re.search(
-        r"kubectl -n runspan create secret generic ([\w-]+)((?: +--from-literal=\S+)+)", readme
+        rf"kubectl -n runspan create secret generic ({name})((?: +--from-literal=\S+)+)", readme
     )
     assert found, "the README makes the database's Secret"
     keys = dict(literal.split("=", 1) for literal in re.findall(r"--from-literal=(\S+)", found[2]))
@@ -136,8 +141,18 @@ class TestJaegerConfiguration:
         assert set(pipeline["exporters"]) <= set(config["exporters"])
         assert set(pipeline["processors"]) <= set(config["processors"])
 
-    def test_memory_by_default_badger_as_the_option(self) -> None:
-        memory, badger = (documents(path)[0] for path in JAEGER_CONFIGS)
+    def test_runspan_serve_by_default_memory_and_badger_as_options(self) -> None:
+        """By default Jaeger's one storage is runspan serve (gRPC remote storage), with the
+        token runspan serve requires; the other two keep Jaeger's own copy."""
+        remote, memory, badger = (documents(path)[0] for path in JAEGER_CONFIGS)
+        (store,) = remote["extensions"]["jaeger_storage"]["backends"].values()
+        grpc = store["grpc"]
+        assert set(grpc) <= {"endpoint", "tls", "headers", "timeout", "writer"}, set(grpc)
+        assert grpc["headers"]["authorization"] == "Bearer ${env:RUNSPAN_SERVE_TOKEN}"
+        host, port = grpc["endpoint"].removeprefix("${env:RUNSPAN_SERVE_ENDPOINT:-")[:-1].split(":")
+        assert host == k8s("Service", "runspan")["metadata"]["name"] == "runspan"
+        assert "runspan" in compose()["services"]
+        assert int(port) == 4317
         (store,) = memory["extensions"]["jaeger_storage"]["backends"].values()
         assert "memory" in store
         (store,) = badger["extensions"]["jaeger_storage"]["backends"].values()
@@ -211,6 +226,21 @@ class TestKubernetes:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert container["readinessProbe"]["httpGet"]["path"] == "/status"
 
+    def test_runspan_serve_and_jaeger_share_the_token_secret(self) -> None:
+        """runspan serve requires the token on its cluster address; Jaeger sends the same one,
+        from the Secret the README makes."""
+        runspan = k8s("Deployment", "runspan")
+        (container,) = runspan["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == ["--host", "0.0.0.0"]
+        name, keys = readme_secret("runspan-serve")
+        for deployment in ("runspan", "jaeger"):
+            (found,) = k8s("Deployment", deployment)["spec"]["template"]["spec"]["containers"]
+            env = {v["name"]: v for v in found["env"]}
+            ref = env["RUNSPAN_SERVE_TOKEN"]["valueFrom"]["secretKeyRef"]
+            assert (ref["name"], ref["key"]) in {(name, key) for key in keys}
+        ports = {port["port"] for port in k8s("Service", "runspan")["spec"]["ports"]}
+        assert ports == {otlp.GRPC_PORT, otlp.HTTP_PORT}
+
     def test_postgres_statefulset_secret_and_service(self) -> None:
         """The Secret is the README's command's, made once: its keys are the ones the
         manifests read, its URL points at the postgres Service with the same password."""
@@ -235,14 +265,18 @@ class TestKubernetes:
             assert not kinds & {"Namespace", "Secret"}, (name, kinds)
 
     def test_jaeger_memory_holds_its_traces(self) -> None:
-        """max_traces is a count: at about 100 KB a LangChain trace (ten runs, two 4 KB
-        previews each), the memory limit must hold them all, or Jaeger is OOMKilled."""
-        (config,) = documents(JAEGER_CONFIGS[0])
+        """With its own memory store (config-memory.yaml), max_traces is a count: at about
+        100 KB a LangChain trace (ten runs, two 4 KB previews each), the memory the config
+        asks for must hold them all, or Jaeger is OOMKilled. Through runspan serve, Jaeger
+        holds no traces and 1 GiB is plenty."""
+        path = DEPLOY / "jaeger" / "config-memory.yaml"
+        (config,) = documents(path)
         (store,) = config["extensions"]["jaeger_storage"]["backends"].values()
+        asked = re.search(r"gives? Jaeger (\d+) GiB", path.read_text())
+        assert asked, "config-memory.yaml says how much memory Jaeger needs"
+        assert store["memory"]["max_traces"] * 100 * 1024 < int(asked[1]) * 2**30 * 0.6
         (container,) = k8s("Deployment", "jaeger")["spec"]["template"]["spec"]["containers"]
-        limit = container["resources"]["limits"]["memory"]
-        assert limit.endswith("Gi")
-        assert store["memory"]["max_traces"] * 100 * 1024 < int(limit[:-2]) * 2**30 * 0.6
+        assert container["resources"]["limits"]["memory"] == "1Gi"
 
     def test_the_app_is_wired_by_variables_runspan_reads(self) -> None:
         app = k8s("Deployment", "langchain-app")
@@ -250,11 +284,8 @@ class TestKubernetes:
         names = {variable["name"] for variable in container["env"]}
         assert names <= RUNSPAN_READS, names - RUNSPAN_READS
         env = {variable["name"]: variable for variable in container["env"]}
-        endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"]
-        settings = otlp.OtlpSettings.build(environ={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
-        assert settings is not None
-        assert settings.protocol == "grpc"
-        assert urlsplit(endpoint).hostname == k8s("Service", "jaeger")["metadata"]["name"]
+        # The app writes SQL itself and sends no OTLP: a preview-cut copy would race its rows.
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env
         secret_ref = env["RUNSPAN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
         name, keys = readme_secret()
         assert (secret_ref["name"], secret_ref["key"]) in {(name, key) for key in keys}
@@ -285,8 +316,10 @@ class TestCollector:
         (name,) = config["service"]["pipelines"]["traces"]["exporters"]
         assert name.split("/")[0] == "otlp_grpc"  # `otlp` is its deprecated alias
         host, port = config["exporters"][name]["endpoint"].rsplit(":", 1)
-        assert host == k8s("Service", "jaeger")["metadata"]["name"]
+        assert host == k8s("Service", "runspan")["metadata"]["name"]
         assert int(port) == otlp.GRPC_PORT
+        headers = config["exporters"][name]["headers"]
+        assert headers["authorization"] == "Bearer ${env:RUNSPAN_SERVE_TOKEN}"
 
 
 class TestReadme:
@@ -301,7 +334,7 @@ class TestReadme:
         readme = (DEPLOY / "README.md").read_text()
         exported = set(re.findall(r"export (\w+)=", readme))
         assert exported <= RUNSPAN_READS
-        assert {"OTEL_EXPORTER_OTLP_ENDPOINT", "RUNSPAN_DATABASE_URL"} <= exported
+        assert "RUNSPAN_DATABASE_URL" in exported
 
     def test_its_runspan_commands_exist(self) -> None:
         from click.testing import CliRunner
