@@ -34,6 +34,13 @@ from runspan.cli.app import database_option, errors_as_messages, main
     help="Listen beyond loopback with no token (only on a network that is yours alone).",
 )
 @click.option(
+    "--value-chars",
+    default=65536,
+    show_default=True,
+    type=click.IntRange(min=64),
+    help="On the read APIs, each value whole up to this many characters, then cut and marked.",
+)
+@click.option(
     "--max-waiting",
     default=8,
     show_default=True,
@@ -50,6 +57,7 @@ def serve_command(
     token: str | None,
     insecure_bind: bool,
     max_waiting: int,
+    value_chars: int,
 ) -> None:
     """Store OTLP traces sent by any process (gRPC and HTTP) into the database, and answer
     Jaeger's remote-storage API from it (gRPC), until SIGTERM or Ctrl-C; every span
@@ -60,7 +68,8 @@ def serve_command(
         click.echo(
             f"runspan serve: OTLP gRPC on {listening.host}:{listening.grpc_port}"
             " (and Jaeger's jaeger.storage.v2 API),"
-            f" OTLP/HTTP on http://{listening.host}:{listening.http_port}/v1/traces,"
+            f" OTLP/HTTP on http://{listening.host}:{listening.http_port}/v1/traces"
+            " (and Jaeger's query API under /api),"
             f" storing into {listening.database}",
             err=True,
         )
@@ -74,6 +83,7 @@ def serve_command(
         token=token or None,
         insecure_bind=insecure_bind,
         max_waiting=max_waiting,
+        value_chars=value_chars,
     )
     with errors_as_messages():
         try:

@@ -21,8 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from runspan.serve.auth import BearerToken
 from runspan.serve.ingest import Busy, Ingest
-from runspan.serve.jaeger_api import DEFAULT_VALUE_CHARS, add_jaeger_services
-from runspan.storage import RunStore
+from runspan.serve.jaeger_api import TraceChunks, add_jaeger_services
 
 # The largest request accepted: the OTLP exporters' and Jaeger's default of 4 MiB.
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -76,8 +75,7 @@ def grpc_server(
     token: BearerToken,
     address: str,
     *,
-    store: RunStore,
-    value_chars: int = DEFAULT_VALUE_CHARS,
+    traces: TraceChunks,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     workers: int = 16,
 ) -> tuple[grpc.Server, int]:
@@ -92,7 +90,7 @@ def grpc_server(
     )
     add_service = trace_service_pb2_grpc.add_TraceServiceServicer_to_server
     add_service(_TraceService(ingest), server)  # type: ignore[no-untyped-call]
-    add_jaeger_services(server, store, value_chars)
+    add_jaeger_services(server, traces)
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"runspan serve could not listen on {address} (gRPC)")

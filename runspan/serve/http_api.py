@@ -1,5 +1,5 @@
 """The HTTP side of ``runspan serve``: OTLP/HTTP's ``POST /v1/traces``, protobuf or JSON,
-plain or gzipped.
+plain or gzipped, and Jaeger's query HTTP API (:mod:`runspan.serve.query_api`).
 
 Answers follow OTLP/HTTP: the response in the request's encoding; a busy writer is ``503``
 with ``Retry-After`` (retryable: the client's exporter backs off and sends again); a bad body is
@@ -25,7 +25,9 @@ from starlette.routing import Route
 
 from runspan.serve.auth import BearerToken
 from runspan.serve.ingest import RETRY_AFTER_SECONDS, Busy, Ingest
+from runspan.serve.jaeger_api import TraceChunks
 from runspan.serve.otlp_json import InvalidRequest, parse_request, response_json
+from runspan.serve.query_api import query_routes
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -79,9 +81,13 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 def http_app(
-    ingest: Ingest, token: BearerToken, *, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    ingest: Ingest,
+    token: BearerToken,
+    traces: TraceChunks,
+    *,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> Starlette:
-    """The ASGI application of the HTTP port."""
+    """The ASGI application of the HTTP port: OTLP in, Jaeger's query API out."""
 
     async def export(request: Request) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -121,4 +127,5 @@ def http_app(
             return Response(response_json(response), 200, media_type=JSON)
         return Response(response.SerializeToString(), 200, media_type=PROTOBUF)
 
-    return Starlette(routes=[Route("/v1/traces", export, methods=["POST"])])
+    routes = [Route("/v1/traces", export, methods=["POST"]), *query_routes(traces, token)]
+    return Starlette(routes=routes)

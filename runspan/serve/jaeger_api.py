@@ -206,11 +206,11 @@ class Capabilities(capabilities_pb2_grpc.CapabilitiesServicer):
         return capabilities_pb2.GetCapabilitiesResponse(search=search)
 
 
-def add_jaeger_services(server: grpc.Server, store: RunStore, value_chars: int) -> None:
-    """Serve Jaeger's TraceReader and DependencyReader from ``store`` on ``server``."""
+def add_jaeger_services(server: grpc.Server, traces: TraceChunks) -> None:
+    """Serve Jaeger's TraceReader, DependencyReader and Capabilities on ``server``."""
     add_traces = trace_storage_pb2_grpc.add_TraceReaderServicer_to_server
-    add_traces(TraceReader(TraceChunks(store, value_chars)), server)  # type: ignore[no-untyped-call]
+    add_traces(TraceReader(traces), server)  # type: ignore[no-untyped-call]
     add_dependencies = dependency_storage_pb2_grpc.add_DependencyReaderServicer_to_server
-    add_dependencies(DependencyReader(store), server)  # type: ignore[no-untyped-call]
+    add_dependencies(DependencyReader(traces.store), server)  # type: ignore[no-untyped-call]
     add_capabilities = capabilities_pb2_grpc.add_CapabilitiesServicer_to_server
     add_capabilities(Capabilities(), server)  # type: ignore[no-untyped-call]

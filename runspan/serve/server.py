@@ -24,7 +24,7 @@ from runspan.serve.auth import BearerToken, check_bind
 from runspan.serve.grpc_api import grpc_server
 from runspan.serve.http_api import http_app
 from runspan.serve.ingest import DEFAULT_MAX_WAITING, Ingest
-from runspan.serve.jaeger_api import DEFAULT_VALUE_CHARS
+from runspan.serve.jaeger_api import DEFAULT_VALUE_CHARS, TraceChunks
 from runspan.storage import RunStore, SqlSpanExporter
 from runspan.storage.engine import (
     READ_DATABASE_URL_ENV,
@@ -77,16 +77,13 @@ def serve(
     # Reads go through a store the database itself keeps read-only (see runspan.storage).
     store = RunStore(_read_url(settings.read_database_url, url))
     token = BearerToken(settings.token)
+    traces = TraceChunks(store, settings.value_chars)
     grpc, grpc_port = grpc_server(
-        ingest,
-        token,
-        f"{settings.host}:{settings.grpc_port}",
-        store=store,
-        value_chars=settings.value_chars,
+        ingest, token, f"{settings.host}:{settings.grpc_port}", traces=traces
     )
     http = uvicorn.Server(
         uvicorn.Config(
-            http_app(ingest, token),
+            http_app(ingest, token, traces),
             host=settings.host,
             port=settings.http_port,
             log_level="warning",

@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import pytest
+from langchain_core.runnables import RunnableLambda
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
 
-from tests.support import RUNSPAN
+from runspan import RunIdGenerator, TracingCallbackHandler
+from runspan.storage import RunStore, StorageSpanProcessor
+from tests.support import RUNSPAN, UsageChatModel, run_agent
 
 _READY = re.compile(
     r"OTLP gRPC on (?P<host>[\d.]+):(?P<grpc>\d+).*?OTLP/HTTP on (?P<http>http://[\d.]+:\d+)/v1/traces"
@@ -103,3 +109,39 @@ def run_client(script: str, *args: str, timeout: float = 120) -> subprocess.Comp
     )
     assert done.returncode == 0, done.stderr
     return done
+
+
+def _provider(url: str, service: str) -> TracerProvider:
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service}), id_generator=RunIdGenerator()
+    )
+    provider.add_span_processor(StorageSpanProcessor(url))
+    return provider
+
+
+@pytest.fixture
+def history(database_url: str) -> dict[str, Any]:
+    """What the app stored: a ReAct agent, a chain with a 100,000-character input, a failed
+    lambda, a trace of 1,200 spans, and a call from one service into another."""
+    app = _provider(database_url, "travel-app")
+    handler = TracingCallbackHandler(tracer_provider=app, max_value_chars=1_000_000)
+    run_agent(handler)
+    (RunnableLambda(lambda text: text[:10], name="trim") | UsageChatModel()).invoke(
+        "rain " * 20_000, config={"callbacks": [handler]}
+    )
+    with pytest.raises(ZeroDivisionError):
+        RunnableLambda(lambda x: 1 / 0, name="divide").invoke(1, config={"callbacks": [handler]})
+    tracer = app.get_tracer("batch")
+    with tracer.start_as_current_span("nightly batch"):
+        for n in range(1199):
+            tracer.start_span(f"item {n}").end()
+    billing = _provider(database_url, "billing")
+    with tracer.start_as_current_span("checkout") as checkout:
+        context = trace.set_span_in_context(checkout)
+        billing.get_tracer("billing").start_span("charge card", context=context).end()
+    for provider in (app, billing):
+        assert provider.force_flush()
+        provider.shutdown()
+    with RunStore(database_url) as store:
+        runs = store.runs(limit=10_000, order="newest")
+    return {"runs": runs}
