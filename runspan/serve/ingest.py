@@ -1,8 +1,9 @@
 """Ingest: OTLP requests into the database, acknowledged only once written.
 
 Each request's spans go through the same row builder and writer as an app's own
-(:class:`~runspan.storage.SqlSpanExporter`), in the request's own thread, and the request is
-answered after the rows are committed: what a client was told is stored, is. When the database
+(:class:`~runspan.storage.SqlSpanExporter`), together with those of the requests waiting at the
+same moment (one transaction for all of them), and each request is answered after its rows are
+committed: what a client was told is stored, is. When the database
 is unreachable, or more requests are waiting to write than ``max_waiting`` allows, the answer is
 OTLP's retryable "busy" (the client's exporter retries with backoff) instead of a queue that
 grows or a drop after the fact. Rows are upserted by trace and span id, so a retried request
@@ -15,6 +16,7 @@ import threading
 from dataclasses import dataclass
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from runspan.serve.otlp_spans import decode
@@ -37,6 +39,15 @@ class Busy(Exception):
         self.reason = reason
 
 
+@dataclass
+class _Waiting:
+    """A request's spans waiting for the writer, and what became of them."""
+
+    spans: list[ReadableSpan]
+    done: bool = False
+    result: SpanExportResult = SpanExportResult.FAILURE
+
+
 @dataclass(frozen=True)
 class Accepted:
     """What happened to a request: spans stored, and spans rejected with the reasons."""
@@ -54,6 +65,9 @@ class Ingest:
         # One slot per request allowed in (writing or waiting to): beyond them, busy.
         self._slots = threading.BoundedSemaphore(max_waiting + 1)
         self._closed = False
+        self._turn = threading.Condition()
+        self._writing = False
+        self._waiting: list[_Waiting] = []
 
     def accept(self, request: ExportTraceServiceRequest) -> Accepted:
         """Store a request's spans; raises :class:`Busy` when they cannot be stored now."""
@@ -65,7 +79,7 @@ class Ingest:
         if not self._slots.acquire(timeout=ADMISSION_SECONDS):
             raise Busy("the database writer is behind; retry later")
         try:
-            result = self.writer.export(decoded.spans)
+            result = self._write_together(decoded.spans)
         finally:
             self._slots.release()
         if result is not SpanExportResult.SUCCESS:
@@ -73,6 +87,32 @@ class Ingest:
             # upsert of the same rows.
             raise Busy("the database is unreachable; retry later")
         return Accepted(len(decoded.spans), decoded.rejected, "; ".join(decoded.reasons))
+
+    def _write_together(self, spans: list[ReadableSpan]) -> SpanExportResult:
+        """Write ``spans`` with those of every request waiting at the same time, in one
+        transaction (group commit): the thread that finds the writer idle writes for all, the
+        others wait for its result, which is theirs."""
+        mine = _Waiting(spans)
+        with self._turn:
+            self._waiting.append(mine)
+            while not mine.done:
+                if self._writing:
+                    self._turn.wait()
+                    continue
+                self._writing = True
+                together, self._waiting = self._waiting, []
+                self._turn.release()
+                try:
+                    result = self.writer.export([s for entry in together for s in entry.spans])
+                except Exception:  # the writer logs what failed; the clients retry
+                    result = SpanExportResult.FAILURE
+                finally:
+                    self._turn.acquire()
+                    self._writing = False
+                for entry in together:
+                    entry.result, entry.done = result, True
+                self._turn.notify_all()
+        return mine.result
 
     def close(self) -> None:
         """Refuse new requests, then write what is buffered and release the database."""

@@ -71,9 +71,14 @@ def attribute_value(value: AnyValue) -> Any:
 def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for pair in pairs:
-        value = attribute_value(pair.value)
-        if value is not None:
-            found[pair.key] = value
+        # Strings first and inline: most attributes are strings, and this runs for each one.
+        value = pair.value
+        if value.WhichOneof("value") == "string_value":
+            found[pair.key] = value.string_value
+            continue
+        converted = attribute_value(value)
+        if converted is not None:
+            found[pair.key] = converted
     return found
 
 
