@@ -21,21 +21,19 @@ import contextlib
 import os
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 from sqlalchemy import create_engine, insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from storage import load_history
+from storage import load_history, median_ms
 
 from runspan.serve.jaeger import trace_storage_pb2, trace_storage_pb2_grpc
 from runspan.storage.rows import COLUMNS
@@ -166,16 +164,6 @@ def add_big_trace(url: str, now_ns: int) -> str:
         connection.execute(insert(runs), rows)
     engine.dispose()
     return trace_id
-
-
-def median_ms(question: Callable[[], Any], repeats: int = 5) -> float:
-    question()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        question()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def read_latency(url: str, trace_id: str, now_ns: int) -> dict[str, float]:

@@ -13,6 +13,7 @@ consecutive chunks, never an empty one. A run still running appears once it has 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 import grpc
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -104,8 +105,9 @@ def _trace_id(raw: bytes, context: grpc.ServicerContext) -> str:
     return raw.hex()
 
 
-def _storage_errors(context: grpc.ServicerContext, error: StorageError) -> None:
+def _storage_errors(context: grpc.ServicerContext, error: StorageError) -> NoReturn:
     context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+    raise AssertionError("abort raises")  # grpc's abort never returns
 
 
 class TraceReader(trace_storage_pb2_grpc.TraceReaderServicer):
@@ -128,7 +130,6 @@ class TraceReader(trace_storage_pb2_grpc.TraceReaderServicer):
             return trace_storage_pb2.GetServicesResponse(services=self._traces.store.services())
         except StorageError as error:
             _storage_errors(context, error)
-            raise
 
     def GetOperations(
         self, request: trace_storage_pb2.GetOperationsRequest, context: grpc.ServicerContext
@@ -137,7 +138,6 @@ class TraceReader(trace_storage_pb2_grpc.TraceReaderServicer):
             found = self._traces.store.operations(request.service, request.span_kind or None)
         except StorageError as error:
             _storage_errors(context, error)
-            raise
         return trace_storage_pb2.GetOperationsResponse(
             operations=[trace_storage_pb2.Operation(name=n, span_kind=k) for n, k in found]
         )
@@ -158,7 +158,6 @@ class TraceReader(trace_storage_pb2_grpc.TraceReaderServicer):
             found = self._traces.store.find_traces(trace_search(request.query))
         except StorageError as error:
             _storage_errors(context, error)
-            raise
         response = trace_storage_pb2.FindTraceIDsResponse()
         for trace_id, start, end in found:
             item = response.trace_ids.add(trace_id=bytes.fromhex(trace_id))
@@ -182,7 +181,6 @@ class DependencyReader(dependency_storage_pb2_grpc.DependencyReaderServicer):
             found = self._store.dependencies(since, until)
         except StorageError as error:
             _storage_errors(context, error)
-            raise
         return dependency_storage_pb2.GetDependenciesResponse(
             dependencies=[
                 dependency_storage_pb2.Dependency(

@@ -20,8 +20,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from runspan.attributes import SERVICE_NAME
+from runspan.serve.otlp_json import convert_ids
+
 _JS_MAX_SAFE_INTEGER = 2**53 - 1
-_ID_KEYS = ("traceId", "spanId", "parentSpanId")
 _KIND_TAGS = {
     SpanKind.CLIENT: "client",
     SpanKind.SERVER: "server",
@@ -80,7 +82,7 @@ def ui_trace(trace_id: str, spans: Sequence[ReadableSpan]) -> dict[str, Any]:
         process_id = keys.get(identity)
         if process_id is None:
             process_id = keys[identity] = f"p{len(keys) + 1}"
-            service = resource.pop("service.name", "")
+            service = resource.pop(SERVICE_NAME, "")
             processes[process_id] = {
                 "serviceName": str(service),
                 "tags": [_tag(key, value) for key, value in resource.items()],
@@ -132,19 +134,6 @@ def ui_trace(trace_id: str, spans: Sequence[ReadableSpan]) -> dict[str, Any]:
     return {"traceID": trace_id, "spans": shown, "processes": processes, "warnings": None}
 
 
-def _hex_ids(node: Any) -> None:
-    """OTLP JSON's ids are hex; protobuf's JSON mapping writes bytes as base64."""
-    if isinstance(node, list):
-        for item in node:
-            _hex_ids(item)
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_KEYS and isinstance(value, str):
-                node[key] = base64.b64decode(value).hex()
-            else:
-                _hex_ids(value)
-
-
 def otlp_json(traces: Iterable[Sequence[ReadableSpan]]) -> dict[str, Any]:
     """Traces as API v3 answers them: ``{"result": TracesData}`` in OTLP's JSON."""
     combined = TracesData()
@@ -152,5 +141,5 @@ def otlp_json(traces: Iterable[Sequence[ReadableSpan]]) -> dict[str, Any]:
         if spans:
             combined.resource_spans.extend(encode_spans(spans).resource_spans)
     result = json_format.MessageToDict(combined, use_integers_for_enums=True)
-    _hex_ids(result)
+    convert_ids(result, lambda value: base64.b64decode(value).hex())
     return {"result": result}

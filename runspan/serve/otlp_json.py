@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import json_format
@@ -24,19 +25,25 @@ class InvalidRequest(ValueError):
     """A request body that is not an OTLP trace request."""
 
 
-def _ids_as_base64(node: Any) -> None:
+def convert_ids(node: Any, convert: Callable[[str], str]) -> None:
+    """Apply ``convert`` to every trace and span id in a JSON document, in place (OTLP's JSON
+    writes them in hex, protobuf's JSON mapping in base64)."""
     if isinstance(node, list):
         for item in node:
-            _ids_as_base64(item)
+            convert_ids(item, convert)
     elif isinstance(node, dict):
         for key, value in node.items():
             if key in _ID_KEYS and isinstance(value, str):
-                try:
-                    node[key] = base64.b64encode(bytes.fromhex(value)).decode()
-                except ValueError:
-                    raise InvalidRequest(f"{key} {value!r} is not hex") from None
+                node[key] = convert(value)
             else:
-                _ids_as_base64(value)
+                convert_ids(value, convert)
+
+
+def _hex_to_base64(value: str) -> str:
+    try:
+        return base64.b64encode(bytes.fromhex(value)).decode()
+    except ValueError:
+        raise InvalidRequest(f"an id {value!r} is not hex") from None
 
 
 def parse_request(body: bytes) -> ExportTraceServiceRequest:
@@ -47,7 +54,7 @@ def parse_request(body: bytes) -> ExportTraceServiceRequest:
         raise InvalidRequest(f"the body is not JSON: {error}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the body is not a JSON object")
-    _ids_as_base64(data)
+    convert_ids(data, _hex_to_base64)
     request = ExportTraceServiceRequest()
     try:
         json_format.ParseDict(data, request, ignore_unknown_fields=True)
