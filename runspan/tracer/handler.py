@@ -38,7 +38,7 @@ from runspan.tracer.content import safe_text
 from runspan.tracer.fallback import fallback
 from runspan.tracer.guard import never_raises
 from runspan.tracer.messages import produced_before_error
-from runspan.tracer.recorder import NO_INPUT, RunRecorder
+from runspan.tracer.recorder import NOT_GIVEN, RunRecorder
 from runspan.tracer.settings import TracerOptions, TracerSettings, default_tracer_settings
 from runspan.tracer.spans import record
 
@@ -144,12 +144,12 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
     @never_raises
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         # Streams start with a placeholder input and report the real one at the end.
-        self._end(run_id, outputs, kwargs.get("inputs", NO_INPUT))
+        self._end(run_id, outputs, kwargs.get("inputs", NOT_GIVEN))
 
     @never_raises
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         # A stream that fails or is abandoned reports its real input here, as at a stream's end.
-        self._fail(run_id, error, kwargs.get("inputs", NO_INPUT))
+        self._fail(run_id, error, kwargs.get("inputs", NOT_GIVEN))
 
     # --- models ---------------------------------------------------------------------------
 
@@ -222,7 +222,7 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
         generations = response.generations[0] if response.generations else []
         attributes = genai.response_attributes(generations, response.llm_output)
         attributes.update(content.model_output_attributes(generations, self.settings))
-        self._end(run_id, NO_INPUT, NO_INPUT, attributes)
+        self._end(run_id, NOT_GIVEN, NOT_GIVEN, attributes)
 
     @never_raises
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -260,14 +260,14 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
             run_type="tool",
             tags=tags,
             metadata=metadata,
-            inputs=NO_INPUT,
+            inputs=NOT_GIVEN,
             attributes=attributes,
         )
         self._mark_agentic(run_id)
 
     @never_raises
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, NO_INPUT, NO_INPUT, content.tool_result(output, self.settings))
+        self._end(run_id, NOT_GIVEN, NOT_GIVEN, content.tool_result(output, self.settings))
 
     @never_raises
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -294,7 +294,7 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
             run_type="retriever",
             tags=tags,
             metadata=metadata,
-            inputs=NO_INPUT,
+            inputs=NOT_GIVEN,
             attributes={
                 OPERATION: genai.RETRIEVAL,
                 **content.retrieval_query(query, self.settings),
@@ -303,7 +303,7 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
 
     @never_raises
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, NO_INPUT, NO_INPUT, content.retrieved(documents, self.settings))
+        self._end(run_id, NOT_GIVEN, NOT_GIVEN, content.retrieved(documents, self.settings))
 
     @never_raises
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -380,7 +380,7 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
             run_type="llm",
             tags=tags,
             metadata=metadata,
-            inputs=NO_INPUT,
+            inputs=NOT_GIVEN,
             attributes=attributes,
             operation=operation,
         )

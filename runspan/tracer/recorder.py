@@ -45,8 +45,8 @@ from runspan.tracer.runs import LiveRun, RunRegistry, RunTree
 from runspan.tracer.settings import TracerSettings
 from runspan.tracer.spans import SpanStarter, record, starter_for
 
-#: Passed for an input a callback did not report.
-NO_INPUT = object()
+#: Passed for an input or output a callback did not report, or that GenAI attributes carry.
+NOT_GIVEN = object()
 
 
 class RunRecorder:
@@ -181,7 +181,7 @@ class RunRecorder:
             if isinstance(found, str):
                 node = found
                 attributes[GRAPH_NODE] = node
-        if inputs is not NO_INPUT:  # model, tool and retriever runs bring GenAI content instead
+        if inputs is not NOT_GIVEN:  # model, tool and retriever runs bring GenAI content instead
             attributes.update(input_attributes(inputs, self.settings))
         return node
 
@@ -198,8 +198,8 @@ class RunRecorder:
             current.heal_current()
             return
         try:
-            ending = output_attributes(outputs, self.settings) if outputs is not NO_INPUT else {}
-            if inputs is not NO_INPUT and inputs is not None:
+            ending = output_attributes(outputs, self.settings) if outputs is not NOT_GIVEN else {}
+            if inputs is not NOT_GIVEN and inputs is not None:
                 ending.update(input_attributes(inputs, self.settings))
             if attributes:
                 ending.update(attributes)
@@ -207,7 +207,7 @@ class RunRecorder:
         finally:  # whatever failed above, the span ends and the trace is released
             self._finish(run, end_ns)
 
-    def _fail(self, run_id: UUID, error: BaseException, inputs: Any = NO_INPUT) -> None:
+    def _fail(self, run_id: UUID, error: BaseException, inputs: Any = NOT_GIVEN) -> None:
         end_ns = time.time_ns()
         run = self._runs.remove(run_id)
         if run is None:
@@ -215,7 +215,7 @@ class RunRecorder:
             return
         try:
             span = run.span
-            if inputs is not NO_INPUT and inputs is not None:
+            if inputs is not NOT_GIVEN and inputs is not None:
                 record(span, input_attributes(inputs, self.settings))
             kind = errors.classify(error)
             if kind == "error":
