@@ -91,7 +91,10 @@ def grpc_server(
     add_service = trace_service_pb2_grpc.add_TraceServiceServicer_to_server
     add_service(_TraceService(ingest), server)  # type: ignore[no-untyped-call]
     add_jaeger_services(server, traces)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc's way of saying the port is taken or the address is wrong
+        port = 0
     if port == 0:
-        raise OSError(f"runspan serve could not listen on {address} (gRPC)")
+        raise OSError(f"runspan serve could not listen on {address} (gRPC): is it in use?")
     return server, port

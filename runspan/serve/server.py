@@ -74,13 +74,22 @@ def serve(
     url = database_url_from(settings.database_url)
     writer = SqlSpanExporter(url)  # migrates now: a bad URL or a foreign file fails here
     ingest = Ingest(writer, max_waiting=settings.max_waiting)
-    # Reads go through a store the database itself keeps read-only (see runspan.storage).
-    store = RunStore(_read_url(settings.read_database_url, url))
+    try:
+        # Reads go through a store the database itself keeps read-only (see runspan.storage).
+        store = RunStore(_read_url(settings.read_database_url, url))
+    except BaseException:
+        ingest.close()
+        raise
     token = BearerToken(settings.token)
     traces = TraceChunks(store, settings.value_chars)
-    grpc, grpc_port = grpc_server(
-        ingest, token, f"{settings.host}:{settings.grpc_port}", traces=traces
-    )
+    try:
+        grpc, grpc_port = grpc_server(
+            ingest, token, f"{settings.host}:{settings.grpc_port}", traces=traces
+        )
+    except BaseException:
+        ingest.close()
+        store.close()
+        raise
     http = uvicorn.Server(
         uvicorn.Config(
             http_app(ingest, token, traces),

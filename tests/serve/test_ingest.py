@@ -286,6 +286,29 @@ def test_no_token_no_listening_beyond_loopback(tmp_path: Path) -> None:
     assert "--insecure-bind" in done.stderr
 
 
+@pytest.mark.parametrize("taken", ["--grpc-port", "--http-port"])
+def test_a_port_in_use_is_one_clear_error(tmp_path: Path, taken: str) -> None:
+    import socket
+    import subprocess
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        other = "--http-port" if taken == "--grpc-port" else "--grpc-port"
+        done = subprocess.run(
+            [str(RUNSPAN), "serve", taken, str(port), other, "0"]
+            + ["--database-url", f"sqlite:///{tmp_path / 'x.db'}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert f"could not listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def _hold_the_database(url: str, seconds: float) -> threading.Thread:
     """Another client holding the runs table: the writer stalls until it lets go."""
     engine = create_engine(url)
