@@ -296,9 +296,9 @@ def test_a_port_in_use_is_one_clear_error(tmp_path: Path, taken: str) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         other = "--http-port" if taken == "--grpc-port" else "--grpc-port"
+        database = f"sqlite:///{tmp_path / 'x.db'}"
         done = subprocess.run(
-            [str(RUNSPAN), "serve", taken, str(port), other, "0"]
-            + ["--database-url", f"sqlite:///{tmp_path / 'x.db'}"],
+            [str(RUNSPAN), "serve", taken, str(port), other, "0", "--database-url", database],
             capture_output=True,
             text=True,
             timeout=60,
