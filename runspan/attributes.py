@@ -13,6 +13,10 @@ RUN_TYPE = "langchain.run_type"
 TAGS = "langchain.tags"
 METADATA = "langchain.metadata"  # JSON text of the application's metadata
 
+# --- Who and which conversation (OpenTelemetry's session and user attributes) ----------------
+SESSION_ID = "session.id"  # the conversation a run belongs to
+USER_ID = "user.id"
+
 # --- runspan: how a run ended, and runs with no known parent ---------------------------------
 ORPHAN = "runspan.orphan"
 UNFINISHED = "runspan.unfinished"
@@ -124,4 +128,6 @@ COLUMNS: dict[str, str] = {
     GRAPH_NODE: "langgraph_node",
     ATTEMPT: "attempt",
     RESUMES_TRACE: "resumes_trace_id",
+    SESSION_ID: "session_id",
+    USER_ID: "user_id",
 }

@@ -130,6 +130,8 @@ def _every_kind_of_run(capture: SpanCapture) -> None:
         RunnableLambda(lambda x: {}[x], name="lookup").invoke("k", config=config)
     run_langgraph_corners(handler)
     run_agent(handler)  # an agent: invoke_agent with its name, tools offered and called
+    turn = {"callbacks": [handler], "metadata": {"session_id": "conv-1", "user_id": "ann"}}
+    (RunnableLambda(lambda x: x, name="turn") | RunnableLambda(lambda x: x)).invoke(1, turn)
     from uuid import uuid4
 
     orphan = uuid4()

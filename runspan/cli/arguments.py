@@ -90,6 +90,8 @@ def filter_options(command: F) -> F:
             help="runs: prompts and parsers too (else left out).",
         ),
         click.option("--trace", "trace_id", help="Only runs of this trace."),
+        click.option("--session", help="Only runs of this conversation (session.id)."),
+        click.option("--user", help="Only runs of this user (user.id)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -132,4 +134,6 @@ def run_filter(options: dict[str, Any], *, skip: tuple[str, ...] = ()) -> RunFil
         roots_only=options["roots"],
         skip_types=() if options["all_types"] or options["run_type"] else skip,
         trace_id=options["trace_id"],
+        session=options["session"],
+        user=options["user"],
     )

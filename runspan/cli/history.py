@@ -118,6 +118,8 @@ def _print_runs(found: list[Run], chosen: str, jaeger: str | None) -> None:
 @click.option("--status", help="ok, error, running, unfinished, interrupted.")
 @click.option("--since", help="Started after: an age (2h, 30d) or a date (2026-11-24).")
 @click.option("--until", help="Started before: an age or a date.")
+@click.option("--session", help="The turns of this conversation (session.id).")
+@click.option("--user", help="Traces of this user (user.id).")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--follow", is_flag=True, help="Then print new traces as they appear (Ctrl-C).")
 @database_option
@@ -130,6 +132,8 @@ def traces(
     status: str | None,
     since: str | None,
     until: str | None,
+    session: str | None,
+    user: str | None,
     limit: int,
     database_url: str | None,
     as_json: bool,
@@ -143,6 +147,8 @@ def traces(
             "status": status,
             "since": parse_moment(since) if since else None,
             "until": parse_moment(until) if until else None,
+            "session": session,
+            "user": user,
         }
         seen = {trace.trace_id for trace in store.traces(limit=100, **where)} if follow else set()
         found = store.traces(limit=limit, **where)
@@ -176,9 +182,14 @@ def _print_traces(found: list[Trace], chosen: str) -> None:
 @json_option
 def show(run_or_trace_id: str, full: bool, database_url: str | None, as_json: bool) -> None:
     """Draw the tree of a run (run id) or of a trace (trace id), with what each run said:
-    inputs, outputs, conversations, tool calls and errors."""
+    inputs, outputs, conversations, tool calls and errors; a session id draws every turn of
+    the conversation, in order."""
     with errors_as_messages(), RunStore(database_url) as store:
         jaeger = configured_jaeger_url()
+        turns = store.session_trace_ids(run_or_trace_id)
+        if turns:
+            _show_session(store, run_or_trace_id, turns, jaeger, full=full, as_json=as_json)
+            return
         _, anchor = store.locate(run_or_trace_id)
         roots = store.tree(run_or_trace_id)
     if as_json:
@@ -188,6 +199,64 @@ def show(run_or_trace_id: str, full: bool, database_url: str | None, as_json: bo
     # A run's own tree is a subtree unless that run is where its trace begins.
     subtree = anchor is not None and roots[0].parent_span_id is not None
     print_trees(Console(), roots, jaeger, subtree=subtree, content=True, full=full)
+
+
+def _show_session(
+    store: RunStore,
+    session: str,
+    turns: list[str],
+    jaeger: str | None,
+    *,
+    full: bool,
+    as_json: bool,
+) -> None:
+    trees = [store.tree(trace_id) for trace_id in turns]
+    if as_json:
+        print_json(
+            [
+                {"turn": n, "trace_id": roots[0].trace_id, "runs": [r.as_dict() for r in roots]}
+                for n, roots in enumerate(trees, 1)
+            ]
+        )
+        return
+    console = Console()
+    console.print(f"session {session} · {len(turns)} turns", style="bold")
+    for n, roots in enumerate(trees, 1):
+        console.print(f"\nturn {n}", style="bold")
+        print_trees(console, roots, jaeger, content=True, full=full)
+
+
+@main.command()
+@click.option("--user", help="Conversations of this user (user.id).")
+@click.option("--since", help="Active after: an age (2h, 30d) or a date (2026-11-24).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@database_option
+@json_option
+@format_option
+def sessions(
+    *,
+    user: str | None,
+    since: str | None,
+    limit: int,
+    database_url: str | None,
+    as_json: bool,
+    output_format: str | None,
+) -> None:
+    """List conversations (session.id), most recently active first: user, turns, runs,
+    errors, tokens, cost; `runspan show SESSION` draws every turn."""
+    with errors_as_messages(), RunStore(database_url) as store:
+        found = store.sessions(user=user, since=parse_moment(since) if since else None, limit=limit)
+    chosen = chosen_format(output_format, as_json)
+    if chosen != "table":
+        print_records([session.as_dict() for session in found], chosen)
+        return
+    from runspan.cli.tables import sessions_table  # noqa: PLC0415 - rich tables only when drawing
+
+    console = _console()
+    if not found:
+        console.print("no sessions (runs name one with a session_id, thread_id or conversation_id)")
+        return
+    console.print(sessions_table(found, width=_width(console)))
 
 
 @main.command()

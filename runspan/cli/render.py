@@ -10,7 +10,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from runspan.cli.content import run_details
-from runspan.storage import Run, Stat, Trace
+from runspan.storage import Run, Session, Stat, Trace
 
 _BAR_WIDTH = 24
 STATUS_STYLES = {
@@ -39,7 +39,7 @@ def duration_text(duration_ms: float | None) -> str:
     return f"{duration_ms:.2f} ms"
 
 
-def tokens_text(run: Run | Stat | Trace) -> str:
+def tokens_text(run: Run | Stat | Trace | Session) -> str:
     if run.input_tokens is None and run.output_tokens is None:
         return ""
     shown = [str(n) if n is not None else "?" for n in (run.input_tokens, run.output_tokens)]

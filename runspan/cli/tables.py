@@ -23,7 +23,7 @@ from runspan.cli.render import (
     status_text,
     tokens_text,
 )
-from runspan.storage import Run, Stat, Trace
+from runspan.storage import Run, Session, Stat, Trace
 
 Cell = str | Text
 
@@ -130,6 +130,36 @@ def traces_table(found: Sequence[Trace], *, width: int | None = None, short: boo
         for trace in found
     ]
     return fitted(_TRACE_COLUMNS, rows, width)
+
+
+_SESSION_COLUMNS = (
+    Column("last turn (UTC)", 5),
+    Column("session", 9, whole=True),
+    Column("user", 8, whole=True),
+    Column("turns", 7, justify="right"),
+    Column("runs", 3, justify="right"),
+    Column("errors", 4, justify="right"),
+    Column("tokens", 2, justify="right"),
+    Column("cost", 6, justify="right"),
+)
+
+
+def sessions_table(found: Sequence[Session], *, width: int | None = None) -> Table:
+    """Conversations, one a row: last turn, id, user, turns, runs, errors, tokens, cost."""
+    rows: list[list[Cell]] = [
+        [
+            _started(session.last_ns),
+            session.session_id,
+            session.user_id or "",
+            str(session.turns),
+            str(session.runs),
+            str(session.errors) if session.errors else "",
+            tokens_text(session),
+            cost_text(session.cost_usd),
+        ]
+        for session in found
+    ]
+    return fitted(_SESSION_COLUMNS, rows, width)
 
 
 def stats_table(stats: Sequence[Stat], by: str, *, width: int | None = None) -> Table:

@@ -28,7 +28,7 @@ from runspan.storage.errors import (
 )
 from runspan.storage.maintenance import Pruned, create_reader, prune, upgrade_database
 from runspan.storage.queries import RunStore
-from runspan.storage.records import Run, RunFilter, SqlResult, Stat, Trace
+from runspan.storage.records import Run, RunFilter, Session, SqlResult, Stat, Trace
 
 if TYPE_CHECKING:
     from runspan.storage.exporter import SqlSpanExporter
@@ -45,6 +45,7 @@ __all__ = [
     "RunFilter",
     "RunStore",
     "SchemaError",
+    "Session",
     "SqlResult",
     "SqlSpanExporter",
     "Stat",

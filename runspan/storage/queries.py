@@ -39,14 +39,17 @@ from runspan.storage.readonly import check_reader_role, check_reading_statement
 from runspan.storage.records import (
     GROUPS,
     RUN_FIELDS,
+    SESSION_FIELDS,
     TRACE_FIELDS,
     GroupBy,
     Run,
     RunFilter,
+    Session,
     SqlResult,
     Stat,
     Trace,
     runs_v,
+    sessions_v,
     traces_v,
 )
 from runspan.storage.search import MAX_SEARCH_DEPTH, TraceSearch
@@ -151,6 +154,8 @@ class RunStore:
         since: int | None = None,
         until: int | None = None,
         limit: int = 50,
+        session: str | None = None,
+        user: str | None = None,
     ) -> list[Trace]:
         """Traces, newest first: the root's name and status, runs, errors, tokens, cost."""
         if not isinstance(limit, int) or limit < 1:
@@ -165,8 +170,37 @@ class RunStore:
             query = query.where(t.start_ns >= since)
         if until is not None:
             query = query.where(t.start_ns < until)
+        if session is not None:
+            query = query.where(t.session_id == session)
+        if user is not None:
+            query = query.where(t.user_id == user)
         query = query.order_by(t.start_ns.desc()).limit(limit)
         return [Trace(**{f: row[f] for f in TRACE_FIELDS}) for row in self._fetch(query)]
+
+    def sessions(
+        self,
+        *,
+        user: str | None = None,
+        since: int | None = None,
+        limit: int = 50,
+    ) -> list[Session]:
+        """Conversations, most recent last turn first: turns, runs, errors, tokens, cost."""
+        if not isinstance(limit, int) or limit < 1:
+            raise QueryError(f"limit={limit!r}: use a positive integer")
+        s = sessions_v.c
+        query = select(*(s[f] for f in SESSION_FIELDS))
+        if user is not None:
+            query = query.where(s.user_id == user)
+        if since is not None:
+            query = query.where(s.last_ns >= since)
+        query = query.order_by(s.last_ns.desc()).limit(limit)
+        return [Session(**{f: row[f] for f in SESSION_FIELDS}) for row in self._fetch(query)]
+
+    def session_trace_ids(self, session_id: str) -> list[str]:
+        """The traces (turns) of a conversation, in the order they started."""
+        t = traces_v.c
+        query = select(t.trace_id).where(t.session_id == session_id).order_by(t.start_ns)
+        return [row["trace_id"] for row in self._fetch(query)]
 
     # --- trees -----------------------------------------------------------------------------
 

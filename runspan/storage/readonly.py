@@ -43,6 +43,7 @@ READ_OBJECTS = (
     "runs_v",
     "traces_v",
     "llm_calls",
+    "sessions_v",
     "runspan_schema_version",
 )
 _WRITABLE = ("runs", "traces", "model_prices")

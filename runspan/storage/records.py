@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from sqlalchemy import Float, Text, and_, column, literal, table
+from sqlalchemy import BigInteger, Float, Text, and_, column, literal, table
 
 from runspan.storage.errors import QueryError
 from runspan.storage.schema import STATUSES, UNFINISHED_REASONS, runs, traces
@@ -80,6 +80,8 @@ class Run:
     resumes_trace_id: str | None
     first_chunk_ms: float | None
     cost_usd: float | None = None
+    session_id: str | None = None  # the conversation the run belongs to
+    user_id: str | None = None
     children: list[Run] = field(default_factory=list)
 
     def walk(self) -> Iterator[Run]:
@@ -120,6 +122,8 @@ class RunFilter:
         roots_only: only runs that started a LangChain run tree.
         skip_types: run types left out (the command line leaves out prompts and parsers).
         trace_id: only runs of this trace.
+        session: only runs of this conversation (``session.id``).
+        user: only runs of this user (``user.id``).
     """
 
     name: str | None = None
@@ -138,6 +142,8 @@ class RunFilter:
     roots_only: bool = False
     trace_id: str | None = None
     skip_types: tuple[str, ...] = ()
+    session: str | None = None
+    user: str | None = None
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in STATUSES:
@@ -211,6 +217,10 @@ class RunFilter:
             where.append(and_(_v.run_id.is_not(None), _v.parent_run_id.is_(None)))
         if self.trace_id is not None:
             where.append(_v.trace_id == self.trace_id)
+        if self.session is not None:
+            where.append(_v.session_id == self.session)
+        if self.user is not None:
+            where.append(_v.user_id == self.user)
         return where
 
 
@@ -255,9 +265,51 @@ class Trace:
     output_tokens: int | None
     total_tokens: int | None
     cost_usd: float | None
+    session_id: str | None = None
+    user_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 TRACE_FIELDS = [f.name for f in fields(Trace)]
+
+# The sessions_v view: one row per conversation (and user).
+sessions_v = table(
+    "sessions_v",
+    column("session_id", Text()),
+    column("user_id", Text()),
+    column("first_ns", BigInteger()),
+    column("last_ns", BigInteger()),
+    column("turns", BigInteger()),
+    column("runs", BigInteger()),
+    column("errors", BigInteger()),
+    column("input_tokens", BigInteger()),
+    column("output_tokens", BigInteger()),
+    column("total_tokens", BigInteger()),
+    column("cost_usd", Float()),
+)
+
+
+@dataclass(frozen=True)
+class Session:
+    """One conversation: its user, first and last time, turns (traces), runs, errors, tokens
+    and cost."""
+
+    session_id: str
+    user_id: str | None
+    first_ns: int
+    last_ns: int
+    turns: int
+    runs: int
+    errors: int
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    cost_usd: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+SESSION_FIELDS = [f.name for f in fields(Session)]

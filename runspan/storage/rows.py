@@ -46,11 +46,13 @@ from runspan.attributes import (
     RUN_ID,
     RUN_TYPE,
     SERVICE_NAME,
+    SESSION_ID,
     TAGS,
     TIME_TO_FIRST_CHUNK,
     TIME_TO_FIRST_TOKEN,
     UNFINISHED,
     UNFINISHED_REASON,
+    USER_ID,
 )
 from runspan.storage.schema import runs
 
@@ -258,6 +260,7 @@ def span_row(span: ReadableSpan, attributes: dict[str, Any], end: int | None) ->
     reason = take(UNFINISHED_REASON, None) if status == "unfinished" else None
     node, attempt = take(GRAPH_NODE, None), take(ATTEMPT, None)
     resumes = take(RESUMES_TRACE, None)
+    session, user = take(SESSION_ID, None), take(USER_ID, None)
     return {
         "run_id": run_id if type(run_id) is str else None,
         "parent_run_id": parent_run_id if type(parent_run_id) is str else None,
@@ -294,6 +297,8 @@ def span_row(span: ReadableSpan, attributes: dict[str, Any], end: int | None) ->
         "langgraph_node": node if type(node) is str else None,
         "attempt": attempt if type(attempt) is int else None,
         "resumes_trace_id": resumes if type(resumes) is str else None,
+        "session_id": session if type(session) is str else None,
+        "user_id": user if type(user) is str else None,
     }
 
 

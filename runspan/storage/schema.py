@@ -88,8 +88,13 @@ traces = Table(
     Column("input_tokens", BigInteger),
     Column("output_tokens", BigInteger),
     Column("total_tokens", BigInteger),
+    # Added by revision 0005: the conversation and user of the trace's runs.
+    Column("session_id", Text),
+    Column("user_id", Text),
     Index(None, "start_ns"),
     Index(None, "duration_ms"),
+    Index(None, "session_id", "start_ns"),
+    Index(None, "user_id", "start_ns"),
 )
 
 runs = Table(
@@ -139,6 +144,9 @@ runs = Table(
     # Added by revision 0004: time to the first streamed chunk, content or not (ttft_ms is
     # time to the first chunk that carries content).
     Column("first_chunk_ms", Float),
+    # Added by revision 0005: the conversation (session.id) and user (user.id) of the run.
+    Column("session_id", Text),
+    Column("user_id", Text),
     # The same span written twice is one row.
     UniqueConstraint("trace_id", "span_id"),
     # The indexes, as the migrations create them (see the revisions for their reasons).
@@ -148,6 +156,8 @@ runs = Table(
     Index(None, "end_ns"),
     Index(None, "duration_ms"),
     Index(None, "name", "start_day", "status"),
+    Index(None, "session_id"),
+    Index(None, "user_id"),
     # Two partial indexes more: see declare_partial_indexes.
 )
 

@@ -126,6 +126,8 @@ _TRACE_COLUMNS = (  # in the order of _TRACE_VALUES, after trace_id
     "input_tokens",
     "output_tokens",
     "total_tokens",
+    "session_id",
+    "user_id",
 )
 assert set(_TRACE_COLUMNS) == {c.name for c in traces.columns}, "traces columns changed"
 _TRACE_VALUES = """
@@ -134,11 +136,12 @@ _TRACE_VALUES = """
     CASE WHEN root.status = 'running' THEN NULL
         ELSE (root.end_ns - agg.start_ns) / CAST(1000000 AS DOUBLE PRECISION) END,
     root.status, agg.run_count, agg.error_count, agg.input_tokens, agg.output_tokens,
-    agg.total_tokens"""
+    agg.total_tokens, agg.session_id, agg.user_id"""
 _TRACE_AGGREGATES = """min(start_ns) AS start_ns, count(*) AS run_count,
         sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS error_count,
         sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-        sum(total_tokens) AS total_tokens"""
+        sum(total_tokens) AS total_tokens, max(session_id) AS session_id,
+        max(user_id) AS user_id"""
 _TRACES_ON_CONFLICT = "ON CONFLICT (trace_id) DO UPDATE SET " + ", ".join(
     f"{name} = excluded.{name}" for name in _TRACE_COLUMNS if name != "trace_id"
 )

@@ -82,6 +82,9 @@ class TracingCallbackHandler(RunRecorder, BaseCallbackHandler):
         redact: called on every content value after the built-in secret patterns.
         max_run_age_seconds: a root run open longer than this is ended as unfinished.
         max_live_traces: the most traces tracked at once; beyond it the oldest is ended.
+        session_id: the conversation (``session.id``) of runs whose metadata names none
+            (``session_id``, LangGraph's ``thread_id``, ``conversation_id``).
+        user_id: the user (``user.id``) of runs whose metadata names none (``user_id``).
 
     Arguments left out take the values given to :func:`runspan.configure`, then the environment.
     """

@@ -40,6 +40,7 @@ from runspan.attributes import (
 from runspan.tracer import current, errors, langgraph
 from runspan.tracer.content import input_attributes, output_attributes, safe_text
 from runspan.tracer.fallback import fallback
+from runspan.tracer.identity import identify
 from runspan.tracer.redaction import redact
 from runspan.tracer.runs import LiveRun, RunRegistry, RunTree
 from runspan.tracer.settings import TracerSettings
@@ -126,6 +127,7 @@ class RunRecorder:
                 else current.current_parent_context(id(caller))
             )
 
+        identify(tree, metadata, self.settings, attributes, root=parent is None)
         if node == name and metadata is not None:  # a LangGraph node's own run
             langgraph.note_attempt(tree, metadata, attributes)
             if parent is not None:

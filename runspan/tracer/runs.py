@@ -36,6 +36,9 @@ class RunTree:
     root_ended: bool = False  # then the trace is released when its last open run ends
     interrupted: bool = False  # a LangGraph interrupt() paused the graph
     thread_id: str | None = None  # the root's LangGraph thread, to link a resumption to it
+    # The conversation and user of every run of the trace, unless a run's metadata names its own.
+    session_id: str | None = None
+    user_id: str | None = None
     # Attempts of each LangGraph task (by checkpoint namespace) that ran so far: RetryPolicy
     # runs a failed node again as a new run with the same task. Made at the first node run.
     attempts: dict[str, int] | None = None

@@ -66,6 +66,8 @@ class TracerOptions(TypedDict, total=False):
     separate_trace: bool
     max_run_age_seconds: float
     max_live_traces: int
+    session_id: str
+    user_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,9 @@ class TracerSettings:
             application's current span.
         max_run_age_seconds: a root run still open after this long is ended as unfinished.
         max_live_traces: at most this many traces are tracked at once; the oldest is ended.
+        session_id: the conversation of runs whose metadata names none (``session_id``,
+            ``thread_id`` or ``conversation_id``, as LangGraph's ``thread_id`` does).
+        user_id: the user of runs whose metadata names none (``user_id``).
     """
 
     capture_content: bool = True
@@ -88,8 +93,14 @@ class TracerSettings:
     separate_trace: bool = False
     max_run_age_seconds: float = DEFAULT_MAX_RUN_AGE_SECONDS
     max_live_traces: int = DEFAULT_MAX_LIVE_TRACES
+    session_id: str | None = None
+    user_id: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("session_id", "user_id"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{name}={value!r}: use a non-empty string, or None")
         for name in ("capture_content", "separate_trace"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: use True or False")
@@ -166,6 +177,8 @@ class TracerSettings:
             separate_trace=start.separate_trace if separate_trace is None else separate_trace,
             max_run_age_seconds=age,
             max_live_traces=start.max_live_traces if max_live_traces is None else max_live_traces,
+            session_id=options.get("session_id", start.session_id),
+            user_id=options.get("user_id", start.user_id),
         )
 
 
