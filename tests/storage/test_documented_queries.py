@@ -33,7 +33,8 @@ def test_every_documented_query_runs_and_finds_rows(stored: Stored) -> None:
     run_langgraph_corners(stored.handler)
     with pytest.raises(TimeoutError):
         RunnableLambda(_boom, name="weather").invoke(
-            1, config={"callbacks": [stored.handler], "metadata": {"user": "ann"}}
+            1,
+            config={"callbacks": [stored.handler], "metadata": {"user": "ann", "user_id": "ann"}},
         )
     stuck = stored.provider.get_tracer("app").start_span("hung job")
     try:
