@@ -16,6 +16,7 @@ from runspan._lazy import lazy_names
 if TYPE_CHECKING:
     __version__: str
     from runspan.provider import configure, configured_provider, flush, shutdown
+    from runspan.scoring import feedback
     from runspan.tracer.handler import TracingCallbackHandler
     from runspan.tracer.ids import RunIdGenerator
     from runspan.tracer.instrumentation import instrument, instrumented_handler, uninstrument
@@ -28,6 +29,7 @@ __all__ = [
     "__version__",
     "configure",
     "configured_provider",
+    "feedback",
     "flush",
     "instrument",
     "instrumented_handler",
@@ -41,6 +43,7 @@ _WHERE = {
     "TracingCallbackHandler": "runspan.tracer.handler",
     "configure": "runspan.provider",
     "configured_provider": "runspan.provider",
+    "feedback": "runspan.scoring",
     "flush": "runspan.provider",
     "shutdown": "runspan.provider",
     "instrument": "runspan.tracer.instrumentation",

@@ -7,6 +7,7 @@ the service name in its resource and :class:`RunIdGenerator`, so that trace ids 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 
 from opentelemetry import trace
@@ -29,6 +30,15 @@ from runspan.tracer.settings import (
 
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
+# The SQL writer of each provider built here, for runspan.feedback().
+_storage: weakref.WeakKeyDictionary[TracerProvider, StorageSpanProcessor] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def storage_of(provider: TracerProvider) -> StorageSpanProcessor | None:
+    """The SQL writer runspan gave ``provider``, if it gave it one."""
+    return _storage.get(provider)
 
 
 def configure(
@@ -141,7 +151,9 @@ def build_provider(
         resource=Resource.create({SERVICE_NAME: service_name}), id_generator=RunIdGenerator()
     )
     if storage:
-        provider.add_span_processor(StorageSpanProcessor(database_url))
+        writer = StorageSpanProcessor(database_url)
+        provider.add_span_processor(writer)
+        _storage[provider] = writer
     if otlp is not None:
         provider.add_span_processor(
             otlp_span_processor(otlp, exporter=otlp_exporter, stored=storage)

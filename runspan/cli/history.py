@@ -262,21 +262,30 @@ def sessions(
 @main.command()
 @click.option(
     "--by",
-    type=click.Choice(["name", "model", "day", "node"]),
+    type=click.Choice(["name", "model", "day", "node", "feedback"]),
     default="name",
     show_default=True,
-    help="What to group runs by.",
+    help="What to group runs by (feedback: the answers to --key).",
 )
+@click.option("--key", "feedback_key", help="With --by feedback: the feedback key, e.g. thumbs.")
 @filter_options
 @database_option
 @json_option
 @format_option
 def stats(
-    by: str, database_url: str | None, as_json: bool, output_format: str | None, **options: Any
+    by: str,
+    feedback_key: str | None,
+    database_url: str | None,
+    as_json: bool,
+    output_format: str | None,
+    **options: Any,
 ) -> None:
     """Latency percentiles, error rates, tokens and cost, grouped."""
+    if by == "feedback" and not feedback_key:
+        raise click.UsageError("--by feedback needs --key, the feedback key (such as thumbs)")
     with errors_as_messages(), RunStore(database_url) as store:
-        found = store.stats(by, run_filter(options))  # type: ignore[arg-type]
+        where = run_filter(options)
+        found = store.stats(by, where, feedback_key=feedback_key)  # type: ignore[arg-type]
     chosen = chosen_format(output_format, as_json)
     if chosen != "table":
         print_records([dict(vars(stat)) for stat in found], chosen)

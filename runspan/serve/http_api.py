@@ -8,6 +8,7 @@ with ``Retry-After`` (retryable: the client's exporter backs off and sends again
 
 from __future__ import annotations
 
+import json
 import zlib
 
 from google.protobuf import json_format
@@ -20,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from runspan.serve.auth import BearerToken
@@ -28,6 +29,7 @@ from runspan.serve.ingest import RETRY_AFTER_SECONDS, Busy, Ingest
 from runspan.serve.jaeger_api import TraceChunks
 from runspan.serve.otlp_json import InvalidRequest, parse_request, response_json
 from runspan.serve.query_api import query_routes
+from runspan.storage.feedback import feedback_row
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -127,5 +129,34 @@ def http_app(
             return Response(response_json(response), 200, media_type=JSON)
         return Response(response.SerializeToString(), 200, media_type=PROTOBUF)
 
-    routes = [Route("/v1/traces", export, methods=["POST"]), *query_routes(traces, token)]
+    async def give_feedback(request: Request) -> Response:
+        """``POST /api/feedback``: {"run_id", "key", "score"?, "value"?, "comment"?}."""
+        if not token.allows(request.headers.get("authorization")):
+            return JSONResponse({"error": "missing or wrong bearer token"}, 401)
+        try:
+            body = json.loads(await _body(request, 64 * 1024))
+            if not isinstance(body, dict):
+                raise ValueError("the body is a JSON object: run_id, key, score, value, comment")
+            row = feedback_row(
+                body.get("run_id"),
+                body.get("key"),
+                score=body.get("score"),
+                value=body.get("value"),
+                comment=body.get("comment"),
+                source="http",
+            )
+        except _TooLarge:
+            return JSONResponse({"error": "the body is over 64 KB"}, 413)
+        except ValueError as invalid:  # JSON errors are ValueErrors too
+            return JSONResponse({"error": str(invalid)}, 400)
+        if not await run_in_threadpool(ingest.writer.write_feedback, [row]):
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            return JSONResponse({"error": "the database is unreachable"}, 503, headers)
+        return JSONResponse({"stored": True, "run_id": row["run_id"], "key": row["key"]}, 201)
+
+    routes = [
+        Route("/v1/traces", export, methods=["POST"]),
+        Route("/api/feedback", give_feedback, methods=["POST"]),
+        *query_routes(traces, token),
+    ]
     return Starlette(routes=routes)

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from runspan.logs import RateLimitedLog, logger
 from runspan.storage.engine import create_writer_engine, database_url_from, described, safe_url
 from runspan.storage.errors import DatabaseUnavailable, SchemaError
+from runspan.storage.feedback import FeedbackRow, insert_feedback
 from runspan.storage.migrate import upgrade
 from runspan.storage.open_spans import OpenSpans
 from runspan.storage.rows import RowValues, cleaned, span_row
@@ -278,6 +279,22 @@ class SqlSpanExporter(SpanExporter):
             self._retry = None
             if not self._closed:
                 self._write_pending()
+
+    def write_feedback(self, rows: list[FeedbackRow]) -> bool:
+        """Insert feedback rows under the writer's lock; ``False`` when the database is
+        unreachable (the caller keeps them for later). Rows it refuses are logged and dropped."""
+        with self._lock:
+            if self._closed:
+                return False
+            try:
+                self._prepare()
+                with self.engine.begin() as connection:
+                    insert_feedback(connection, rows)
+            except Exception as error:
+                if _is_disconnect(error):
+                    return False
+                self._notices.exception("feedback", "runspan: feedback could not be stored")
+            return True
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Write what is buffered now, and the open spans as running; ``False`` if the database

@@ -7,6 +7,8 @@ every batch also writes the runs open at that moment as ``running``.
 
 from __future__ import annotations
 
+import weakref
+
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from sqlalchemy import URL
@@ -18,7 +20,17 @@ from runspan.batching import (
 )
 from runspan.storage.engine import safe_url
 from runspan.storage.exporter import SqlSpanExporter
+from runspan.storage.feedback import FeedbackQueue
 from runspan.storage.open_spans import DEFAULT_MAX_OPEN_SPANS, OpenSpans
+
+# The processors made in this process and not shut down, oldest first (runspan.feedback()
+# writes through the newest when runspan.configure() made none).
+_live: list[weakref.ref[StorageSpanProcessor]] = []
+
+
+def live_processors() -> list[StorageSpanProcessor]:
+    return [processor for ref in _live if (processor := ref()) is not None]
+
 
 # In batches of up to 1,024 spans: a transaction has a fixed cost (commit, trace totals).
 DEFAULT_MAX_EXPORT_BATCH_SIZE = 1024
@@ -62,6 +74,9 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
             max_export_batch_size=max_export_batch_size,
             sink=f"runspan's writer to {safe_url(self.exporter.engine.url)}",
         )
+        #: Feedback on runs (``runspan.feedback()``), written beside the spans.
+        self.feedback = FeedbackQueue(self.exporter.write_feedback)
+        _live.append(weakref.ref(self))
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         # Only noted here: each batch reads what is open when it is written. Queueing every
@@ -85,4 +100,11 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
         in it as running (``False`` if it is not reachable: those rows stay buffered and are
         retried)."""
         queued = super().force_flush(timeout_millis)
-        return self.exporter.force_flush() and queued
+        flushed = self.exporter.force_flush()
+        seconds = (timeout_millis or 30_000) / 1000
+        return self.feedback.flush(seconds) and flushed and queued
+
+    def shutdown(self) -> None:
+        self.feedback.close()  # before the writer lets go of the database
+        _live[:] = [ref for ref in _live if ref() not in (None, self)]
+        super().shutdown()  # type: ignore[no-untyped-call]

@@ -17,8 +17,10 @@ from typing import Any, Literal
 from sqlalchemy import (
     URL,
     Engine,
+    String,
     and_,
     case,
+    cast,
     func,
     literal,
     select,
@@ -52,6 +54,7 @@ from runspan.storage.records import (
     sessions_v,
     traces_v,
 )
+from runspan.storage.schema import feedback
 from runspan.storage.search import MAX_SEARCH_DEPTH, TraceSearch
 
 _v = runs_v.c
@@ -383,16 +386,30 @@ class RunStore:
             query = query.where(child.c.start_ns <= until_ns)
         return [(row["parent"], row["child"], row["calls"]) for row in self._fetch(query)]
 
-    def stats(self, by: GroupBy = "name", where: RunFilter | None = None) -> list[Stat]:
-        """Count, error rate, p50/p95/p99 latency, tokens and cost per name, model or day.
+    def stats(
+        self,
+        by: GroupBy = "name",
+        where: RunFilter | None = None,
+        *,
+        feedback_key: str | None = None,
+    ) -> list[Stat]:
+        """Count, error rate, p50/p95/p99 latency, tokens and cost per name, model, day, node,
+        or (``by="feedback"``) per answer to the feedback key ``feedback_key``: its latest value,
+        else score, on each run that has one.
 
         Percentiles are nearest-rank over finished runs, computed with window functions, so
         SQLite and PostgreSQL give the same figures.
         """
         if by not in GROUPS:
             raise QueryError(f"by={by!r}: group by one of {', '.join(GROUPS)}")
-        key = _v.start_day if by == "day" else GROUPS[by]
         conditions = (where or RunFilter()).conditions()
+        if by == "feedback":
+            if not feedback_key:
+                raise QueryError("grouping by feedback needs the feedback key (such as 'thumbs')")
+            key = _feedback_answer(feedback_key)
+            conditions.append(key.is_not(None))
+        else:
+            key = _v.start_day if by == "day" else GROUPS[by]
         if by == "model":
             conditions.append(_v.model_name.is_not(None))
         if by == "node":
@@ -483,6 +500,19 @@ class RunStore:
             raise QueryError(str(error.orig)) from None
         except sqlite3.Warning as error:  # Python 3.10's sqlite3: two statements in one call
             raise QueryError(str(error)) from None
+
+
+def _feedback_answer(key: str) -> Any:
+    """The latest answer (value, else score as text) to feedback ``key`` on each run."""
+    given, mine = feedback.alias("given"), feedback.alias("latest")
+    latest = (
+        select(func.max(mine.c.id))
+        .where(mine.c.run_id == _v.run_id, mine.c.key == key)
+        .correlate(runs_v)
+        .scalar_subquery()
+    )
+    answer = func.coalesce(given.c.value, cast(given.c.score, String))
+    return select(answer).where(given.c.id == latest).correlate(runs_v).scalar_subquery()
 
 
 def _day_text(days: int | None) -> str | None:

@@ -44,9 +44,11 @@ READ_OBJECTS = (
     "traces_v",
     "llm_calls",
     "sessions_v",
+    "feedback",
+    "feedback_v",
     "runspan_schema_version",
 )
-_WRITABLE = ("runs", "traces", "model_prices")
+_WRITABLE = ("runs", "traces", "model_prices", "feedback")
 _CAPABILITIES = text(
     "SELECT rolsuper, "
     + ", ".join(f"pg_has_role(current_user, '{role}', 'MEMBER')" for role in _SERVER_ROLES)

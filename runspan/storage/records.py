@@ -31,12 +31,13 @@ traces_v = table(
     column("cost_usd", Float()),
 )
 
-GroupBy = Literal["name", "model", "day", "node"]
+GroupBy = Literal["name", "model", "day", "node", "feedback"]
 GROUPS: dict[str, Any] = {
     "name": _v.name,
     "model": _v.model_name,
     "day": None,
     "node": _v.langgraph_node,
+    "feedback": None,  # a feedback key's answers: RunStore.stats(feedback_key=...)
 }
 
 

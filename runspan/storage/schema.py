@@ -214,6 +214,25 @@ model_prices = Table(
     UniqueConstraint("model_pattern", "valid_from_ns"),
 )
 
+# Added by revision 0006: scores and labels given to runs (runspan.feedback(), `runspan
+# feedback`, POST /api/feedback). No foreign key: feedback may come before its run is written.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Identifier, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False),
+    Column("trace_id", String(32)),
+    Column("key", Text, nullable=False),
+    Column("score", Float),
+    Column("value", Text),
+    Column("comment", Text),
+    Column("source", String(16), nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Index(None, "run_id"),
+    Index(None, "key", "created_ns"),
+    Index(None, "trace_id"),
+)
+
 #: Run statuses as stored: ``running`` until the run ends; ``interrupted`` for a LangGraph run
 #: paused by ``interrupt()``; ``retried`` for a failed attempt that a later attempt replaced.
 STATUSES = ("running", "ok", "error", "unfinished", "interrupted", "retried")

@@ -201,6 +201,46 @@ class TestApiV3:
         assert (status, body) == (404, {"error": {"httpCode": 404, "message": "No traces found"}})
 
 
+def _post_json(base: str, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+    request = urllib.request.Request(
+        f"{base}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_feedback_over_http(api: str, history: dict[str, Any], database_url: str) -> None:
+    """POST /api/feedback stores a score on a run; a bad body is 400, and says why."""
+    from sqlalchemy import create_engine, text
+
+    run = next(r for r in history["runs"] if r.name == "LangGraph")
+    status, body = _post_json(
+        api, "/api/feedback", {"run_id": run.run_id, "key": "thumbs", "score": 1}
+    )
+    assert (status, body) == (201, {"stored": True, "run_id": run.run_id, "key": "thumbs"})
+    status, body = _post_json(api, "/api/feedback", {"run_id": run.run_id, "key": "thumbs"})
+    assert status == 400
+    assert "score" in body["error"]
+    status, body = _post_json(api, "/api/feedback", ["not", "an", "object"])
+    assert status == 400
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        rows = [
+            tuple(row)
+            for row in connection.execute(
+                text("SELECT run_id, trace_id, key, score, source FROM feedback")
+            )
+        ]
+    engine.dispose()
+    assert rows == [(run.run_id, run.trace_id, "thumbs", 1.0, "http")]
+
+
 def test_the_token_guards_the_query_api(serve: Any, history: dict[str, Any]) -> None:
     served: Served = serve("--token", "t0ken")
     status, body = _get(served.http, "/api/services")
@@ -210,3 +250,5 @@ def test_the_token_guards_the_query_api(serve: Any, history: dict[str, Any]) -> 
     status, body = _get(served.http, "/api/services", {"Authorization": "Bearer t0ken"})
     assert status == 200
     assert "travel-app" in body["data"]
+    status, body = _post_json(served.http, "/api/feedback", {"run_id": "x", "key": "k"})
+    assert status == 401
