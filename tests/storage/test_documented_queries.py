@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from langchain_core.runnables import RunnableLambda
 
+import runspan
 from runspan.cli.demo_chain import run_demo
 from tests.storage.conftest import Stored
 from tests.support import run_langgraph_corners
@@ -27,8 +28,8 @@ def test_the_page_has_at_least_ten_questions() -> None:
 
 
 def test_every_documented_query_runs_and_finds_rows(stored: Stored) -> None:
-    """With the demo's runs, a failed tool, LangGraph's corners and a hung run stored, each
-    query (in its database's variant) runs read-only and returns rows."""
+    """With the demo's runs, a failed tool, LangGraph's corners, feedback and a hung run
+    stored, each query (in its database's variant) runs read-only and returns rows."""
     run_demo(stored.handler)
     run_langgraph_corners(stored.handler)
     with pytest.raises(TimeoutError):
@@ -36,6 +37,9 @@ def test_every_documented_query_runs_and_finds_rows(stored: Stored) -> None:
             1,
             config={"callbacks": [stored.handler], "metadata": {"user": "ann", "user_id": "ann"}},
         )
+    with stored.store() as store:  # a run rated down although it succeeded
+        rated = next(run for run in store.runs(limit=100) if run.status == "ok" and run.run_id)
+    assert runspan.feedback(rated.run_id, "thumbs", score=0, comment="missed the point")
     stuck = stored.provider.get_tracer("app").start_span("hung job")
     try:
         with stored.store() as store:
