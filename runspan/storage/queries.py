@@ -54,7 +54,7 @@ from runspan.storage.records import (
     sessions_v,
     traces_v,
 )
-from runspan.storage.schema import feedback
+from runspan.storage.schema import feedback, model_prices
 from runspan.storage.search import MAX_SEARCH_DEPTH, TraceSearch
 
 _v = runs_v.c
@@ -326,6 +326,32 @@ class RunStore:
         return [_run(row) for row in self._fetch(query)]
 
     # --- stats -----------------------------------------------------------------------------
+
+    # --- prices ---------------------------------------------------------------------------
+
+    def prices(self, model: str | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Rows of ``model_prices``; for a ``model``, those that match its name, the one a run
+        of it is priced with first (yours, then imported, then seeded; then the longest
+        pattern; then the latest)."""
+        p = model_prices.c
+        origin_rank = case((p.origin == "import", 1), (p.origin == "seed", 2), else_=0)
+        query = select(
+            p.model_pattern,
+            p.provider,
+            p.input_usd_per_mtok,
+            p.output_usd_per_mtok,
+            p.cache_read_usd_per_mtok,
+            p.cache_write_usd_per_mtok,
+            p.valid_from_ns,
+            p.origin,
+            p.source,
+        )
+        if model is not None:
+            query = query.where(literal(model.lower()).like(p.model_pattern))
+        query = query.order_by(
+            origin_rank, func.length(p.model_pattern).desc(), p.valid_from_ns.desc()
+        ).limit(limit)
+        return [dict(row) for row in self._fetch(query)]
 
     # --- what Jaeger asks: services, operations, trace search, dependencies ----------------
 

@@ -211,7 +211,29 @@ model_prices = Table(
     Column("cache_write_usd_per_mtok", Float),
     Column("valid_from_ns", BigInteger, nullable=False),
     Column("source", Text),
-    UniqueConstraint("model_pattern", "valid_from_ns"),
+    # Added by revision 0007: where the price came from ('seed', 'import' by `runspan prices
+    # update`, NULL for yours: yours win, then imported, then seeded), and the provider it is
+    # for (NULL: any), as runspan names providers.
+    Column("origin", String(16)),
+    Column("provider", Text),
+    UniqueConstraint("model_pattern", "provider", "valid_from_ns", "origin"),
+)
+
+# Added by revision 0007: genai-prices' whole table, as `runspan prices update` imported it.
+# Views never read it: the prices of the model names runs have are copied into model_prices
+# (origin 'import'), which stays small, since every model run's cost searches it.
+imported_prices = Table(
+    "imported_prices",
+    metadata,
+    Column("id", Identifier, primary_key=True, autoincrement=True),
+    Column("model_pattern", Text, nullable=False),
+    Column("provider", Text),
+    Column("input_usd_per_mtok", Float, nullable=False),
+    Column("output_usd_per_mtok", Float, nullable=False),
+    Column("cache_read_usd_per_mtok", Float),
+    Column("cache_write_usd_per_mtok", Float),
+    Column("valid_from_ns", BigInteger, nullable=False),
+    Column("source", Text),
 )
 
 # Added by revision 0006: scores and labels given to runs (runspan.feedback(), `runspan

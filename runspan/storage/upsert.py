@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import Dialect
 
+from runspan.storage.prices import copy_prices_of
 from runspan.storage.retries import mark_retried
 from runspan.storage.rows import COLUMNS, RowValues, encode_json
 from runspan.storage.schema import runs, traces
@@ -237,6 +238,21 @@ def _pg_insert_runs(connection: Connection, rows: Sequence[RowValues]) -> None:
         cursor.close()
 
 
+# The model names each database's writer has met in this process: the first time, the imported
+# prices of the name are copied into model_prices (runspan.storage.prices). Bounded: past it,
+# names are still priced by `runspan prices update`.
+_MODELS_MET: dict[str, set[str]] = {}
+_MAX_MODELS_MET = 10_000
+
+
+def _price_new_models(connection: Connection, rows: Sequence[RowValues]) -> None:
+    met = _MODELS_MET.setdefault(str(connection.engine.url), set())
+    new = {row["model_name"] for row in rows if row["model_name"]} - met
+    if new and len(met) < _MAX_MODELS_MET:
+        copy_prices_of(connection, new)
+        met.update(new)
+
+
 def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
     """Upsert ``rows`` into ``runs`` and refresh their traces, in the caller's transaction."""
     if not rows:
@@ -246,6 +262,7 @@ def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
     else:
         _insert_many(connection, _sqlite_upsert_sql(), [_row_values(row) for row in rows])
     mark_retried(connection, rows)
+    _price_new_models(connection, rows)
     touched = sorted({row["trace_id"] for row in rows})
     for start in range(0, len(touched), _TRACE_CHUNK):
         _refresh_traces(connection, touched[start : start + _TRACE_CHUNK])
