@@ -7,7 +7,7 @@ import uuid
 import click
 
 from runspan.cli.app import database_option, errors_as_messages, main
-from runspan.storage import NotFoundError, RunStore, SqlSpanExporter
+from runspan.storage import NotFoundError, RunStore
 from runspan.storage.feedback import feedback_row
 
 
@@ -48,6 +48,8 @@ def feedback_command(
         with RunStore(database_url) as store:
             run_id = _run_id(store, run)
         row = feedback_row(run_id, key, score=score, value=value, comment=comment, source="cli")
+        from runspan.storage import SqlSpanExporter  # noqa: PLC0415 - the SDK: only to write
+
         writer = SqlSpanExporter(database_url)
         try:
             if not writer.write_feedback([row]):
