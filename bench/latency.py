@@ -8,8 +8,17 @@ interleaved, each in a fresh server, repeated; medians of each percentile are pr
 
 Inside the server a probe thread sleeps 1 ms at a time and notes how late it wakes: a wake-up
 late by more than the sleep is time another thread held the interpreter (the GIL), which is
-what stalls the event loop too. The longest such stretch, and how many of the slowest 1% of
-requests overlapped a stretch over 2 ms, are printed beside the latencies.
+what stalls the event loop too. Printed beside the latencies:
+
+- stall: the probe's longest wait, whoever held the GIL (the app itself, a garbage collection);
+- runspan: the longest of those waits spent running runspan's threads (their CPU time within
+  the wait, read from each thread's CPU clock);
+- slice: the longest stretch of work between two of the exporters' pauses (their own measure,
+  CPU time, an upper bound of what they held the GIL for);
+- in batch: how many of the slowest 1% of requests overlapped an export batch.
+
+The variant "no pauses" is runspan + SQLite + OTLP with the exporters' pauses turned off (what
+runspan did before it paused for the app).
 
     python bench/latency.py [--seconds 30] [--rates 100,200] [--repeats 4] [--endpoints async,sync]
 """
@@ -31,10 +40,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import otlp_sink
 
-VARIANTS = ("no tracing", "no-op handler", "runspan + SQLite", "runspan + SQLite + OTLP")
+VARIANTS = (
+    "no tracing",
+    "no-op handler",
+    "runspan + SQLite",
+    "runspan + SQLite + OTLP",
+    "no pauses",
+)
 
 _SERVER = r"""
-import asyncio, os, sys, threading, time
+import asyncio, gc, os, sys, threading, time
 from typing import Any
 
 import uvicorn
@@ -47,8 +62,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 
-variant, port, database = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-otlp = sys.argv[4] if len(sys.argv) > 4 else ""
+variant, port, database, otlp, freeze = sys.argv[1:6]
 
 
 class FiveMillisecondModel(BaseChatModel):
@@ -77,7 +91,7 @@ class NoOp(BaseCallbackHandler):
 callbacks: list[Any] = []
 if variant == "no-op handler":
     callbacks = [NoOp()]
-elif variant.startswith("runspan"):
+elif variant.startswith("runspan") or variant == "no pauses":
     import runspan
 
     options: dict[str, Any] = {"database_url": database, "service_name": "latency"}
@@ -94,17 +108,61 @@ chain = (
 )
 config = {"callbacks": callbacks}
 app = FastAPI()
-late: list[tuple[float, float]] = []  # (wake time, lateness in s) of the probe, when late
+# The probe's late wake-ups: (when it slept, how late it woke, runspan's CPU meanwhile), in s.
+late: list[tuple[float, float, float]] = []
+batches: list[tuple[float, float]] = []  # (start, end) of each export batch
+exporters = []
+if callbacks and not isinstance(callbacks[0], NoOp):
+    from runspan.exporters.otlp import OtlpSpanExporter
+    from runspan.storage.exporter import SqlSpanExporter
+
+    kinds = (SqlSpanExporter, OtlpSpanExporter)
+    exporters = [o for o in gc.get_objects() if isinstance(o, kinds)]
+    for exporter in exporters:
+        if variant == "no pauses":
+            exporter.slices.seconds = float("inf")
+
+        def timed(spans, _export=exporter.export):
+            started = time.time()
+            try:
+                return _export(spans)
+            finally:
+                batches.append((started, time.time()))
+
+        exporter.export = timed
+full_collections: list[tuple[float, float]] = []  # (start, seconds) of each gen-2 collection
+
+
+def on_collection(phase: str, info: dict[str, int]) -> None:
+    if info["generation"] == 2:
+        if phase == "start":
+            full_collections.append((time.time(), time.perf_counter()))
+        else:
+            start, began = full_collections[-1]
+            full_collections[-1] = (start, time.perf_counter() - began)
+
+
+gc.callbacks.append(on_collection)
+# runspan's threads: the span processors' workers (named by the SDK).
+clocks = [
+    time.pthread_getcpuclockid(thread.ident)
+    for thread in threading.enumerate()
+    if thread.name.startswith("Otel") and thread.ident is not None
+]
+
+
+def runspan_cpu() -> float:
+    return sum(time.clock_gettime(clock) for clock in clocks)
 
 
 def probe() -> None:
     while True:
-        asked = time.perf_counter()
+        asked, cpu = time.perf_counter(), runspan_cpu()
         time.sleep(0.001)
         woke = time.perf_counter()
         over = woke - asked - 0.001
         if over > 0.0005:
-            late.append((time.time() - (woke - asked), over))
+            late.append((time.time() - (woke - asked), over, min(over, runspan_cpu() - cpu)))
 
 
 @app.get("/async")
@@ -119,9 +177,19 @@ def answer_sync() -> dict[str, str]:
 
 @app.get("/stats")
 def stats() -> dict[str, Any]:
-    return {"cpu": time.process_time(), "late": late}
+    longest = max((exporter.slices.longest for exporter in exporters), default=0.0)
+    return {
+        "cpu": time.process_time(),
+        "late": late,
+        "batches": batches,
+        "slice": longest,
+        "collections": full_collections,
+    }
 
 
+if freeze == "freeze":  # what a tuned app does once started: full collections skip all it has
+    gc.collect()
+    gc.freeze()
 threading.Thread(target=probe, daemon=True).start()
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 """
@@ -165,16 +233,17 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
-def run_once(variant: str, endpoint: str, rate: float, seconds: float, sink: str) -> dict[str, Any]:
-    folder = tempfile.mkdtemp(prefix="runspan-latency-")
-    port = _free_port()
-    args = [sys.executable, "-c", _SERVER, variant, str(port), f"sqlite:///{folder}/runs.db"]
-    if variant.endswith("OTLP"):
-        args.append(sink)
-    server = subprocess.Popen(args, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+def _load_server(
+    args: list[str], errors: Any, endpoint: str, rate: float, seconds: float
+) -> tuple[list[tuple[float, float]], dict[str, Any]]:
+    """Start the server, warm it up, load it; the load's results and the server's stats."""
+    server = subprocess.Popen(args, stderr=errors)
+    base = f"http://127.0.0.1:{args[4]}"
     try:
-        for _ in range(200):
+        for _ in range(400):
+            if server.poll() is not None:
+                errors.seek(0)
+                raise SystemExit(f"the {args[3]!r} server failed:\n{errors.read()}")
             try:
                 _get(f"{base}/stats")
                 break
@@ -189,17 +258,33 @@ def run_once(variant: str, endpoint: str, rate: float, seconds: float, sink: str
             text=True,
             check=True,
         )
-        results = json.loads(load.stdout)
         after = _get(f"{base}/stats")
+        after["cpu"] -= cpu_before
+        return json.loads(load.stdout), after
     finally:
         server.terminate()
         server.wait(30)
+
+
+def run_once(
+    variant: str, endpoint: str, *, rate: float, seconds: float, sink: str, freeze: bool
+) -> dict[str, Any]:
+    folder = tempfile.mkdtemp(prefix="runspan-latency-")
+    port = _free_port()
+    database = f"sqlite:///{folder}/runs.db"
+    otlp = sink if variant.endswith("OTLP") or variant == "no pauses" else ""
+    frozen = "freeze" if freeze else ""
+    args = [sys.executable, "-c", _SERVER, variant, str(port), database, otlp, frozen]
+    with Path(folder, "server.err").open("w+") as errors:
+        results, after = _load_server(args, errors, endpoint, rate, seconds)
     latencies = sorted(latency for _, latency in results)
-    stalls = [(start, over) for start, over in after["late"] if start > results[0][0] - 1]
-    long_stalls = [(start, start + over) for start, over in stalls if over > 0.002]
+    begun = results[0][0] - 1
+    stalls = [(over, ours) for start, over, ours in after["late"] if start > begun]
+    batches = [(s, e) for s, e in after["batches"] if e > begun]
+    collections = [took for start, took in after["collections"] if start > begun]
     slowest = sorted(results, key=lambda item: item[1])[-max(1, len(results) // 100) :]
     overlapped = sum(
-        any(s < scheduled + latency and e > scheduled for s, e in long_stalls)
+        any(s < scheduled + latency and e > scheduled for s, e in batches)
         for scheduled, latency in slowest
     )
 
@@ -211,9 +296,13 @@ def run_once(variant: str, endpoint: str, rate: float, seconds: float, sink: str
         "p95": pct(0.95),
         "p99": pct(0.99),
         "max": latencies[-1] * 1000,
-        "cpu": (after["cpu"] - cpu_before) * 1000 / len(results),
-        "stall": max((over for _, over in stalls), default=0.0) * 1000,
+        "cpu": after["cpu"] * 1000 / len(results),
+        "stall": max((over for over, _ in stalls), default=0.0) * 1000,
+        "runspan": max((ours for _, ours in stalls), default=0.0) * 1000,
+        "slice": after["slice"] * 1000,
         "overlap": overlapped / len(slowest),
+        "gc": len(collections) / seconds,
+        "gc_ms": max(collections, default=0.0) * 1000,
     }
 
 
@@ -223,6 +312,11 @@ def main() -> None:
     parser.add_argument("--rates", default="100,200")
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--endpoints", default="async,sync")
+    parser.add_argument(
+        "--freeze",
+        action="store_true",
+        help="every server calls gc.freeze() once started (the start-up heap leaves full GCs)",
+    )
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores; {args.seconds:.0f} s a run, {args.repeats} runs a variant")
     with otlp_sink.running() as sink:
@@ -231,18 +325,30 @@ def main() -> None:
                 runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
                 for _ in range(args.repeats):  # interleaved: each round runs every variant
                     for variant in VARIANTS:
-                        runs[variant].append(run_once(variant, endpoint, rate, args.seconds, sink))
+                        measured = run_once(
+                            variant,
+                            endpoint,
+                            rate=rate,
+                            seconds=args.seconds,
+                            sink=sink,
+                            freeze=args.freeze,
+                        )
+                        runs[variant].append(measured)
                 print(f"\n{endpoint} endpoint, {rate:.0f} requests/s (ms; medians of runs)")
                 print(
-                    f"  {'variant':26s} {'p50':>6s} {'p95':>6s} {'p99':>6s} {'max':>6s}"
-                    f" {'CPU/req':>8s} {'longest stall':>14s} {'slowest 1% in a stall':>22s}"
+                    f"  {'variant':24s} {'p50':>6s} {'p95':>6s} {'p99':>6s} {'max':>6s}"
+                    f" {'CPU/req':>7s} {'stall':>6s} {'runspan':>7s} {'slice':>6s}"
+                    f" {'in batch':>8s} {'gen2/s':>6s} {'gen2 ms':>7s}"
                 )
                 for variant, found in runs.items():
                     m = {key: statistics.median(run[key] for run in found) for key in found[0]}
+                    # The stalls: the longest of all runs, not a median.
+                    worst = {key: max(run[key] for run in found) for key in found[0]}
                     print(
-                        f"  {variant:26s} {m['p50']:6.1f} {m['p95']:6.1f} {m['p99']:6.1f}"
-                        f" {m['max']:6.1f} {m['cpu']:8.2f} {m['stall']:14.1f}"
-                        f" {m['overlap']:22.0%}"
+                        f"  {variant:24s} {m['p50']:6.1f} {m['p95']:6.1f} {m['p99']:6.1f}"
+                        f" {m['max']:6.1f} {m['cpu']:7.2f} {worst['stall']:6.1f}"
+                        f" {worst['runspan']:7.1f} {worst['slice']:6.2f} {m['overlap']:8.0%}"
+                        f" {m['gc']:6.2f} {worst['gc_ms']:7.1f}"
                     )
 
 

@@ -12,9 +12,10 @@ import collections
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from runspan.logs import RateLimitedLog
+from runspan.timeslice import TimeSlices
 
 # The batching of runspan's processors, SQL and OTLP alike. A batch every second: the most a
 # crash can lose, and how long a finished chain waits for Jaeger (the SDK's default is 5 s).
@@ -25,6 +26,10 @@ MAX_QUEUE_SIZE = 16_384
 # The SQL writer's queue is twice that: SQL is the record runspan promises to keep whole, and its
 # writer thread, starved of the GIL by a busy app (32 threads of runs), fell that far behind.
 STORAGE_MAX_QUEUE_SIZE = 2 * MAX_QUEUE_SIZE
+# Past a quarter of its queue, an exporter stops pausing for the app (runspan.timeslice): a
+# saturated app would otherwise leave it a millisecond in every switch interval, and its queue
+# would overflow.
+BEHIND_FRACTION = 0.25
 
 
 def _queue_and_limit(processor: BatchSpanProcessor) -> tuple[collections.deque[Any], int] | None:
@@ -46,12 +51,20 @@ class QuietBatchSpanProcessor(BatchSpanProcessor):
         Other arguments are the SDK's.
     """
 
-    def __init__(self, *args: Any, sink: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, span_exporter: SpanExporter, *args: Any, sink: str, **kwargs: Any) -> None:
+        super().__init__(span_exporter, *args, **kwargs)
         self._sink = sink
         self._queue_limit = _queue_and_limit(self)
         self._log = RateLimitedLog()
         self.dropped = 0
+        slices = getattr(span_exporter, "slices", None)
+        if isinstance(slices, TimeSlices):
+            slices.behind = self.behind
+
+    def behind(self) -> bool:
+        """Whether the queue is filling up: its exporter then works without pausing."""
+        found = self._queue_limit
+        return found is not None and len(found[0]) > found[1] * BEHIND_FRACTION
 
     def queue_length(self) -> int | None:
         """How many spans are queued (``None`` if this SDK's queue cannot be seen)."""

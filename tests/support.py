@@ -11,7 +11,8 @@ import operator
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -435,3 +436,41 @@ def validated(attributes: Any, name: str) -> Any:
             for part in message["parts"]:
                 assert part["type"] in _KNOWN_PARTS | _GENERIC_MEDIA, part
     return value
+
+
+class AppTurns:
+    """Counts how many times this thread (the app's) gets the interpreter back while some work
+    runs on another thread: :attr:`count` grows live, so the work can read it as it goes.
+
+    The switch interval is a minute meanwhile, so the interpreter never forces a switch: this
+    thread runs only where the work gives the GIL up (a pause, a blocking call).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def during(self, work: Callable[[], object]) -> int:
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                work()
+            finally:
+                done.set()
+
+        before = sys.getswitchinterval()
+        sys.setswitchinterval(60)
+        try:
+            worker = threading.Thread(target=run)
+            worker.start()
+            while not done.wait(0.0001):  # waits without the GIL, and needs it back to return
+                self.count += 1
+            worker.join()
+        finally:
+            sys.setswitchinterval(before)
+        return self.count
+
+
+def app_turns_during(work: Callable[[], object]) -> int:
+    """How often this thread got the interpreter back while ``work`` ran (:class:`AppTurns`)."""
+    return AppTurns().during(work)

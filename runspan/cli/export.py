@@ -81,7 +81,7 @@ def export_command(
                 pages = list(trace_pages(store, [trace]))
                 total = sum(len(page) for page in pages)
             # One try, reported once below: not a running app's outage lines and retries.
-            exporter = OtlpSpanExporter(settings, log_outages=False)
+            exporter = OtlpSpanExporter(settings, log_outages=False, max_batch_spans=None)
             try:
                 with Progress(console=Console(stderr=True), transient=True) as progress:
                     task = progress.add_task("sending", total=total)

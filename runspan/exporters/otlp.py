@@ -25,9 +25,14 @@ from runspan.batching import MAX_QUEUE_SIZE, SCHEDULE_DELAY_MILLIS, QuietBatchSp
 from runspan.exporters.previews import DEFAULT_MAX_BATCH_BYTES, chunked, previewed_span
 from runspan.exporters.settings import GRPC, OtlpSettings
 from runspan.logs import logger
+from runspan.timeslice import TimeSlices
 
 FIRST_PAUSE_SECONDS = 1.0
 MAX_PAUSE_SECONDS = 30.0
+# Spans per request of a running app's exporter. The SDK's encoder takes 30-40 us a span, all of
+# it holding the GIL: 32 spans are about a millisecond, after which the exporter pauses for the
+# app (runspan.timeslice). Replaying history (``runspan export``) sends more at once.
+DEFAULT_MAX_BATCH_SPANS = 16
 
 
 class _FailureCapture(logging.Filter):
@@ -139,6 +144,7 @@ class OtlpSpanExporter(SpanExporter):
         inner: the exporter that does the sending; by default OpenTelemetry's OTLP exporter
             for ``settings``.
         max_batch_bytes: the most one request may carry (estimated).
+        max_batch_spans: the most spans one request carries (``None``: as many as fit).
         stored: the same spans are stored in SQL, so an outage loses nothing (said in its log
             line, with how to replay).
         pauses: the first and the longest pause after a failure, in seconds.
@@ -152,6 +158,7 @@ class OtlpSpanExporter(SpanExporter):
         *,
         inner: SpanExporter | None = None,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        max_batch_spans: int | None = DEFAULT_MAX_BATCH_SPANS,
         stored: bool = True,
         pauses: tuple[float, float] = (FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS),
         log_outages: bool = True,
@@ -165,6 +172,9 @@ class OtlpSpanExporter(SpanExporter):
         self._inner = inner if inner is not None else build_inner_exporter(settings)
         _attach_capture()
         self._max_batch_bytes = max_batch_bytes
+        self._max_batch_spans = max_batch_spans
+        #: Pauses between requests, so that encoding never stalls the app's threads.
+        self.slices = TimeSlices()
         self._lock = threading.Lock()
         self._pause = 0.0
         self._resume_at = 0.0
@@ -175,14 +185,20 @@ class OtlpSpanExporter(SpanExporter):
         self._missed: tuple[int, int] | None = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        with self._lock:  # the batch thread and a flush may both call
+        # The batch thread and a flush may both call.
+        with self._lock, self.slices.working():
             if self._failing_since is not None and time.monotonic() < self._resume_at:
                 self._missing(spans)
                 return SpanExportResult.FAILURE
             preview_chars = self.settings.preview_chars
-            wire = [previewed_span(span, preview_chars) for span in spans]
+            pause_if_due = self.slices.pause_if_due
+            wire = []
+            for span in spans:
+                pause_if_due()
+                wire.append(previewed_span(span, preview_chars))
             sent = 0
-            for chunk in chunked(wire, self._max_batch_bytes):
+            for chunk in chunked(wire, self._max_batch_bytes, self._max_batch_spans):
+                pause_if_due()
                 with _capture.capturing() as messages:
                     try:
                         ok = self._inner.export(chunk) is SpanExportResult.SUCCESS

@@ -163,15 +163,18 @@ def estimated_bytes(span: ReadableSpan) -> int:
 
 
 def chunked(
-    spans: Sequence[ReadableSpan], max_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    spans: Sequence[ReadableSpan],
+    max_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    max_spans: int | None = None,
 ) -> Iterator[list[ReadableSpan]]:
-    """``spans`` in consecutive chunks whose estimated size stays under ``max_bytes`` (a span
-    bigger than that on its own, once previewed, goes alone)."""
+    """``spans`` in consecutive chunks of at most ``max_spans`` whose estimated size stays under
+    ``max_bytes`` (a span bigger than that on its own, once previewed, goes alone)."""
     chunk: list[ReadableSpan] = []
     size = 0
+    most = max_spans or len(spans)
     for span in spans:
         span_size = estimated_bytes(span)
-        if chunk and size + span_size > max_bytes:
+        if chunk and (size + span_size > max_bytes or len(chunk) >= most):
             yield chunk
             chunk, size = [], 0
         chunk.append(span)

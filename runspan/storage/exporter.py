@@ -30,6 +30,7 @@ from runspan.storage.migrate import upgrade
 from runspan.storage.open_spans import OpenSpans
 from runspan.storage.rows import RowValues, cleaned, span_row
 from runspan.storage.upsert import write_rows
+from runspan.timeslice import TimeSlices
 
 # Rows kept while the database is unreachable. A row is a few kB at most with content capped
 # by the tracer; 20,000 rows ride out minutes of outage for most apps.
@@ -108,6 +109,8 @@ class SqlSpanExporter(SpanExporter):
         self._retry_delay = RETRY_INITIAL_SECONDS
         self._retry: threading.Timer | None = None
         self._closed = False
+        #: Pauses between steps of a batch, so that writing never stalls the app's threads.
+        self.slices = TimeSlices()
         #: The spans open now: :class:`StorageSpanProcessor` notes them, and each batch
         #: writes those no batch has written yet as running.
         self.open_spans = OpenSpans()
@@ -146,10 +149,10 @@ class SqlSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         batch: dict[RowKey, RowValues] = {}
-        # A span queued at its start and again at its end is the same object twice: make its
-        # row once.
-        self._add_rows(batch, {id(span): span for span in spans}.values())
-        with self._lock:
+        with self._lock, self.slices.working():
+            # A span queued at its start and again at its end is the same object twice: make
+            # its row once.
+            self._add_rows(batch, {id(span): span for span in spans}.values())
             if self._closed:
                 return SpanExportResult.FAILURE
             self._add_open_rows(batch)
@@ -157,7 +160,9 @@ class SqlSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS if self._write_pending() else SpanExportResult.FAILURE
 
     def _add_rows(self, batch: dict[RowKey, RowValues], spans: Iterable[ReadableSpan]) -> None:
+        pause_if_due = self.slices.pause_if_due
         for span in spans:
+            pause_if_due()
             try:
                 row = _snapshot(span)
             except Exception:
@@ -200,7 +205,7 @@ class SqlSpanExporter(SpanExporter):
         try:
             self._prepare()
             with self.engine.begin() as connection:
-                write_rows(connection, rows)
+                write_rows(connection, rows, self.slices.pause_if_due)
         except SchemaError as error:
             self._pending.clear()
             self._dropped += len(rows)
@@ -275,7 +280,7 @@ class SqlSpanExporter(SpanExporter):
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_SECONDS)
 
     def _retry_now(self) -> None:
-        with self._lock:
+        with self._lock, self.slices.working():
             self._retry = None
             if not self._closed:
                 self._write_pending()
@@ -299,7 +304,7 @@ class SqlSpanExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Write what is buffered now, and the open spans as running; ``False`` if the database
         is still unreachable."""
-        with self._lock:
+        with self._lock, self.slices.working():
             self._flush_open()
             return self._write_pending()
 
@@ -310,7 +315,7 @@ class SqlSpanExporter(SpanExporter):
             self._merge(batch)
 
     def shutdown(self) -> None:
-        with self._lock:
+        with self._lock, self.slices.working():
             if self._closed:
                 return
             self._flush_open()  # runs still open as the process ends are kept as running

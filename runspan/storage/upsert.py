@@ -1,11 +1,12 @@
 """Writing rows: the dialect-specific SQL that puts a batch into ``runs`` and ``traces``.
 
-One transaction per batch, a few statements per batch whatever its size (a statement or driver
-step per row gives up the GIL per row, and under a busy app waits up to a switch interval to
-get it back): an idempotent upsert of the ``runs`` rows (the same span twice is one row, and a
-finished row is never turned back into a running one), the failed attempts a later attempt
-retried, then the totals of every trace the batch touched, recomputed from ``runs`` so they
-are exact in whatever order spans come.
+One transaction per batch, written in steps of ``ROWS_PER_STATEMENT`` rows with ``pause`` (the
+writer's time slices) between them: a statement or driver step per row gives up the GIL per row
+and under a busy app waits up to a switch interval to get it back, while a whole batch at once
+holds the GIL for milliseconds. The steps: an idempotent upsert of the ``runs`` rows (the same
+span twice is one row, and a finished row is never turned back into a running one), the failed
+attempts a later attempt retried, then the totals of every trace the batch touched, recomputed
+from ``runs`` so they are exact in whatever order spans come.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import functools
 import operator
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Column, Connection, bindparam, literal_column, text
@@ -67,9 +68,16 @@ _row_values = operator.itemgetter(*COLUMNS)
 # Rows go to SQLite many to a statement, not through executemany: sqlite3 lets go of the GIL
 # around every row's step, and a thread that gives up the GIL while the application's thread
 # is busy waits up to a switch interval (5 ms) to get it back. Row by row, a batch of 1,024
-# took seconds under a busy app and the queue overflowed; a statement at a time, it takes as
-# long as the work. SQLite takes 32,766 parameters in a statement since 3.32, 999 before.
+# took seconds under a busy app and the queue overflowed. Yet a statement of 512 rows binds
+# 20,000 values holding the GIL (milliseconds of the app's latency): 32 rows bind in a fraction
+# of a millisecond, and the writer pauses between statements (runspan.timeslice). SQLite takes
+# 32,766 parameters in a statement since 3.32, 999 before.
 _SQLITE_MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+ROWS_PER_STATEMENT = 32
+
+
+def _no_pause() -> None:
+    pass
 
 
 @functools.lru_cache(maxsize=32)
@@ -96,13 +104,22 @@ def _chunk_sizes(count: int, most: int) -> list[int]:
     return sizes
 
 
-def _insert_many(connection: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Runs the one-row INSERT ``sql`` for all ``rows``, in a few statements of many rows."""
+def _insert_many(
+    connection: Connection,
+    sql: str,
+    rows: Sequence[tuple[Any, ...]],
+    pause: Callable[[], None] = _no_pause,
+) -> None:
+    """Runs the one-row INSERT ``sql`` for all ``rows``, in statements of many rows, calling
+    ``pause`` between them."""
     if not rows:
         return
     columns = len(rows[0])
     start = 0
-    for size in _chunk_sizes(len(rows), _SQLITE_MAX_PARAMETERS // columns):
+    most = min(ROWS_PER_STATEMENT, _SQLITE_MAX_PARAMETERS // columns)
+    for size in _chunk_sizes(len(rows), most):
+        if start:
+            pause()
         flat = [value for row in rows[start : start + size] for value in row]
         connection.exec_driver_sql(_many_rows(sql, columns, size), tuple(flat))
         start += size
@@ -230,10 +247,19 @@ def _pg_runs_upsert() -> str:
     )
 
 
-def _pg_insert_runs(connection: Connection, rows: Sequence[RowValues]) -> None:
+def _pg_insert_runs(
+    connection: Connection, rows: Sequence[RowValues], pause: Callable[[], None]
+) -> None:
+    # One statement (one round trip), its JSON encoded ROWS_PER_STATEMENT rows at a time with
+    # pauses between: the C encoder holds the GIL for as long as it runs.
+    parts = []
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        if start:
+            pause()
+        parts.append(encode_json(rows[start : start + ROWS_PER_STATEMENT])[1:-1])
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(_pg_runs_upsert(), (encode_json(rows),))
+        cursor.execute(_pg_runs_upsert(), ("[" + ",".join(parts) + "]",))
     finally:
         cursor.close()
 
@@ -253,16 +279,21 @@ def _price_new_models(connection: Connection, rows: Sequence[RowValues]) -> None
         met.update(new)
 
 
-def write_rows(connection: Connection, rows: Sequence[RowValues]) -> None:
-    """Upsert ``rows`` into ``runs`` and refresh their traces, in the caller's transaction."""
+def write_rows(
+    connection: Connection, rows: Sequence[RowValues], pause: Callable[[], None] = _no_pause
+) -> None:
+    """Upsert ``rows`` into ``runs`` and refresh their traces, in the caller's transaction,
+    calling ``pause`` between statements (where the writer may let the app run)."""
     if not rows:
         return
     if connection.dialect.name == "postgresql":
-        _pg_insert_runs(connection, rows)
+        _pg_insert_runs(connection, rows, pause)
     else:
-        _insert_many(connection, _sqlite_upsert_sql(), [_row_values(row) for row in rows])
+        _insert_many(connection, _sqlite_upsert_sql(), [_row_values(row) for row in rows], pause)
+    pause()
     mark_retried(connection, rows)
     _price_new_models(connection, rows)
     touched = sorted({row["trace_id"] for row in rows})
     for start in range(0, len(touched), _TRACE_CHUNK):
+        pause()
         _refresh_traces(connection, touched[start : start + _TRACE_CHUNK])

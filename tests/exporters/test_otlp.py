@@ -15,6 +15,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.tools import tool
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
@@ -25,7 +26,7 @@ from runspan import RunIdGenerator, TracingCallbackHandler
 from runspan.exporters import OtlpSettings, OtlpSpanExporter
 from runspan.storage import Run, RunStore, StorageSpanProcessor
 from tests.exporters.conftest import Receiver
-from tests.exporters.receivers import GrpcReceiver, ReceivedSpan
+from tests.exporters.receivers import GrpcReceiver, ReceivedSpan, decode
 from tests.support import UsageChatModel, run_agent, validated
 
 FOUR_MIB = 4 * 1024 * 1024
@@ -277,6 +278,35 @@ class TestBoundedPayloads:
         assert max(receiver.received.sizes) < FOUR_MIB
         arrived = sorted(span.attributes["input.value"][:6] for span in receiver.received.spans)
         assert arrived == [f"{n:06d}" for n in range(1200)]
+
+    def test_a_running_apps_exporter_sends_small_requests_and_history_goes_at_once(
+        self, receiver: Receiver
+    ) -> None:
+        """The SDK's encoder holds the GIL for each request it encodes: a running app's
+        exporter sends at most 16 spans a request (about half a millisecond of encoding, with
+        a pause for the app's threads between requests). Replaying history (``runspan
+        export``) sends them at once. Every span arrives either way."""
+        from runspan.exporters.otlp import DEFAULT_MAX_BATCH_SPANS
+
+        settings = OtlpSettings.build(receiver.endpoint, protocol=receiver.protocol, timeout=5)
+        assert settings is not None
+        spans = [bare_span(f"run {n}", n + 1, step=n) for n in range(100)]
+        for most, expected in ((DEFAULT_MAX_BATCH_SPANS, 7), (None, 1)):
+            receiver.received.raw.clear()
+            receiver.received.spans.clear()
+            exporter = OtlpSpanExporter(settings, max_batch_spans=most)
+            try:
+                assert exporter.export(spans) is SpanExportResult.SUCCESS
+            finally:
+                exporter.shutdown()
+            sizes = [
+                len(decode(trace_service_pb2.ExportTraceServiceRequest.FromString(body)))
+                for body in receiver.received.raw
+            ]
+            assert len(sizes) == expected, sizes
+            assert max(sizes) <= (most or 100)
+            arrived = sorted(span.attributes["step"] for span in receiver.received.spans)
+            assert arrived == list(range(100))
 
 
 class TestReceiverDown:

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, text
 
 from runspan import RunIdGenerator, TracingCallbackHandler
 from runspan.storage import SqlSpanExporter, StorageSpanProcessor
+from runspan.storage.open_spans import OpenSpans
 from runspan.testing import SpanCapture
 from tests.storage.conftest import Stored
 from tests.support import FruitRetriever, UsageChatModel, all_runs, fake_chat
@@ -454,3 +455,64 @@ class TestBadRows:
         assert run.inputs["text"].startswith("a")
         assert run.inputs["text"].endswith("b")
         assert "\x00" not in run.inputs["text"]
+
+
+class TestPausesForTheApp:
+    """A batch is written in steps, and the app's threads run between them: a web app's event
+    loop is not held up for the whole of a batch (bench/latency.py measures how long)."""
+
+    def test_the_app_runs_while_a_big_batch_is_made_into_rows_and_it_is_written_whole(
+        self, database_url: str, read_url: str
+    ) -> None:
+        from langchain_core.output_parsers import StrOutputParser
+        from langchain_core.prompts import ChatPromptTemplate
+        from sqlalchemy import event
+
+        from runspan.testing import capture_spans
+        from tests.support import AppTurns
+
+        chain = ChatPromptTemplate.from_template("count {x}") | UsageChatModel() | StrOutputParser()
+        with capture_spans() as capture:
+            for n in range(250):
+                chain.invoke({"x": n}, config={"callbacks": [capture.handler]})
+        spans = capture.spans
+        assert len(spans) == 1000
+        exporter = SqlSpanExporter(database_url)
+        turns = AppTurns()
+        # The batch's rows are made first (pure Python, which gives up the GIL only where the
+        # writer pauses), then the open spans are looked up, then the database is written.
+        while_making_rows: list[int] = []
+
+        class NotingOpenSpans(OpenSpans):
+            def unwritten(self) -> list[ReadableSpan]:
+                while_making_rows.append(turns.count)
+                return super().unwritten()
+
+        exporter.open_spans = NotingOpenSpans()
+        statements: list[int] = []  # parameters of each INSERT into runs (SQLite)
+
+        def executing(*args: Any) -> None:
+            statement, parameters = args[2], args[3]
+            if statement.startswith("INSERT INTO runs"):
+                statements.append(len(parameters))
+
+        event.listen(exporter.engine, "before_cursor_execute", executing)
+        results: list[SpanExportResult] = []
+        try:
+            turns.during(lambda: results.append(exporter.export(spans)))
+        finally:
+            exporter.shutdown()
+        assert results == [SpanExportResult.SUCCESS]
+        assert while_making_rows[0] >= 3, "the app waited while 1,000 rows were made"
+        if database_url.startswith("sqlite"):
+            from runspan.storage.rows import COLUMNS
+            from runspan.storage.upsert import ROWS_PER_STATEMENT
+
+            assert sum(statements) == 1000 * len(COLUMNS)
+            assert max(statements) <= ROWS_PER_STATEMENT * len(COLUMNS)
+        (counts,) = _rows(
+            read_url,
+            "SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM traces) AS traces,"
+            " (SELECT sum(run_count) FROM traces) AS counted",
+        )
+        assert dict(counts) == {"runs": 1000, "traces": 250, "counted": 1000}
