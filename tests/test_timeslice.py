@@ -27,7 +27,6 @@ def test_a_waiting_thread_runs_between_slices() -> None:
     slices = TimeSlices()
     turns = app_turns_during(lambda: _busy(slices))
     assert turns >= 10, "the app's thread waited for the whole of the work"
-    assert 0 < slices.longest < 1.0
 
 
 def test_work_that_is_behind_does_not_pause() -> None:
