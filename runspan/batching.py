@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from runspan.logs import RateLimitedLog
+from runspan.queue_memory import QueueMemory
 from runspan.timeslice import TimeSlices
 
 # The batching of runspan's processors, SQL and OTLP alike. A batch every second: the most a
@@ -48,18 +49,35 @@ class QuietBatchSpanProcessor(BatchSpanProcessor):
 
     Args:
         sink: names the destination in the log line ("the database", "OTLP to ...").
+        memory: the byte budget this queue shares with the provider's other queues (``None``:
+            bounded in spans only).
         Other arguments are the SDK's.
     """
 
-    def __init__(self, span_exporter: SpanExporter, *args: Any, sink: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        span_exporter: SpanExporter,
+        *args: Any,
+        sink: str,
+        memory: QueueMemory | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(span_exporter, *args, **kwargs)
         self._sink = sink
+        self.memory = memory
         self._queue_limit = _queue_and_limit(self)
         self._log = RateLimitedLog()
         self.dropped = 0
         slices = getattr(span_exporter, "slices", None)
         if isinstance(slices, TimeSlices):
             slices.behind = self.behind
+
+    def _admitted(self, memory: QueueMemory, span: ReadableSpan) -> bool:
+        try:
+            return memory.admit(span)
+        except Exception:  # on the app's thread: a fault here queues the span, never raises
+            self._log.exception("memory", "runspan: could not count a span's bytes; queued it")
+            return True
 
     def behind(self) -> bool:
         """Whether the queue is filling up: its exporter then works without pausing."""
@@ -72,6 +90,9 @@ class QuietBatchSpanProcessor(BatchSpanProcessor):
         return len(found[0]) if found is not None else None
 
     def on_end(self, span: ReadableSpan) -> None:
+        memory = self.memory
+        if memory is not None and span.end_time is not None and not self._admitted(memory, span):
+            return  # counted and logged by the budget
         found = self._queue_limit
         if found is not None and len(found[0]) >= found[1]:
             self.dropped += 1  # a lost update under races only miscounts; it never raises

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from runspan.environment import check_sdk_environment, service_name_from
 from runspan.exporters.settings import OtlpSettings
 from runspan.logs import logger
+from runspan.queue_memory import queue_memory
 from runspan.storage import database_url_from, safe_url
 from runspan.termination import flush_before_sigterm
 
@@ -33,6 +34,7 @@ class DefaultProvider:
         service_name_from(None)
         database_url_from(None)
         OtlpSettings.build(None)
+        queue_memory()
 
     def get(self) -> TracerProvider:
         provider = self.provider

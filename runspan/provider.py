@@ -19,6 +19,7 @@ from typing_extensions import Unpack
 from runspan.environment import check_sdk_environment, service_name_from
 from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
 from runspan.exporters.settings import OtlpSettings
+from runspan.queue_memory import QueueMemory, queue_memory
 from runspan.storage.processor import StorageSpanProcessor
 from runspan.termination import flush_before_sigterm
 from runspan.tracer.ids import RunIdGenerator
@@ -53,6 +54,7 @@ def configure(
     otlp_insecure: bool | None = None,
     otlp_timeout: float | None = None,
     otlp_preview_chars: int | None = None,
+    max_queue_bytes: int | None = None,
     span_processors: Iterable[SpanProcessor] = (),
     set_global: bool = True,
     **tracer: Unpack[TracerOptions],
@@ -79,6 +81,10 @@ def configure(
         otlp_timeout: seconds one export may take (default 10).
         otlp_preview_chars: longest value sent whole over OTLP; else
             ``RUNSPAN_OTLP_PREVIEW_CHARS``, else 4096. SQL keeps every value whole.
+        max_queue_bytes: the most the SQL writer's and the OTLP exporter's queues hold
+            together, in bytes (estimated); else ``RUNSPAN_MAX_QUEUE_BYTES``, else 64 MiB.
+            Beyond it the oldest waiting content is cut to previews, then new runs dropped,
+            counted and logged.
         span_processors: more processors for the provider, such as your own exporter's.
         set_global: install the provider as OpenTelemetry's global one, so that handlers made
             without ``tracer_provider=`` and the application's own spans share it.
@@ -98,6 +104,7 @@ def configure(
             raise ValueError(f"{name}={flag!r}: use True or False")
     processors = _span_processors(span_processors)
     check_sdk_environment()
+    memory = queue_memory(max_queue_bytes)
     settings = TracerSettings.build(**tracer)
     name = service_name_from(service_name)
     otlp = OtlpSettings.build(
@@ -123,7 +130,12 @@ def configure(
                 " TracingCallbackHandler(tracer_provider=...)."
             )
         provider = build_provider(
-            name, database_url=database_url, storage=storage, otlp=otlp, more=processors
+            name,
+            database_url=database_url,
+            storage=storage,
+            otlp=otlp,
+            more=processors,
+            memory=memory,
         )
         if set_global:
             trace.set_tracer_provider(provider)
@@ -143,20 +155,23 @@ def build_provider(
     otlp: OtlpSettings | None = None,
     otlp_exporter: OtlpSpanExporter | None = None,
     more: Iterable[SpanProcessor] = (),
+    memory: QueueMemory | None = None,
 ) -> TracerProvider:
     """runspan's SDK provider, with no global state touched: ``configure()`` and the demo both
     build theirs here. The SQL writer first, then OTLP (``otlp_exporter``, if given, is the
-    exporter it uses), then ``more``."""
+    exporter it uses), then ``more``. Their queues share ``memory`` (by default the budget
+    ``RUNSPAN_MAX_QUEUE_BYTES`` or 64 MiB)."""
+    memory = memory if memory is not None else queue_memory()
     provider = TracerProvider(
         resource=Resource.create({SERVICE_NAME: service_name}), id_generator=RunIdGenerator()
     )
     if storage:
-        writer = StorageSpanProcessor(database_url)
+        writer = StorageSpanProcessor(database_url, memory=memory)
         provider.add_span_processor(writer)
         _storage[provider] = writer
     if otlp is not None:
         provider.add_span_processor(
-            otlp_span_processor(otlp, exporter=otlp_exporter, stored=storage)
+            otlp_span_processor(otlp, exporter=otlp_exporter, stored=storage, memory=memory)
         )
     for processor in more:
         provider.add_span_processor(processor)

@@ -25,6 +25,7 @@ from runspan.batching import MAX_QUEUE_SIZE, SCHEDULE_DELAY_MILLIS, QuietBatchSp
 from runspan.exporters.previews import DEFAULT_MAX_BATCH_BYTES, chunked, previewed_span
 from runspan.exporters.settings import GRPC, OtlpSettings
 from runspan.logs import logger
+from runspan.queue_memory import QueueMemory
 from runspan.timeslice import TimeSlices
 
 FIRST_PAUSE_SECONDS = 1.0
@@ -305,13 +306,19 @@ def _moment(ns: int, *, up: bool) -> str:
 
 
 def otlp_span_processor(
-    settings: OtlpSettings, *, exporter: OtlpSpanExporter | None = None, stored: bool = True
+    settings: OtlpSettings,
+    *,
+    exporter: OtlpSpanExporter | None = None,
+    stored: bool = True,
+    memory: QueueMemory | None = None,
 ) -> QuietBatchSpanProcessor:
     """A batch processor sending to ``settings``' endpoint: add it to any SDK provider.
-    ``stored``: the provider also stores the spans in SQL (see :class:`OtlpSpanExporter`)."""
+    ``stored``: the provider also stores the spans in SQL (see :class:`OtlpSpanExporter`).
+    ``memory``: the byte budget its queue shares (by default one of 64 MiB of its own)."""
     return QuietBatchSpanProcessor(
         exporter if exporter is not None else OtlpSpanExporter(settings, stored=stored),
         schedule_delay_millis=SCHEDULE_DELAY_MILLIS,
         max_queue_size=MAX_QUEUE_SIZE,
         sink=f"OTLP export to {settings.display_endpoint}",
+        memory=memory if memory is not None else QueueMemory(),
     )

@@ -35,15 +35,19 @@ DEFAULT_MAX_BATCH_BYTES = 3 * 1024 * 1024
 _SPAN_OVERHEAD_BYTES = 200
 
 
-def preview(text: str, max_chars: int) -> str:
+# What the marker of a cut value says of the whole value.
+WHOLE_IN_SQL = "whole in SQL"
+
+
+def preview(text: str, max_chars: int, note: str = WHOLE_IN_SQL) -> str:
     """``text`` as it goes over the wire: whole when short, else its beginning and a marker."""
     if len(text) <= max_chars:
         return text
-    return _cut(text, max_chars)
+    return _cut(text, max_chars, note)
 
 
-def _cut(text: str, kept: int) -> str:
-    return f"{text[:kept]}… [cut by runspan: {len(text):,} chars; whole in SQL]"
+def _cut(text: str, kept: int, note: str = WHOLE_IN_SQL) -> str:
+    return f"{text[:kept]}… [cut by runspan: {len(text):,} chars; {note}]"
 
 
 # Attributes whose value is JSON text that readers parse (tool arguments and results are JSON
@@ -61,33 +65,44 @@ _JSON_ATTRIBUTES = frozenset(
 )
 
 
-def _json_preview(text: str, max_chars: int) -> str:
+def _json_preview(text: str, max_chars: int, note: str, *, stored: bool = False) -> str:
     """JSON text as it goes over the wire: still JSON, its strings sharing ``max_chars``."""
     try:
         value = json.loads(text)
     except ValueError:
-        return preview(text, max_chars)  # plain text after all
+        return preview(text, max_chars, note)  # plain text after all
+    if isinstance(value, str) and stored:  # a JSON string, kept JSON for the row builder
+        return json.dumps(preview(value, max_chars, note), ensure_ascii=False)
     if not isinstance(value, (list, dict)):
-        return preview(text, max_chars)
-    kept = cut_strings(value, max_chars, _cut)
+        return preview(text, max_chars, note)
+    kept = cut_strings(value, max_chars, lambda text, kept: _cut(text, kept, note))
     return json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
 
 
-def _previewed_value(value: Any, max_chars: int, key: str = "") -> Any:
+def _previewed_value(value: Any, max_chars: int, key: str, note: str, stored: bool) -> Any:
     if type(value) is str:
         if len(value) <= max_chars:
             return value
-        return (
-            _json_preview(value, max_chars)
-            if key in _JSON_ATTRIBUTES
-            else preview(value, max_chars)
-        )
+        # Content still to be stored (cut in memory, not for the wire): every JSON value stays
+        # JSON, for the row builder to read.
+        if key in _JSON_ATTRIBUTES or (stored and value[:1] in '{["'):
+            return _json_preview(value, max_chars, note, stored=stored)
+        return preview(value, max_chars, note)
     if type(value) is tuple and value and type(value[0]) is str:
-        return tuple(preview(item, max_chars) for item in value)
+        return tuple(preview(item, max_chars, note) for item in value)
     return value
 
 
-def _previewed(attributes: Mapping[str, Any] | None, max_chars: int) -> Mapping[str, Any] | None:
+def previewed_attributes(
+    attributes: Mapping[str, Any] | None,
+    max_chars: int,
+    note: str = WHOLE_IN_SQL,
+    *,
+    stored: bool = False,
+) -> Mapping[str, Any] | None:
+    """``attributes`` themselves when no value is longer than ``max_chars``, else a copy with
+    previews of the long values, their markers saying ``note``. ``stored``: the copy is still
+    to be stored in SQL, so every value that is JSON stays JSON."""
     if not attributes:
         return attributes
     for value in attributes.values():
@@ -95,7 +110,10 @@ def _previewed(attributes: Mapping[str, Any] | None, max_chars: int) -> Mapping[
             break
     else:
         return attributes  # the common case: nothing to cut, nothing copied
-    return {key: _previewed_value(value, max_chars, key) for key, value in attributes.items()}
+    return {
+        key: _previewed_value(value, max_chars, key, note, stored)
+        for key, value in attributes.items()
+    }
 
 
 def _needs_preview(value: Any, max_chars: int) -> bool:
@@ -111,11 +129,11 @@ def previewed_span(span: ReadableSpan, max_chars: int = DEFAULT_PREVIEW_CHARS) -
     """``span`` itself when no value is too long, else a copy with previews in its attributes
     and its events' attributes."""
     attributes = span.attributes
-    cut_attributes = _previewed(attributes, max_chars)
+    cut_attributes = previewed_attributes(attributes, max_chars)
     events = span.events
     cut_events = [
         event
-        if (cut := _previewed(event.attributes, max_chars)) is event.attributes
+        if (cut := previewed_attributes(event.attributes, max_chars)) is event.attributes
         else Event(event.name, cut, event.timestamp)
         for event in events
     ]

@@ -18,6 +18,7 @@ from runspan.batching import (
     STORAGE_MAX_QUEUE_SIZE,
     QuietBatchSpanProcessor,
 )
+from runspan.queue_memory import QueueMemory
 from runspan.storage.engine import safe_url
 from runspan.storage.exporter import SqlSpanExporter
 from runspan.storage.feedback import FeedbackQueue
@@ -49,6 +50,8 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
         record_running: write the runs open when a batch is written as ``running``.
         schedule_delay_millis, max_queue_size, max_export_batch_size: the SDK's batching.
         max_open_spans: the most open spans tracked for their running rows.
+        memory: the byte budget of the queue (``runspan.configure()`` shares one between the
+            writer and OTLP); by default one of 64 MiB of its own.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
         max_queue_size: int = STORAGE_MAX_QUEUE_SIZE,
         max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE,
         max_open_spans: int = DEFAULT_MAX_OPEN_SPANS,
+        memory: QueueMemory | None = None,
     ) -> None:
         open_spans = OpenSpans(max_open_spans)  # checked before a database is touched
         self.exporter = exporter if exporter is not None else SqlSpanExporter(database_url)
@@ -73,6 +77,7 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
             schedule_delay_millis=schedule_delay_millis,
             max_export_batch_size=max_export_batch_size,
             sink=f"runspan's writer to {safe_url(self.exporter.engine.url)}",
+            memory=memory if memory is not None else QueueMemory(),
         )
         #: Feedback on runs (``runspan.feedback()``), written beside the spans.
         self.feedback = FeedbackQueue(self.exporter.write_feedback)

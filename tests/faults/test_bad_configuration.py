@@ -26,6 +26,8 @@ BAD_ENVIRONMENT = [
     ("RUNSPAN_MAX_RUN_AGE_SECONDS", "soon", "RUNSPAN_MAX_RUN_AGE_SECONDS"),
     ("RUNSPAN_MAX_RUN_AGE_SECONDS", "-1", "positive"),
     ("RUNSPAN_OTLP_PREVIEW_CHARS", "lots", "RUNSPAN_OTLP_PREVIEW_CHARS"),
+    ("RUNSPAN_MAX_QUEUE_BYTES", "64MiB", "RUNSPAN_MAX_QUEUE_BYTES"),
+    ("RUNSPAN_MAX_QUEUE_BYTES", "1000", "at least 1,048,576"),
     ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "maybe", "true or false"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317", "OTEL_EXPORTER_OTLP_ENDPOINT"),
     ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://collector", "TRACES_ENDPOINT"),
@@ -63,6 +65,8 @@ BAD_ARGUMENTS: list[tuple[dict[str, Any], str]] = [
     ({"otlp_endpoint": "http://jaeger:4317", "otlp_preview_chars": 8}, "otlp_preview_chars"),
     ({"otlp_endpoint": "http://jaeger:4317", "otlp_certificate": "/no/ca.pem"}, "otlp_certificate"),
     ({"set_global": "no"}, "set_global"),
+    ({"max_queue_bytes": 1000}, "max_queue_bytes"),
+    ({"max_queue_bytes": "64MiB"}, "max_queue_bytes"),
 ]
 
 
