@@ -21,7 +21,12 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from runspan.batching import MAX_QUEUE_SIZE, SCHEDULE_DELAY_MILLIS, QuietBatchSpanProcessor
+from runspan.batching import (
+    MAX_EXPORT_BATCH_SIZE,
+    MAX_QUEUE_SIZE,
+    SCHEDULE_DELAY_MILLIS,
+    QuietBatchSpanProcessor,
+)
 from runspan.exporters.previews import DEFAULT_MAX_BATCH_BYTES, chunked, previewed_span
 from runspan.exporters.settings import GRPC, OtlpSettings
 from runspan.logs import logger
@@ -319,6 +324,7 @@ def otlp_span_processor(
         exporter if exporter is not None else OtlpSpanExporter(settings, stored=stored),
         schedule_delay_millis=SCHEDULE_DELAY_MILLIS,
         max_queue_size=MAX_QUEUE_SIZE,
+        max_export_batch_size=MAX_EXPORT_BATCH_SIZE,
         sink=f"OTLP export to {settings.display_endpoint}",
         memory=memory if memory is not None else QueueMemory(),
     )

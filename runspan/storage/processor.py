@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span
 from sqlalchemy import URL
 
 from runspan.batching import (
+    MAX_EXPORT_BATCH_SIZE,
     SCHEDULE_DELAY_MILLIS,
     STORAGE_MAX_QUEUE_SIZE,
     QuietBatchSpanProcessor,
@@ -33,8 +34,9 @@ def live_processors() -> list[StorageSpanProcessor]:
     return [processor for ref in _live if (processor := ref()) is not None]
 
 
-# In batches of up to 1,024 spans: a transaction has a fixed cost (commit, trace totals).
-DEFAULT_MAX_EXPORT_BATCH_SIZE = 1024
+# A batch (a transaction: its commit and trace totals are a fixed cost) as soon as 64 spans wait:
+# see runspan.batching.
+DEFAULT_MAX_EXPORT_BATCH_SIZE = MAX_EXPORT_BATCH_SIZE
 
 
 class StorageSpanProcessor(QuietBatchSpanProcessor):
