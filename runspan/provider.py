@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from sqlalchemy import URL
 from typing_extensions import Unpack
 
+from runspan.compact import CompactingSpanProcessor
 from runspan.environment import check_sdk_environment, service_name_from
 from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
 from runspan.exporters.settings import OtlpSettings
@@ -159,20 +160,23 @@ def build_provider(
 ) -> TracerProvider:
     """runspan's SDK provider, with no global state touched: ``configure()`` and the demo both
     build theirs here. The SQL writer first, then OTLP (``otlp_exporter``, if given, is the
-    exporter it uses), then ``more``. Their queues share ``memory`` (by default the budget
-    ``RUNSPAN_MAX_QUEUE_BYTES`` or 64 MiB)."""
+    exporter it uses), then ``more``. The first two queue each span compacted once, and share
+    ``memory`` (by default the budget ``RUNSPAN_MAX_QUEUE_BYTES`` or 64 MiB)."""
     memory = memory if memory is not None else queue_memory()
     provider = TracerProvider(
         resource=Resource.create({SERVICE_NAME: service_name}), id_generator=RunIdGenerator()
     )
+    queued = CompactingSpanProcessor()
     if storage:
         writer = StorageSpanProcessor(database_url, memory=memory)
-        provider.add_span_processor(writer)
+        queued.add_span_processor(writer)
         _storage[provider] = writer
     if otlp is not None:
-        provider.add_span_processor(
+        queued.add_span_processor(
             otlp_span_processor(otlp, exporter=otlp_exporter, stored=storage, memory=memory)
         )
+    if storage or otlp is not None:
+        provider.add_span_processor(queued)
     for processor in more:
         provider.add_span_processor(processor)
     return provider

@@ -158,7 +158,7 @@ def test_the_writer_and_otlp_share_one_budget(tmp_path: Path) -> None:
         memory=QueueMemory(2 * MIB),
     )
     try:
-        processors = provider._active_span_processor._span_processors
+        processors = provider._active_span_processor._span_processors[0]._span_processors
         budgets = {id(processor.memory) for processor in processors}
         assert len(budgets) == 1
         assert processors[0].memory.limit == 2 * MIB
