@@ -19,8 +19,11 @@ what stalls the event loop too. Printed beside the latencies:
 - gen2/s, gen2 ms: full collections a second, and the longest (whichever thread ran it: one
   runs where an allocation crosses the threshold, runspan's threads included).
 
-The variant "no pauses" is runspan + SQLite + OTLP with the exporters' pauses turned off (what
-runspan did before it paused for the app).
+Two variants are runspan + SQLite + OTLP with one thing changed: "no pauses" turns the
+exporters' pauses off (what runspan did before it paused for the app); "no HTTP spans" turns
+off FastAPI's own tracing of requests, which the other runspan variants record (FastAPI 0.16x
+traces every request through the global tracer provider that ``runspan.configure()`` sets: a
+span a request, and its cost, that runspan's variants carry and the no-op handler does not).
 
     python bench/latency.py [--seconds 30] [--rates 100,200] [--repeats 4] [--endpoints async,sync]
 """
@@ -48,10 +51,11 @@ VARIANTS = (
     "runspan + SQLite",
     "runspan + SQLite + OTLP",
     "no pauses",
+    "no HTTP spans",
 )
 
 _SERVER = r"""
-import asyncio, gc, os, sys, threading, time
+import asyncio, gc, inspect, os, sys, threading, time
 from typing import Any
 
 import uvicorn
@@ -93,7 +97,7 @@ class NoOp(BaseCallbackHandler):
 callbacks: list[Any] = []
 if variant == "no-op handler":
     callbacks = [NoOp()]
-elif variant.startswith("runspan") or variant == "no pauses":
+elif variant.startswith("runspan") or variant in ("no pauses", "no HTTP spans"):
     import runspan
 
     options: dict[str, Any] = {"database_url": database, "service_name": "latency"}
@@ -109,7 +113,12 @@ chain = (
     | RunnableLambda(lambda text: text.upper())
 )
 config = {"callbacks": callbacks}
-app = FastAPI()
+# FastAPI (0.16x) traces each request itself through the global tracer provider: a span per
+# request that runspan stores too. The variant "no HTTP spans" turns that off.
+if variant == "no HTTP spans" and "telemetry" in inspect.signature(FastAPI).parameters:
+    app = FastAPI(telemetry={"tracing": False})
+else:
+    app = FastAPI()
 # The probe's late wake-ups: (when it slept, how late it woke, runspan's CPU meanwhile), in s.
 late: list[tuple[float, float, float]] = []
 batches: list[tuple[float, float]] = []  # (start, end) of each export batch
@@ -272,7 +281,7 @@ def run_once(
     folder = tempfile.mkdtemp(prefix="runspan-latency-")
     port = _free_port()
     database = f"sqlite:///{folder}/runs.db"
-    otlp = sink if variant.endswith("OTLP") or variant == "no pauses" else ""
+    otlp = sink if variant.endswith("OTLP") or variant in ("no pauses", "no HTTP spans") else ""
     frozen = "freeze" if freeze else ""
     args = [sys.executable, "-c", _SERVER, variant, str(port), database, otlp, frozen]
     with Path(folder, "server.err").open("w+") as errors:
