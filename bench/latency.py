@@ -17,7 +17,8 @@ what stalls the event loop too. Printed beside the latencies:
 - in batch, in GC: how many of the slowest 1% of requests overlapped an export batch, and a
   full (generation 2) garbage collection;
 - gen2/s, gen2 ms: full collections a second, and the longest (whichever thread ran it: one
-  runs where an allocation crosses the threshold, runspan's threads included).
+  runs where an allocation crosses the threshold, runspan's threads included);
+- failed: requests that failed, over all runs (kept in the latencies, at the time they failed).
 
 Two variants are runspan + SQLite + OTLP with one thing changed: "no pauses" turns the
 exporters' pauses off (what runspan did before it paused for the app); "no HTTP spans" turns
@@ -211,18 +212,22 @@ url, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 
 
 async def main() -> None:
-    results = []
+    results, failures = [], []
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=500)) as client:
         start = time.time() + 0.2
 
         async def one(scheduled: float) -> None:
             await asyncio.sleep(max(0.0, scheduled - time.time()))
-            await client.get(url)
+            try:  # a failed request is counted and kept in the latencies, never lost
+                response = await client.get(url)
+                response.raise_for_status()
+            except httpx.HTTPError as error:
+                failures.append(f"{type(error).__name__}: {error}")
             results.append((scheduled, time.time() - scheduled))
 
         count = int(rate * seconds)
         await asyncio.gather(*(one(start + i / rate) for i in range(count)))
-    print(json.dumps(results))
+    print(json.dumps({"results": results, "failures": failures}))
 
 
 asyncio.run(main())
@@ -269,7 +274,9 @@ def _load_server(
         )
         after = _get(f"{base}/stats")
         after["cpu"] -= cpu_before
-        return json.loads(load.stdout), after
+        loaded = json.loads(load.stdout)
+        after["failures"] = loaded["failures"]
+        return loaded["results"], after
     finally:
         server.terminate()
         server.wait(30)
@@ -278,14 +285,20 @@ def _load_server(
 def run_once(
     variant: str, endpoint: str, *, rate: float, seconds: float, sink: str, freeze: bool
 ) -> dict[str, Any]:
-    folder = tempfile.mkdtemp(prefix="runspan-latency-")
     port = _free_port()
-    database = f"sqlite:///{folder}/runs.db"
     otlp = sink if variant.endswith("OTLP") or variant in ("no pauses", "no HTTP spans") else ""
     frozen = "freeze" if freeze else ""
-    args = [sys.executable, "-c", _SERVER, variant, str(port), database, otlp, frozen]
-    with Path(folder, "server.err").open("w+") as errors:
-        results, after = _load_server(args, errors, endpoint, rate, seconds)
+    with tempfile.TemporaryDirectory(prefix="runspan-latency-") as folder:
+        database = f"sqlite:///{folder}/runs.db"
+        args = [sys.executable, "-c", _SERVER, variant, str(port), database, otlp, frozen]
+        with Path(folder, "server.err").open("w+") as errors:
+            results, after = _load_server(args, errors, endpoint, rate, seconds)
+    if after["failures"]:
+        print(
+            f"  ({variant}: {len(after['failures'])} requests failed, first:"
+            f" {after['failures'][0]})",
+            file=sys.stderr,
+        )
     latencies = sorted(latency for _, latency in results)
     begun = results[0][0] - 1
     batches = [(s, e) for s, e in after["batches"] if e > begun]
@@ -318,6 +331,7 @@ def run_once(
         "in_gc": in_collection / len(slowest),
         "gc": len(collections) / seconds,
         "gc_ms": max((e - s for s, e in collections), default=0.0) * 1000,
+        "failed": len(after["failures"]),
     }
 
 
@@ -353,7 +367,7 @@ def main() -> None:
                 print(
                     f"  {'variant':24s} {'p50':>6s} {'p95':>6s} {'p99':>6s} {'max':>6s}"
                     f" {'CPU/req':>7s} {'stall':>6s} {'runspan':>7s}"
-                    f" {'in batch':>8s} {'in GC':>6s} {'gen2/s':>6s} {'gen2 ms':>7s}"
+                    f" {'in batch':>8s} {'in GC':>6s} {'gen2/s':>6s} {'gen2 ms':>7s} {'failed':>6s}"
                 )
                 for variant, found in runs.items():
                     m = {key: statistics.median(run[key] for run in found) for key in found[0]}
@@ -364,6 +378,7 @@ def main() -> None:
                         f" {m['max']:6.1f} {m['cpu']:7.2f} {worst['stall']:6.1f}"
                         f" {worst['runspan']:7.1f} {m['in_batch']:8.0%} {m['in_gc']:6.0%}"
                         f" {m['gc']:6.2f} {worst['gc_ms']:7.1f}"
+                        f" {sum(run['failed'] for run in found):6d}"
                     )
 
 
