@@ -1,8 +1,9 @@
 """Storage figures: the writer's throughput, and query latency over a large run history.
 
 Write throughput: spans of a real ``prompt | chat model | parser`` chain (4 runs per invoke,
-with content and token usage), written by runspan's SQL exporter in batches of the size its batch
-processor hands over (1,024), into a fresh SQLite file and a fresh PostgreSQL database.
+with content and token usage), written by runspan's SQL exporter into a fresh SQLite file and a
+fresh PostgreSQL database, in the batches its batch processor hands over: 64 spans, with pauses
+for the app, while the writer keeps up; 1,024 without pauses while it catches up a backlog.
 
 Query latency: a generated history (default 1,000,000 runs in traces of 10 over 30 days, 12 chain
 names, 4 models, 2% errors), then the median of 5 runs of each question: the tree of one trace,
@@ -36,6 +37,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from opentelemetry.sdk.trace import ReadableSpan
 from sqlalchemy import create_engine, insert, text
 
+from runspan.batching import CATCH_UP_BATCH_SIZE
 from runspan.storage import RunFilter, RunStore, SqlSpanExporter
 from runspan.storage.processor import DEFAULT_MAX_EXPORT_BATCH_SIZE
 from runspan.storage.rows import COLUMNS
@@ -44,7 +46,11 @@ from runspan.testing import capture_spans
 from runspan.testing import postgres as postgres_server
 
 DAY_NS = 86_400 * 10**9
-BATCH = DEFAULT_MAX_EXPORT_BATCH_SIZE  # as the writer's batch processor hands them over
+# As the writer's batch processor hands them over: (batch size, behind) for keeping up, catching up.
+MODES = {
+    "keeping up": (DEFAULT_MAX_EXPORT_BATCH_SIZE, False),
+    "catching up": (CATCH_UP_BATCH_SIZE, True),
+}
 
 
 def chain_spans(count: int) -> list[ReadableSpan]:
@@ -70,14 +76,15 @@ def chain_spans(count: int) -> list[ReadableSpan]:
         return list(capture.spans)
 
 
-def write_throughput(url: str, spans: list[ReadableSpan]) -> float:
+def write_throughput(url: str, spans: list[ReadableSpan], batch: int, behind: bool) -> float:
     exporter = SqlSpanExporter(url)
+    exporter.slices.behind = lambda: behind  # what the batch processor tells it
     try:
-        exporter.export(spans[:BATCH])  # warm-up: connection, statement caches
-        rest = spans[BATCH:]
+        exporter.export(spans[:batch])  # warm-up: connection, statement caches
+        rest = spans[batch:]
         started = time.perf_counter()
-        for start in range(0, len(rest), BATCH):
-            exporter.export(rest[start : start + BATCH])
+        for start in range(0, len(rest), batch):
+            exporter.export(rest[start : start + batch])
         elapsed = time.perf_counter() - started
     finally:
         exporter.shutdown()
@@ -228,17 +235,22 @@ def main() -> None:
 
     targets: dict[str, str] = {}
     folder = Path(tempfile.mkdtemp(prefix="runspan-bench-"))
-    targets["SQLite"] = f"sqlite:///{folder / 'write.db'}"
+    targets["SQLite"] = "sqlite"
     with contextlib.ExitStack() as stack:
         if not args.skip_postgres:
             targets["PostgreSQL"] = stack.enter_context(postgres_server.serving(args.postgres_url))
         spans = chain_spans(args.spans)
-        print(f"{len(spans):,} spans of prompt | chat model | parser, batches of {BATCH}")
+        print(f"{len(spans):,} spans of prompt | chat model | parser")
         write = {}
         query: dict[str, dict[str, float]] = {}
         for name, target in targets.items():
-            url = postgres_server.create_database(target) if name == "PostgreSQL" else target
-            write[name] = write_throughput(url, spans)
+            for mode, (batch, behind) in MODES.items():
+                if name == "PostgreSQL":
+                    url = postgres_server.create_database(target)
+                else:
+                    url = f"sqlite:///{folder / f'write-{batch}.db'}"
+                label = f"{name}, {mode} (batches of {batch:,})"
+                write[label] = write_throughput(url, spans, batch, behind)
         report("Writer throughput", write, "spans/s")
         now_ns = time.time_ns()
         for name, target in targets.items():
@@ -249,7 +261,9 @@ def main() -> None:
             started = time.perf_counter()
             trace_id = load_history(url, args.runs, now_ns)
             print(f"\n{name}: {args.runs:,} runs loaded in {time.perf_counter() - started:.0f} s")
-            query[name] = query_latency(url, trace_id, now_ns)
+            # PostgreSQL is read, as `runspan sql` reads it, through a role that can only read.
+            reader = url if name == "SQLite" else postgres_server.add_reader(target, url)
+            query[name] = query_latency(reader, trace_id, now_ns)
         for name, figures in query.items():
             report(f"Query latency, {name}, {args.runs:,} runs (median of 5)", figures, "ms")
 

@@ -62,3 +62,68 @@ def test_the_sdk_internals_it_reads_are_there() -> None:
         assert found[1] == 700
     finally:
         processor.shutdown()
+
+
+class SizedExporter(SpanExporter):
+    """Notes each batch's size; holds exports while ``hold`` is set."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.hold = threading.Event()
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.hold.is_set():
+            self.held.set()
+            self.release.wait(30)
+        self.sizes.append(len(spans))
+        return SpanExportResult.SUCCESS
+
+
+def test_a_queue_behind_is_caught_up_in_large_batches_then_small_again() -> None:
+    """Small batches keep a running app's spans young; a backlog (a sink that was slow) is
+    written in batches of up to 1,024, the fewest transactions, and no span is lost."""
+    from runspan.batching import CATCH_UP_BATCH_SIZE
+
+    exporter = SizedExporter()
+    processor = QuietBatchSpanProcessor(
+        exporter,
+        max_queue_size=4096,
+        max_export_batch_size=64,
+        schedule_delay_millis=60_000,
+        sink="x",
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+    try:
+        for n in range(300):
+            tracer.start_span(f"keeping up {n}").end()
+        assert provider.force_flush()
+        keeping_up = list(exporter.sizes)
+        assert sum(keeping_up) == 300
+        assert max(keeping_up) == 64
+
+        exporter.hold.set()
+        for n in range(64):  # a batch's worth wakes the worker, whose export is then held
+            tracer.start_span(f"slow sink {n}").end()
+        assert exporter.held.wait(10)
+        for n in range(3000):  # meanwhile the queue goes past a quarter full
+            tracer.start_span(f"backlog {n}").end()
+        exporter.hold.clear()
+        exporter.release.set()
+        assert provider.force_flush()
+        catching_up = exporter.sizes[len(keeping_up) :]
+        assert sum(catching_up) == 3064
+        assert max(catching_up) == CATCH_UP_BATCH_SIZE
+
+        for n in range(300):
+            tracer.start_span(f"caught up {n}").end()
+        assert provider.force_flush()
+        again = exporter.sizes[len(keeping_up) + len(catching_up) :]
+        assert sum(again) == 300
+        assert max(again) == 64
+    finally:
+        exporter.release.set()
+        provider.shutdown()
