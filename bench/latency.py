@@ -198,8 +198,10 @@ def stats() -> dict[str, Any]:
 
 
 if freeze == "freeze":  # what a tuned app does once started: full collections skip all it has
+    gc.callbacks.remove(on_collection)  # this collection is start-up's, not the load's
     gc.collect()
     gc.freeze()
+    gc.callbacks.append(on_collection)
 threading.Thread(target=probe, daemon=True).start()
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 """
