@@ -31,17 +31,18 @@ MAX_QUEUE_SIZE = 16_384
 # three to six times as often as without runspan. 64 spans stay under the 700 new objects that
 # start a young collection, so they are written before one finds them.
 MAX_EXPORT_BATCH_SIZE = 64
-# A queue that is behind (below) is written in batches of up to this many instead: a backlog is
-# caught up with the fewest transactions, as fast as the sink takes it (SQLite: about 25,000
-# spans/s in batches of 64, 37,000 in batches of 1,024).
+# A queue longer than BEHIND_AFTER spans (or a quarter of a smaller queue) is behind: a burst, a
+# slow sink, or a writer starved of the GIL by a busy app. Its exporter then stops pausing for the
+# app (runspan.timeslice), and writes batches of up to CATCH_UP_BATCH_SIZE, the fewest
+# transactions (the writer alone, on SQLite: 26,000 spans/s in batches of 64 with its pauses,
+# 46,000 in batches of 1,024). Its spans have waited already; with pauses, among 32 busy threads
+# the writer waited its turn for the GIL after every slice, and its queue overflowed. A web app
+# at 200 requests/s keeps its queues far shorter.
+BEHIND_AFTER = 4 * MAX_EXPORT_BATCH_SIZE
 CATCH_UP_BATCH_SIZE = 1024
 # The SQL writer's queue is twice that: SQL is the record runspan promises to keep whole, and its
 # writer thread, starved of the GIL by a busy app (32 threads of runs), fell that far behind.
 STORAGE_MAX_QUEUE_SIZE = 2 * MAX_QUEUE_SIZE
-# Past a quarter of its queue, an exporter stops pausing for the app (runspan.timeslice): a
-# saturated app would otherwise leave it a millisecond in every switch interval, and its queue
-# would overflow.
-BEHIND_FRACTION = 0.25
 
 
 def _queue_and_limit(processor: BatchSpanProcessor) -> tuple[collections.deque[Any], int] | None:
@@ -86,6 +87,7 @@ class QuietBatchSpanProcessor(BatchSpanProcessor):
         self._queue_limit = _queue_and_limit(self)
         self._sizing = _batch_sizing(self)
         found = self._queue_limit
+        self._behind_after = min(BEHIND_AFTER, found[1] // 4) if found is not None else 0
         if self._sizing is not None and found is not None:
             self._batch_size: int = self._sizing._max_export_batch_size
             # Never more than the queue holds: the SDK refuses a batch larger than its queue.
@@ -104,17 +106,16 @@ class QuietBatchSpanProcessor(BatchSpanProcessor):
             return True
 
     def behind(self) -> bool:
-        """Whether the queue is filling up: its exporter then works without pausing, in batches
-        of up to ``CATCH_UP_BATCH_SIZE``."""
+        """Whether the queue is filling up: its exporter then works without pausing."""
         found = self._queue_limit
-        return found is not None and len(found[0]) > found[1] * BEHIND_FRACTION
+        return found is not None and len(found[0]) > self._behind_after
 
-    def _size_batches(self, queued: int, limit: int) -> None:
+    def _size_batches(self, queued: int) -> None:
         """Small batches while the sink keeps up, large ones while it catches up (the worker
         reads the size before each batch; one attribute written, on the app's thread)."""
         sizing = self._sizing
         if sizing is not None:
-            size = self._catch_up_size if queued > limit * BEHIND_FRACTION else self._batch_size
+            size = self._catch_up_size if queued > self._behind_after else self._batch_size
             if sizing._max_export_batch_size != size:
                 sizing._max_export_batch_size = size
 
@@ -137,5 +138,5 @@ class QuietBatchSpanProcessor(BatchSpanProcessor):
             )
             return
         if found is not None:
-            self._size_batches(len(found[0]), found[1])
+            self._size_batches(len(found[0]))
         super().on_end(span)

@@ -11,11 +11,11 @@ What was cut or dropped is counted, and logged once a minute.
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -57,7 +57,11 @@ _CONTENT = (
     RETRIEVAL_DOCUMENTS,
     METADATA,
 )
-_SPAN_BYTES = 2048
+# Measured with tracemalloc: a finished span of a small chain holds about 1 KB with its short
+# content. Counted higher, the budget would bind before the queues' span limits even for spans
+# with no content (64 MiB at 2 KiB is the SQL writer's 32,768 spans), dropping runs a slow
+# moment of the writer would have caught up.
+_SPAN_BYTES = 1024
 
 
 def span_bytes(span: ReadableSpan) -> int:
@@ -104,12 +108,10 @@ class QueueMemory:
             )
         self.limit = limit
         self.preview_chars = preview_chars
-        #: Bytes counted now.
-        self.held = 0
+        self._held = 0
         #: Spans whose content was cut to previews, and spans dropped, since the start.
         self.cut = 0
         self.dropped = 0
-        # Reentrant: a span dropped while the lock is held runs _released on this thread.
         self._lock = threading.RLock()
         # The counted spans by id(span), oldest first: those still whole, and those cut.
         self._whole: dict[int, _Charge] = {}
@@ -117,61 +119,77 @@ class QueueMemory:
         # The span dropped last: the other queue is asked about it next, and drops it too.
         self._last_dropped: weakref.ref[ReadableSpan] | None = None
         self._log = RateLimitedLog()
-        self._on_release = self._released  # one bound method for every span's reference
+        # The charges of spans gone, settled under the lock by the next admit. The weak
+        # references' callbacks only append here: they run in the writer's thread as its batch
+        # is let go, and taking the lock there, against 32 app threads taking it per span,
+        # stalled the writer until its queue overflowed.
+        self._gone: collections.deque[_Charge] = collections.deque()
+        self._on_release = self._gone.append
 
     def admit(self, span: ReadableSpan) -> bool:
         """Count ``span``, once whichever queue asks first; ``False``: drop it, it does not fit
         even with every waiting span's content cut."""
         key = id(span)
-        if key in self._whole or key in self._cut:  # the other queue took it already
+        counted = self._whole.get(key) or self._cut.get(key)
+        if counted is not None and counted() is span:  # the other queue took it already
             return True
         dropped = self._last_dropped
         if dropped is not None and dropped() is span:
             return False
         size = span_bytes(span)
         with self._lock:
+            self._settle()
             cut_now = False
-            if self.held + size > self.limit:
+            if self._held + size > self.limit:
                 size, cut_now = self._make_room(size, span)
-                if self.held + size > self.limit:
+                if self._held + size > self.limit:
                     self.dropped += 1
                     self._last_dropped = weakref.ref(span)
                     self._report()
                     return False
+                self._report()  # after the counts: the line is logged once a minute at most
             charge = _Charge(span, self._on_release)
             charge.key, charge.size, charge.cut = key, size, cut_now
             (self._cut if charge.cut else self._whole)[key] = charge
-            self.held += size
+            self._held += size
             return True
 
-    def _released(self, charge: Any) -> None:
-        """The span is gone (every queue has let it go): its bytes are free."""
+    @property
+    def held(self) -> int:
+        """Bytes counted now."""
         with self._lock:
-            key: int = charge.key
+            self._settle()
+            return self._held
+
+    def _settle(self) -> None:
+        """Free the bytes of the spans gone (every queue has let them go). Under the lock."""
+        gone = self._gone
+        while gone:
+            charge = gone.popleft()
+            key = charge.key
             for counted in (self._whole, self._cut):
                 if counted.get(key) is charge:
                     del counted[key]
-            self.held -= charge.size
+            self._held -= charge.size
 
     def _make_room(self, size: int, span: ReadableSpan) -> tuple[int, bool]:
         """Cut the oldest waiting content, then the new span's, until ``size`` fits; the new
         span's size then, and whether it was cut. Under the lock."""
         whole, cut = self._whole, self._cut
-        while self.held + size > self.limit and whole:
+        while self._held + size > self.limit and whole:
             key, charge = next(iter(whole.items()))
             del whole[key]
             waiting = charge()
             if waiting is None:  # going: its callback comes
                 continue
             smaller = self._cut_content(waiting)
-            self.held -= charge.size - smaller
+            self._held -= charge.size - smaller
             charge.size, charge.cut = smaller, True
             cut[key] = charge
             del waiting
-        cut_now = self.held + size > self.limit
+        cut_now = self._held + size > self.limit
         if cut_now:
             size = self._cut_content(span)
-        self._report()
         return size, cut_now
 
     def _cut_content(self, span: ReadableSpan) -> int:

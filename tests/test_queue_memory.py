@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,32 @@ def test_the_writer_and_otlp_share_one_budget(tmp_path: Path) -> None:
         assert processors[0].memory.limit == 2 * MIB
     finally:
         provider.shutdown()
+
+
+def test_a_span_let_go_never_waits_for_the_budget_lock() -> None:
+    """The writer's thread lets go of a whole batch at once: it must never queue up for the
+    lock that the app's threads take per span (a convoy that stalled it until spans dropped)."""
+    memory = QueueMemory(MIB)
+    spans = [_span(n, **{"input.value": "x" * 100}) for n in range(10)]
+    for span in spans:
+        assert memory.admit(span)
+    del span
+    taken, done = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with memory._lock:
+            taken.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert taken.wait(10)
+    letting_go = threading.Thread(target=spans.clear)  # every span's last reference
+    letting_go.start()
+    letting_go.join(5)
+    finished = not letting_go.is_alive()
+    done.set()
+    holder.join(10)
+    letting_go.join(10)
+    assert finished
+    assert memory.held == 0

@@ -55,7 +55,8 @@ class _SlicedExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def test_an_exporter_is_behind_once_its_queue_is_a_quarter_full() -> None:
+def test_an_exporter_is_behind_once_its_queue_holds_a_backlog() -> None:
+    """Over 256 spans, or a quarter of a smaller queue (here 100 of 400)."""
     exporter = _SlicedExporter()
     processor = QuietBatchSpanProcessor(
         exporter, max_queue_size=400, max_export_batch_size=10, schedule_delay_millis=5, sink="x"

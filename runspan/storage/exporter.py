@@ -205,7 +205,12 @@ class SqlSpanExporter(SpanExporter):
         try:
             self._prepare()
             with self.engine.begin() as connection:
-                write_rows(connection, rows, self.slices.pause_if_due)
+                write_rows(
+                    connection,
+                    rows,
+                    self.slices.pause_if_due,
+                    catching_up=self.slices.behind(),
+                )
         except SchemaError as error:
             self._pending.clear()
             self._dropped += len(rows)

@@ -74,6 +74,9 @@ _row_values = operator.itemgetter(*COLUMNS)
 # 32,766 parameters in a statement since 3.32, 999 before.
 _SQLITE_MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 ROWS_PER_STATEMENT = 32
+# Behind (a backlog; the writer does not pause), the fewest statements: each gives up the GIL,
+# and among many busy threads the writer then waits its turn to get it back.
+CATCH_UP_ROWS_PER_STATEMENT = 1024
 
 
 def _no_pause() -> None:
@@ -109,14 +112,15 @@ def _insert_many(
     sql: str,
     rows: Sequence[tuple[Any, ...]],
     pause: Callable[[], None] = _no_pause,
+    rows_per_statement: int = ROWS_PER_STATEMENT,
 ) -> None:
-    """Runs the one-row INSERT ``sql`` for all ``rows``, in statements of many rows, calling
-    ``pause`` between them."""
+    """Runs the one-row INSERT ``sql`` for all ``rows``, in statements of up to
+    ``rows_per_statement`` rows, calling ``pause`` between them."""
     if not rows:
         return
     columns = len(rows[0])
     start = 0
-    most = min(ROWS_PER_STATEMENT, _SQLITE_MAX_PARAMETERS // columns)
+    most = min(rows_per_statement, _SQLITE_MAX_PARAMETERS // columns)
     for size in _chunk_sizes(len(rows), most):
         if start:
             pause()
@@ -280,16 +284,23 @@ def _price_new_models(connection: Connection, rows: Sequence[RowValues]) -> None
 
 
 def write_rows(
-    connection: Connection, rows: Sequence[RowValues], pause: Callable[[], None] = _no_pause
+    connection: Connection,
+    rows: Sequence[RowValues],
+    pause: Callable[[], None] = _no_pause,
+    *,
+    catching_up: bool = False,
 ) -> None:
     """Upsert ``rows`` into ``runs`` and refresh their traces, in the caller's transaction,
-    calling ``pause`` between statements (where the writer may let the app run)."""
+    calling ``pause`` between statements (where the writer may let the app run); in the fewest
+    statements when ``catching_up``."""
     if not rows:
         return
     if connection.dialect.name == "postgresql":
         _pg_insert_runs(connection, rows, pause)
     else:
-        _insert_many(connection, _sqlite_upsert_sql(), [_row_values(row) for row in rows], pause)
+        values = [_row_values(row) for row in rows]
+        most = CATCH_UP_ROWS_PER_STATEMENT if catching_up else ROWS_PER_STATEMENT
+        _insert_many(connection, _sqlite_upsert_sql(), values, pause, most)
     pause()
     mark_retried(connection, rows)
     _price_new_models(connection, rows)

@@ -516,3 +516,28 @@ class TestPausesForTheApp:
             " (SELECT sum(run_count) FROM traces) AS counted",
         )
         assert dict(counts) == {"runs": 1000, "traces": 250, "counted": 1000}
+
+    def test_catching_up_it_writes_the_fewest_statements(self, tmp_path: Path) -> None:
+        """Behind (a backlog), each statement gives up the GIL and among busy threads the
+        writer waits its turn to get it back: it writes hundreds of rows a statement then."""
+        from sqlalchemy import event
+
+        from runspan.storage.rows import COLUMNS
+
+        spans = [_span(f"run {n}", start=n, span_id=n + 1) for n in range(1000)]
+        exporter = SqlSpanExporter(f"sqlite:///{tmp_path / 'backlog.db'}")
+        exporter.slices.behind = lambda: True
+        statements: list[int] = []
+
+        def executing(*args: Any) -> None:
+            if args[2].startswith("INSERT INTO runs"):
+                statements.append(len(args[3]) // len(COLUMNS))
+
+        event.listen(exporter.engine, "before_cursor_execute", executing)
+        try:
+            assert exporter.export(spans) == SpanExportResult.SUCCESS
+        finally:
+            exporter.shutdown()
+        assert sum(statements) == 1000
+        assert max(statements) >= 256
+        assert len(statements) <= 8
