@@ -6,7 +6,8 @@ twenty objects the garbage collector tracks, and they wait in the queues until t
 written. Every young collection that finds them alive moves them on, and in a web app the
 old generation's growth brought a full collection (40-130 ms with every thread stopped) every
 few seconds. A compact span holds the same values in a plain dict and tuples (which the
-collector does not track when they hold only strings and numbers): a handful of objects.
+collector does not track when they hold only strings and numbers): a handful of objects. The
+spans of runs are made that way already (``RunSpan``) and queue as they are.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from opentelemetry.trace import Link
 from opentelemetry.util.types import Attributes
 
 from runspan.logs import RateLimitedLog
+from runspan.tracer.spans import RunSpan
 
 
 def _plain(attributes: Attributes) -> dict[str, Any] | None:
@@ -26,7 +28,10 @@ def _plain(attributes: Attributes) -> dict[str, Any] | None:
 
 def compacted(span: ReadableSpan) -> ReadableSpan:
     """``span`` with its attributes, events and links (and theirs) in plain containers. A span
-    whose containers dropped entries is kept as it is: the OTLP export reports those counts."""
+    whose containers dropped entries is kept as it is: the OTLP export reports those counts.
+    So is a run's span: runspan makes those with plain containers already."""
+    if type(span) is RunSpan:
+        return span
     if span.dropped_attributes or span.dropped_events or span.dropped_links:
         return span
     return ReadableSpan(

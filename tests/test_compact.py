@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 from runspan import TracingCallbackHandler
 from runspan.compact import CompactingSpanProcessor, compacted
 from runspan.provider import build_provider
+from runspan.tracer.spans import RunSpan
 from tests.support import fake_chat
 
 
@@ -164,3 +165,19 @@ def test_compacted_copies_plain_values_only() -> None:
     assert type(small._attributes) is dict
     assert small.attributes == {"a": 1}
     provider.shutdown()
+
+
+def test_a_runs_span_is_compact_already_and_queued_as_it_is() -> None:
+    """No copy on the callback path where there is nothing to gain."""
+    provider = TracerProvider()
+    queued = CompactingSpanProcessor()
+    kept = Kept()
+    queued.add_span_processor(kept)
+    provider.add_span_processor(queued)
+    handler = TracingCallbackHandler(tracer_provider=provider)
+    fake_chat().invoke("hi", config={"callbacks": [handler]})
+    provider.shutdown()
+    (span,) = kept.ended
+    assert type(span) is RunSpan
+    gc.collect()
+    assert _tracked_objects(span) <= 8
