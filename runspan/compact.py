@@ -19,6 +19,7 @@ from opentelemetry.trace import Link
 from opentelemetry.util.types import Attributes
 
 from runspan.logs import RateLimitedLog
+from runspan.spancopy import span_with
 from runspan.tracer.spans import RunSpan
 
 
@@ -34,21 +35,13 @@ def compacted(span: ReadableSpan) -> ReadableSpan:
         return span
     if span.dropped_attributes or span.dropped_events or span.dropped_links:
         return span
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
+    return span_with(
+        span,
         attributes=_plain(span.attributes),
         events=tuple(
             Event(event.name, _plain(event.attributes), event.timestamp) for event in span.events
         ),
         links=tuple(Link(link.context, _plain(link.attributes)) for link in span.links),
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
     )
 
 

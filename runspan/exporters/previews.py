@@ -26,6 +26,7 @@ from runspan.attributes import (
     TOOL_DEFINITIONS,
 )
 from runspan.jsoncut import cut_strings
+from runspan.spancopy import span_with
 
 DEFAULT_PREVIEW_CHARS = 4096
 # Under the 4 MiB default of Jaeger's and the Collector's gRPC receivers, with room for the
@@ -141,20 +142,7 @@ def previewed_span(span: ReadableSpan, max_chars: int = DEFAULT_PREVIEW_CHARS) -
         new is old for new, old in zip(cut_events, events, strict=True)
     ):
         return span
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=cut_attributes,
-        events=cut_events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return span_with(span, attributes=cut_attributes, events=cut_events, links=span.links)
 
 
 def _value_bytes(value: Any) -> int:
