@@ -22,6 +22,12 @@ from runspan.testing import postgres as postgres_server
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Started in the background by a shell without job control (`cmd &` in a script, nohup),
+    # the suite inherits SIGINT ignored, and so would the commands it starts: the tests that
+    # end `runspan runs --follow` with Ctrl-C would wait on them for ever. Handled here, SIGINT
+    # is back to its default in every command the tests run.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line(
         "markers", "logs_warnings: the test provokes warnings on purpose and checks them itself"
     )
