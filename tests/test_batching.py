@@ -52,14 +52,16 @@ def test_a_full_queue_drops_with_a_count_and_one_line(caplog: pytest.LogCaptureF
 
 
 def test_the_sdk_internals_it_reads_are_there() -> None:
-    """If a new SDK moves its queue, this fails rather than the guard silently going away."""
-    from runspan.batching import _queue_and_limit
+    """If a new SDK moves its queue or its batch size, this fails rather than the guard and
+    the catch-up batches silently going away."""
+    from runspan.batching import _batch_sizing, _queue_and_limit
 
     processor = QuietBatchSpanProcessor(BlockedExporter(), max_queue_size=700, sink="x")
     try:
         found = _queue_and_limit(processor)
         assert found is not None
         assert found[1] == 700
+        assert _batch_sizing(processor) is not None
     finally:
         processor.shutdown()
 
