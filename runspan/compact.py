@@ -1,13 +1,14 @@
 """Finished spans made small for their wait in runspan's queues.
 
 The SDK hands a finished span to its processors as a ``ReadableSpan`` over the live span's
-parts: attributes, events and links in bounded containers, each with its lock. That is about
-twenty objects the garbage collector tracks, and they wait in the queues until their batch is
-written. Every young collection that finds them alive moves them on, and in a web app the
-old generation's growth brought a full collection (40-130 ms with every thread stopped) every
-few seconds. A compact span holds the same values in a plain dict and tuples (which the
-collector does not track when they hold only strings and numbers): a handful of objects. The
-spans of runs are made that way already (``RunSpan``) and queue as they are.
+parts: attributes, events and links in bounded containers, each with its lock. That is 27
+objects the garbage collector tracks (SDK 1.45, a span with an event and a link), and they
+wait in the queues until their batch is written. Every young collection that finds them alive
+moves them on, and in a web app the old generation's growth brought a full collection (40-130
+ms with every thread stopped) every few seconds. A compact span holds the same values in a
+plain dict and tuples (which the collector does not track when they hold only strings and
+numbers): a handful of objects. The spans of runs are made that way already (``RunSpan``) and
+queue as they are.
 """
 
 from __future__ import annotations

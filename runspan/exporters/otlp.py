@@ -36,8 +36,8 @@ from runspan.timeslice import TimeSlices
 FIRST_PAUSE_SECONDS = 1.0
 MAX_PAUSE_SECONDS = 30.0
 # Spans per request of a running app's exporter. The SDK's encoder takes 30-40 us a span, all of
-# it holding the GIL: 32 spans are about a millisecond, after which the exporter pauses for the
-# app (runspan.timeslice). Replaying history (``runspan export``) sends more at once.
+# it holding the GIL: 16 spans are about half a millisecond, after which the exporter pauses for
+# the app (runspan.timeslice). Replaying history (``runspan export``) sends more at once.
 DEFAULT_MAX_BATCH_SPANS = 16
 
 
