@@ -54,7 +54,8 @@ from runspan.storage.records import (
     sessions_v,
     traces_v,
 )
-from runspan.storage.schema import feedback, model_prices
+from runspan.storage.schema import DAY_NS, feedback, model_prices, span_names
+from runspan.storage.schema import runs as runs_table
 from runspan.storage.search import MAX_SEARCH_DEPTH, TraceSearch
 
 _v = runs_v.c
@@ -131,12 +132,39 @@ class RunStore:
         """Runs matching ``where``, newest first (or slowest first), at most ``limit``."""
         if not isinstance(limit, int) or limit < 1:
             raise QueryError(f"limit={limit!r}: use a positive integer")
-        ordering = _v.start_ns.desc() if order == "newest" else _v.duration_ms.desc()
-        query = select(runs_v).where(*(where or RunFilter()).conditions())
         if order == "slowest":
-            query = query.where(_v.duration_ms.is_not(None))
-        query = query.order_by(ordering).limit(limit)
+            return self._slowest(where or RunFilter(), limit)
+        query = select(runs_v).where(*(where or RunFilter()).conditions())
+        query = query.order_by(_v.start_ns.desc()).limit(limit)
         return [_run(row) for row in self._fetch(query)]
+
+    def _slowest(self, where: RunFilter, limit: int) -> list[Run]:
+        """The slowest runs, day by day, newest day first, each day's read from the index of
+        (start_day, duration_ms) above the slowest ``limit`` found so far: the runs' duration
+        index is by day first, so that writing a run never touches more than today's part."""
+        conditions = [*where.conditions(), _v.duration_ms.is_not(None)]
+        first = None if where.since is None else where.since // DAY_NS
+        day: int | None = None if where.until is None else where.until // DAY_NS + 1
+        found: list[Any] = []
+        try:
+            with self.engine.connect() as connection:
+                while True:
+                    # The day before, among the days that have runs: a step down the index.
+                    earlier = select(func.max(runs_table.c.start_day))
+                    if day is not None:
+                        earlier = earlier.where(runs_table.c.start_day < day)
+                    day = connection.execute(earlier).scalar()
+                    if day is None or (first is not None and day < first):
+                        break
+                    query = select(runs_v).where(*conditions, _v.start_day == day)
+                    if len(found) == limit:
+                        query = query.where(_v.duration_ms > found[-1]["duration_ms"])
+                    query = query.order_by(_v.duration_ms.desc()).limit(limit)
+                    found += connection.execute(query).mappings()
+                    found = sorted(found, key=lambda row: -row["duration_ms"])[:limit]
+        except DBAPIError as error:
+            raise self._failure(error) from None
+        return [_run(row) for row in found]
 
     def new_runs(self, where: RunFilter | None, after: int) -> tuple[list[Run], int]:
         """Runs stored after the row ``after`` (``runs.id``; 0 for the start), oldest first,
@@ -357,14 +385,15 @@ class RunStore:
 
     def services(self) -> list[str]:
         """Every service name with stored runs."""
-        query = select(_v.service_name).where(_v.service_name.is_not(None)).distinct()
+        query = select(span_names.c.service_name).distinct()
         return sorted(row["service_name"] for row in self._fetch(query))
 
     def operations(self, service: str, span_kind: str | None = None) -> list[tuple[str, str]]:
         """The (name, span kind) pairs of a service's runs."""
-        query = select(_v.name, _v.span_kind).where(_v.service_name == service).distinct()
+        n = span_names.c
+        query = select(n.name, n.span_kind).where(n.service_name == service)
         if span_kind:
-            query = query.where(_v.span_kind == span_kind.lower())
+            query = query.where(n.span_kind == span_kind.lower())
         return sorted((row["name"], row["span_kind"]) for row in self._fetch(query))
 
     def find_traces(self, search: TraceSearch) -> list[tuple[str, int, int]]:

@@ -46,6 +46,7 @@ READ_OBJECTS = (
     "sessions_v",
     "feedback",
     "feedback_v",
+    "span_names",
     "runspan_schema_version",
 )
 _WRITABLE = ("runs", "traces", "model_prices", "feedback")

@@ -154,7 +154,8 @@ runs = Table(
     Index(None, "parent_run_id"),
     Index(None, "start_ns"),
     Index(None, "end_ns"),
-    Index(None, "duration_ms"),
+    # Revision 0008: by day first, so that new rows change only today's part of it.
+    Index(None, "start_day", "duration_ms"),
     Index(None, "name", "start_day", "status"),
     Index(None, "session_id"),
     Index(None, "user_id"),
@@ -198,6 +199,16 @@ def declare_partial_indexes() -> None:
             postgresql_where=text(predicate),
         )
 
+
+# Added by revision 0008: each (service, name, span kind) of stored runs once, written by the
+# writer with its runs: Jaeger's services and operations, without reading every run.
+span_names = Table(
+    "span_names",
+    metadata,
+    Column("service_name", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("span_kind", String(16), primary_key=True),
+)
 
 model_prices = Table(
     "model_prices",

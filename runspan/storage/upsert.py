@@ -5,8 +5,9 @@ writer's time slices) between them: a statement or driver step per row gives up 
 and under a busy app waits up to a switch interval to get it back, while a whole batch at once
 holds the GIL for milliseconds. The steps: an idempotent upsert of the ``runs`` rows (the same
 span twice is one row, and a finished row is never turned back into a running one), the failed
-attempts a later attempt retried, then the totals of every trace the batch touched, recomputed
-from ``runs`` so they are exact in whatever order spans come.
+attempts a later attempt retried, the batch's span names (``span_names``), then the totals of
+every trace the batch touched, recomputed from ``runs`` so they are exact in whatever order
+spans come.
 """
 
 from __future__ import annotations
@@ -283,6 +284,28 @@ def _price_new_models(connection: Connection, rows: Sequence[RowValues]) -> None
         met.update(new)
 
 
+# Each name is written with its runs, in their transaction: a batch that fails and is written
+# again later writes its names again too. A batch has a few distinct names, and the statement
+# that finds them all there already changes nothing.
+_SPAN_NAMES = text(
+    "INSERT INTO span_names (service_name, name, span_kind) VALUES (:service, :name, :kind)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def _record_span_names(connection: Connection, rows: Sequence[RowValues]) -> None:
+    names = {
+        (row["service_name"], row["name"], row["span_kind"])
+        for row in rows
+        if row["service_name"] is not None
+    }
+    if names:
+        connection.execute(
+            _SPAN_NAMES,
+            [{"service": service, "name": name, "kind": kind} for service, name, kind in names],
+        )
+
+
 def write_rows(
     connection: Connection,
     rows: Sequence[RowValues],
@@ -304,6 +327,7 @@ def write_rows(
     pause()
     mark_retried(connection, rows)
     _price_new_models(connection, rows)
+    _record_span_names(connection, rows)
     touched = sorted({row["trace_id"] for row in rows})
     for start in range(0, len(touched), _TRACE_CHUNK):
         pause()

@@ -1,0 +1,59 @@
+"""Indexes for tens of millions of runs: slowest runs found day by day, and span names in a table
+of their own
+
+- ``ix_runs_duration_ms`` goes: a run's duration is random, so each new row dirtied a random leaf
+  of it, and the writer's cost per span grew with the table. ``ix_runs_start_day_duration_ms``
+  takes its place: today's rows change only today's part of it, and "slowest first" reads each
+  day's slowest from it (runspan.storage.queries).
+- ``span_names``: each (service, name, span kind) once, written by the writer, so that what
+  Jaeger asks first (services, operations) reads a small table instead of every run.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.drop_index("ix_runs_duration_ms", table_name="runs")
+    op.create_index("ix_runs_start_day_duration_ms", "runs", ["start_day", "duration_ms"])
+    op.create_table(
+        "span_names",
+        sa.Column("service_name", sa.Text(), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("span_kind", sa.String(16), nullable=False),
+        sa.PrimaryKeyConstraint("service_name", "name", "span_kind", name="pk_span_names"),
+    )
+    op.execute(
+        "INSERT INTO span_names (service_name, name, span_kind)"
+        " SELECT DISTINCT service_name, name, span_kind FROM runs"
+        " WHERE service_name IS NOT NULL"
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        # Roles that can read runs (runspan db create-reader's) may read span_names too.
+        readers = op.get_bind().execute(
+            sa.text(
+                "SELECT DISTINCT grantee FROM information_schema.role_table_grants"
+                " WHERE table_name = 'runs' AND privilege_type = 'SELECT'"
+                " AND grantee <> current_user"
+            )
+        )
+        for (role,) in readers:
+            quoted = '"' + str(role).replace('"', '""') + '"'
+            op.execute(f"GRANT SELECT ON span_names TO {quoted}")
+
+
+def downgrade() -> None:
+    op.drop_table("span_names")
+    op.drop_index("ix_runs_start_day_duration_ms", table_name="runs")
+    op.create_index("ix_runs_duration_ms", "runs", ["duration_ms"])
