@@ -16,6 +16,7 @@ from runspan._lazy import lazy_names
 if TYPE_CHECKING:
     __version__: str
     from runspan.provider import configure, configured_provider, flush, shutdown
+    from runspan.sampling import Sampling
     from runspan.scoring import feedback
     from runspan.tracer.handler import TracingCallbackHandler
     from runspan.tracer.ids import RunIdGenerator
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RunIdGenerator",
+    "Sampling",
     "TracerSettings",
     "TracingCallbackHandler",
     "__version__",
@@ -39,6 +41,7 @@ __all__ = [
 
 _WHERE = {
     "RunIdGenerator": "runspan.tracer.ids",
+    "Sampling": "runspan.sampling",
     "TracerSettings": "runspan.tracer.settings",
     "TracingCallbackHandler": "runspan.tracer.handler",
     "configure": "runspan.provider",

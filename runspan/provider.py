@@ -21,6 +21,7 @@ from runspan.environment import check_sdk_environment, service_name_from
 from runspan.exporters.otlp import OtlpSpanExporter, otlp_span_processor
 from runspan.exporters.settings import OtlpSettings
 from runspan.queue_memory import QueueMemory, queue_memory
+from runspan.sampling import Sampling, SamplingSpanProcessor, sampling_from
 from runspan.storage.processor import StorageSpanProcessor
 from runspan.termination import flush_before_sigterm
 from runspan.tracer.ids import RunIdGenerator
@@ -56,6 +57,7 @@ def configure(
     otlp_timeout: float | None = None,
     otlp_preview_chars: int | None = None,
     max_queue_bytes: int | None = None,
+    sampling: Sampling | str | None = None,
     span_processors: Iterable[SpanProcessor] = (),
     set_global: bool = True,
     **tracer: Unpack[TracerOptions],
@@ -86,6 +88,10 @@ def configure(
             together, in bytes (estimated); else ``RUNSPAN_MAX_QUEUE_BYTES``, else 64 MiB.
             Beyond it the oldest waiting content is cut to previews, then new runs dropped,
             counted and logged.
+        sampling: which traces to keep (:class:`~runspan.Sampling`, or a text of rules such
+            as ``"ratio=0.1,slower_than=2000,apply=otlp+sql"``); else ``RUNSPAN_SAMPLING``;
+            else every trace. Traces with an error are kept; a trace is decided when its root
+            ends (see docs/configuration.md, "Sampling").
         span_processors: more processors for the provider, such as your own exporter's.
         set_global: install the provider as OpenTelemetry's global one, so that handlers made
             without ``tracer_provider=`` and the application's own spans share it.
@@ -106,6 +112,7 @@ def configure(
     processors = _span_processors(span_processors)
     check_sdk_environment()
     memory = queue_memory(max_queue_bytes)
+    rules = sampling_from(sampling)
     settings = TracerSettings.build(**tracer)
     name = service_name_from(service_name)
     otlp = OtlpSettings.build(
@@ -137,6 +144,7 @@ def configure(
             otlp=otlp,
             more=processors,
             memory=memory,
+            sampling=rules,
         )
         if set_global:
             trace.set_tracer_provider(provider)
@@ -157,24 +165,30 @@ def build_provider(
     otlp_exporter: OtlpSpanExporter | None = None,
     more: Iterable[SpanProcessor] = (),
     memory: QueueMemory | None = None,
+    sampling: Sampling | None = None,
 ) -> TracerProvider:
     """runspan's SDK provider, with no global state touched: ``configure()`` and the demo both
     build theirs here. The SQL writer first, then OTLP (``otlp_exporter``, if given, is the
     exporter it uses), then ``more``. The first two queue each span compacted once, and share
-    ``memory`` (by default the budget ``RUNSPAN_MAX_QUEUE_BYTES`` or 64 MiB)."""
+    ``memory`` (by default the budget ``RUNSPAN_MAX_QUEUE_BYTES`` or 64 MiB); ``sampling``
+    decides, trace by trace, what reaches them."""
     memory = memory if memory is not None else queue_memory()
     provider = TracerProvider(
         resource=Resource.create({SERVICE_NAME: service_name}), id_generator=RunIdGenerator()
     )
     queued = CompactingSpanProcessor()
+    writer: StorageSpanProcessor | None = None
+    exporting: SpanProcessor | None = None
     if storage:
-        writer = StorageSpanProcessor(database_url, memory=memory)
-        queued.add_span_processor(writer)
-        _storage[provider] = writer
+        writer = _storage[provider] = StorageSpanProcessor(database_url, memory=memory)
     if otlp is not None:
-        queued.add_span_processor(
-            otlp_span_processor(otlp, exporter=otlp_exporter, stored=storage, memory=memory)
-        )
+        exporting = otlp_span_processor(otlp, exporter=otlp_exporter, stored=storage, memory=memory)
+    if sampling is not None:
+        queued.add_span_processor(SamplingSpanProcessor(sampling, sql=writer, otlp=exporting))
+    else:
+        for processor in (writer, exporting):
+            if processor is not None:
+                queued.add_span_processor(processor)
     if storage or otlp is not None:
         provider.add_span_processor(queued)
     for processor in more:

@@ -44,7 +44,7 @@ CUT_NOTE = "over runspan's queue memory budget"
 
 # The attributes that carry a run's content: what makes a span big. The rest of a span (its ids,
 # times, names, counts and the SDK's objects) is counted as a fixed size.
-_CONTENT = (
+CONTENT_ATTRIBUTES = (
     INPUT_VALUE,
     OUTPUT_VALUE,
     INPUT_MESSAGES,
@@ -70,7 +70,7 @@ def span_bytes(span: ReadableSpan) -> int:
     application's thread for every span."""
     attributes = span.attributes or {}
     size = _SPAN_BYTES
-    for key in _CONTENT:
+    for key in CONTENT_ATTRIBUTES:
         value = attributes.get(key)
         if type(value) is str:
             size += len(value) if value.isascii() else 4 * len(value)

@@ -11,6 +11,7 @@ def test_exported_names() -> None:
     assert sorted(runspan.__all__) == sorted(
         [
             "RunIdGenerator",
+            "Sampling",
             "TracerSettings",
             "TracingCallbackHandler",
             "__version__",
