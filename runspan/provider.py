@@ -23,6 +23,7 @@ from runspan.exporters.settings import OtlpSettings
 from runspan.queue_memory import QueueMemory, queue_memory
 from runspan.sampling import Sampling, SamplingSpanProcessor, sampling_from
 from runspan.storage.processor import StorageSpanProcessor
+from runspan.storage.retention import retention_days_from
 from runspan.termination import flush_before_sigterm
 from runspan.tracer.ids import RunIdGenerator
 from runspan.tracer.settings import (
@@ -58,6 +59,7 @@ def configure(
     otlp_preview_chars: int | None = None,
     max_queue_bytes: int | None = None,
     sampling: Sampling | str | None = None,
+    retention_days: float | None = None,
     span_processors: Iterable[SpanProcessor] = (),
     set_global: bool = True,
     **tracer: Unpack[TracerOptions],
@@ -92,6 +94,8 @@ def configure(
             as ``"ratio=0.1,slower_than=2000,apply=otlp+sql"``); else ``RUNSPAN_SAMPLING``;
             else every trace. Traces with an error are kept; a trace is decided when its root
             ends (see docs/configuration.md, "Sampling").
+        retention_days: the writer removes traces older than this many days, with their runs
+            (on PostgreSQL whole days at once); else ``RUNSPAN_RETENTION_DAYS``; else none.
         span_processors: more processors for the provider, such as your own exporter's.
         set_global: install the provider as OpenTelemetry's global one, so that handlers made
             without ``tracer_provider=`` and the application's own spans share it.
@@ -113,6 +117,7 @@ def configure(
     check_sdk_environment()
     memory = queue_memory(max_queue_bytes)
     rules = sampling_from(sampling)
+    retention = retention_days_from(retention_days)
     settings = TracerSettings.build(**tracer)
     name = service_name_from(service_name)
     otlp = OtlpSettings.build(
@@ -145,6 +150,7 @@ def configure(
             more=processors,
             memory=memory,
             sampling=rules,
+            retention_days=retention,
         )
         if set_global:
             trace.set_tracer_provider(provider)
@@ -166,12 +172,14 @@ def build_provider(
     more: Iterable[SpanProcessor] = (),
     memory: QueueMemory | None = None,
     sampling: Sampling | None = None,
+    retention_days: float | None = None,
 ) -> TracerProvider:
     """runspan's SDK provider, with no global state touched: ``configure()`` and the demo both
     build theirs here. The SQL writer first, then OTLP (``otlp_exporter``, if given, is the
     exporter it uses), then ``more``. The first two queue each span compacted once, and share
     ``memory`` (by default the budget ``RUNSPAN_MAX_QUEUE_BYTES`` or 64 MiB); ``sampling``
-    decides, trace by trace, what reaches them."""
+    decides, trace by trace, what reaches them; the writer removes runs older than
+    ``retention_days``."""
     memory = memory if memory is not None else queue_memory()
     provider = TracerProvider(
         resource=Resource.create({SERVICE_NAME: service_name}), id_generator=RunIdGenerator()
@@ -180,7 +188,9 @@ def build_provider(
     writer: StorageSpanProcessor | None = None
     exporting: SpanProcessor | None = None
     if storage:
-        writer = _storage[provider] = StorageSpanProcessor(database_url, memory=memory)
+        writer = _storage[provider] = StorageSpanProcessor(
+            database_url, memory=memory, retention_days=retention_days
+        )
     if otlp is not None:
         exporting = otlp_span_processor(otlp, exporter=otlp_exporter, stored=storage, memory=memory)
     if sampling is not None:

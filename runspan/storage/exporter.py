@@ -28,6 +28,7 @@ from runspan.storage.errors import DatabaseUnavailable, SchemaError
 from runspan.storage.feedback import FeedbackRow, insert_feedback
 from runspan.storage.migrate import upgrade
 from runspan.storage.open_spans import OpenSpans
+from runspan.storage.retention import Upkeep, retention_days_from
 from runspan.storage.rows import RowValues, cleaned, span_row
 from runspan.storage.upsert import write_rows
 from runspan.timeslice import TimeSlices
@@ -78,6 +79,8 @@ class SqlSpanExporter(SpanExporter):
         max_buffered_rows: rows kept while the database is unreachable; beyond that the
             oldest are dropped, counted and logged.
         migrate: create or upgrade the schema on first use.
+        retention_days: remove the traces older than this many days, with their runs, now
+            and then between batches (on PostgreSQL whole days at once); ``None`` keeps all.
 
     Raises:
         ConfigurationError: a bad URL, a missing driver, a folder that does not exist.
@@ -91,6 +94,7 @@ class SqlSpanExporter(SpanExporter):
         engine: Engine | None = None,
         max_buffered_rows: int = DEFAULT_MAX_BUFFERED_ROWS,
         migrate: bool = True,
+        retention_days: float | None = None,
     ) -> None:
         if not isinstance(max_buffered_rows, int) or max_buffered_rows < 1:
             raise ValueError(f"max_buffered_rows={max_buffered_rows!r}: use a positive integer")
@@ -111,6 +115,10 @@ class SqlSpanExporter(SpanExporter):
         self._closed = False
         #: Pauses between steps of a batch, so that writing never stalls the app's threads.
         self.slices = TimeSlices()
+        #: Partitions made ahead (PostgreSQL) and retention, now and then between batches.
+        self.upkeep = Upkeep(
+            retention_days if retention_days is None else retention_days_from(retention_days)
+        )
         #: The spans open now: :class:`StorageSpanProcessor` notes them, and each batch
         #: writes those no batch has written yet as running.
         self.open_spans = OpenSpans()
@@ -204,6 +212,7 @@ class SqlSpanExporter(SpanExporter):
         rows = list(self._pending.values())
         try:
             self._prepare()
+            self.upkeep.visit_if_due(self.engine)
             with self.engine.begin() as connection:
                 write_rows(
                     connection,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from sqlalchemy import URL, Engine, delete, func, select, text
+from sqlalchemy import URL, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from runspan.storage.engine import (
@@ -19,11 +20,8 @@ from runspan.storage.engine import (
 from runspan.storage.errors import ConfigurationError, DatabaseUnavailable
 from runspan.storage.migrate import check_schema, upgrade
 from runspan.storage.readonly import reader_statements
+from runspan.storage.retention import remove_before
 from runspan.storage.schema import runs, traces
-
-# Traces deleted per transaction, so that pruning a large history never holds the write lock
-# long enough to stall the apps writing to it.
-_PRUNE_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -53,42 +51,26 @@ def prune(
     dry_run: bool = False,
 ) -> Pruned:
     """Delete every trace that started more than ``older_than_seconds`` ago, with its runs,
-    including runs left ``running`` by a process that died; on SQLite, then give the space back
-    to the disk (``VACUUM``). ``dry_run``: count what would go, and change nothing."""
+    including runs left ``running`` by a process that died: on PostgreSQL whole days at once
+    (their partitions dropped), the rest in chunks; on SQLite in chunks, then the space given
+    back to the disk (``VACUUM``). ``dry_run``: count what would go, and change nothing."""
     if not older_than_seconds > 0:
         raise ValueError(f"older_than_seconds={older_than_seconds!r}: use a positive number")
     cutoff = (time.time_ns() if now_ns is None else now_ns) - int(older_than_seconds * 1e9)
     engine = create_writer_engine(database_url_from(database_url))
-    removed_traces = removed_runs = 0
     try:
         check_schema(engine)
         if dry_run:
             return _would_prune(engine, cutoff)
-        while True:
-            with engine.begin() as connection:
-                chunk = list(
-                    connection.execute(
-                        select(traces.c.trace_id)
-                        .where(traces.c.start_ns < cutoff)
-                        .limit(_PRUNE_CHUNK)
-                    ).scalars()
-                )
-                if not chunk:
-                    break
-                removed_runs += connection.execute(
-                    delete(runs).where(runs.c.trace_id.in_(chunk))
-                ).rowcount
-                removed_traces += connection.execute(
-                    delete(traces).where(traces.c.trace_id.in_(chunk))
-                ).rowcount
-        freed = _vacuum(engine) if removed_traces and is_sqlite(engine.url) else None
+        removed = remove_before(engine, cutoff)
+        freed = _vacuum(engine) if removed.traces and is_sqlite(engine.url) else None
     except DBAPIError as error:
         raise DatabaseUnavailable(
             f"cannot prune {safe_url(engine.url)}: {described(error, engine.url)}"
         ) from None
     finally:
         engine.dispose()
-    return Pruned(traces=removed_traces, runs=removed_runs, freed_bytes=freed)
+    return Pruned(traces=removed.traces, runs=removed.runs, freed_bytes=freed)
 
 
 def _would_prune(engine: Engine, cutoff: int) -> Pruned:
@@ -103,17 +85,26 @@ def _would_prune(engine: Engine, cutoff: int) -> Pruned:
 
 
 def _vacuum(engine: Engine) -> int | None:
-    """Give a SQLite file's free pages back to the disk; how many bytes it shrank by."""
+    """Give a SQLite file's free pages back to the disk; how many bytes the file and its
+    write-ahead log shrank by together."""
     path = sqlite_path(engine.url)
-    before = path.stat().st_size if path is not None and path.exists() else None
+    if path is None or not path.exists():
+        return None
+    before = _on_disk(path)
     try:
-        with engine.connect() as connection:
-            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM")
+        with engine.connect() as opened:
+            connection = opened.execution_options(isolation_level="AUTOCOMMIT")
+            connection.exec_driver_sql("VACUUM")
+            # VACUUM writes the whole database to the log: fold it back and empty the log.
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     except DBAPIError:  # an app writing right now holds the file: the prune itself is done
         return None
-    if before is None or path is None:
-        return None
-    return max(before - path.stat().st_size, 0)
+    return max(before - _on_disk(path), 0)
+
+
+def _on_disk(path: Path) -> int:
+    log = path.with_name(path.name + "-wal")
+    return path.stat().st_size + (log.stat().st_size if log.exists() else 0)
 
 
 def create_reader(

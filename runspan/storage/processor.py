@@ -54,6 +54,7 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
         max_open_spans: the most open spans tracked for their running rows.
         memory: the byte budget of the queue (``runspan.configure()`` shares one between the
             writer and OTLP); by default one of 64 MiB of its own.
+        retention_days: remove runs older than this many days (see :class:`SqlSpanExporter`).
     """
 
     def __init__(
@@ -67,9 +68,14 @@ class StorageSpanProcessor(QuietBatchSpanProcessor):
         max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE,
         max_open_spans: int = DEFAULT_MAX_OPEN_SPANS,
         memory: QueueMemory | None = None,
+        retention_days: float | None = None,
     ) -> None:
         open_spans = OpenSpans(max_open_spans)  # checked before a database is touched
-        self.exporter = exporter if exporter is not None else SqlSpanExporter(database_url)
+        self.exporter = (
+            exporter
+            if exporter is not None
+            else SqlSpanExporter(database_url, retention_days=retention_days)
+        )
         self.exporter.open_spans = open_spans
         self._record_running = record_running
         self._open = open_spans

@@ -11,6 +11,7 @@ This module serves the running code; each Alembic revision freezes its own copy 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import (
@@ -167,12 +168,26 @@ runs = Table(
 _UNDECLARED_INDEXES = frozenset({"ix_runs_inputs_trgm"})
 
 
+# PostgreSQL's runs are partitioned by day from revision 0009 (runspan.storage.partitions):
+# the partitions, their indexes, and the partition key in the unique constraint are its own.
+_PARTITION = re.compile(r"^runs_(\d{8}|default)$")
+_PARTITION_KEYED = frozenset({"uq_runs_trace_id_span_id"})
+
+
 def declared(
     item: object, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
     """Alembic's ``include_object``: autogenerate compares what this module declares, and leaves
-    the indexes made outside it alone instead of proposing to drop them."""
-    return not (type_ == "index" and name in _UNDECLARED_INDEXES)
+    the indexes made outside it (and PostgreSQL's partitions of ``runs``) alone instead of
+    proposing to drop them."""
+    if type_ == "index" and name in _UNDECLARED_INDEXES:
+        return False
+    if type_ == "table" and name is not None and _PARTITION.match(name):
+        return False
+    table = getattr(item, "table", None)
+    if table is not None and _PARTITION.match(str(getattr(table, "name", ""))):
+        return False
+    return not (type_ == "unique_constraint" and name in _PARTITION_KEYED)
 
 
 def declare_partial_indexes() -> None:

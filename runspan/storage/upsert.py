@@ -247,7 +247,7 @@ def _pg_runs_upsert() -> str:
     return (
         f"INSERT INTO runs ({', '.join(COLUMNS)}) SELECT {picked}"
         f" FROM json_to_recordset(%s::json) AS incoming ({record})"
-        f" ON CONFLICT (trace_id, span_id) DO UPDATE SET {updates}"
+        f" ON CONFLICT (trace_id, span_id, start_ns) DO UPDATE SET {updates}"
         " WHERE runs.status = 'running'"
     )
 

@@ -1,0 +1,162 @@
+"""Keeping a run history to its age: what ``runspan prune`` and the writer's ``retention_days``
+both do.
+
+On PostgreSQL the days that are over go as whole partitions (a ``DROP TABLE`` each, however many
+runs they held); what is left, the traces older than the cutoff and the runs of theirs in the
+days kept (a trace that went on past midnight), is deleted in chunks, as everything is on
+SQLite. A chunk is one short transaction, so that pruning a large history never holds the write
+lock long enough to stall the apps writing to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, delete, select, text
+
+from runspan.logs import RateLimitedLog
+from runspan.storage.partitions import days_around, drop_days_before, ensure_days, is_partitioned
+from runspan.storage.schema import DAY_NS, runs, traces
+
+RETENTION_DAYS_ENV = "RUNSPAN_RETENTION_DAYS"
+# Traces deleted per transaction.
+CHUNK_TRACES = 1000
+# How often the writer looks after its database (partitions ahead, retention).
+UPKEEP_SECONDS = 3600.0
+# Chunks the writer deletes per visit: a backlog of old runs is worked off visit by visit,
+# between batches, instead of holding the writer from its queue.
+_CHUNKS_PER_VISIT = 20
+_LOCK_TIMEOUT_MS = 500
+
+logger = logging.getLogger("runspan")
+
+
+@dataclass(frozen=True)
+class Removed:
+    traces: int
+    runs: int
+    done: bool  # nothing older than the cutoff is left
+
+
+def remove_before(
+    engine: Engine, cutoff_ns: int, max_chunks: int | None = None, *, patient: bool = True
+) -> Removed:
+    """Remove every trace that started before ``cutoff_ns``, with its runs (whole days first,
+    where runs are partitioned); at most ``max_chunks`` chunks of the rest. Not ``patient``:
+    dropping a day waits at most a moment for the lock it needs (see :func:`impatient`)."""
+    removed_traces = removed_runs = chunks = 0
+    with engine.begin() as connection:
+        if is_partitioned(connection):
+            if not patient:
+                impatient(connection)
+            removed_runs += drop_days_before(connection, cutoff_ns)
+    while max_chunks is None or chunks < max_chunks:
+        chunks += 1
+        with engine.begin() as connection:
+            chunk = list(
+                connection.execute(
+                    select(traces.c.trace_id)
+                    .where(traces.c.start_ns < cutoff_ns)
+                    .limit(CHUNK_TRACES)
+                ).scalars()
+            )
+            if not chunk:
+                return Removed(removed_traces, removed_runs, done=True)
+            removed_runs += connection.execute(
+                delete(runs).where(runs.c.trace_id.in_(chunk))
+            ).rowcount
+            removed_traces += connection.execute(
+                delete(traces).where(traces.c.trace_id.in_(chunk))
+            ).rowcount
+    return Removed(removed_traces, removed_runs, done=False)
+
+
+def retention_days_from(
+    given: float | None, environ: Mapping[str, str] = os.environ
+) -> float | None:
+    """``retention_days``, else ``RUNSPAN_RETENTION_DAYS``; ``None`` keeps every run.
+
+    Raises:
+        ValueError: not a positive number, naming the argument or the variable.
+    """
+    source, raw = "retention_days", given
+    if given is None:
+        text = environ.get(RETENTION_DAYS_ENV, "").strip()
+        if not text:
+            return None
+        source = RETENTION_DAYS_ENV
+        try:
+            raw = float(text)
+        except ValueError:
+            raw = None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not raw > 0:
+        shown = given if given is not None else environ.get(RETENTION_DAYS_ENV)
+        raise ValueError(
+            f"{source}={shown!r}: use a positive number of days (runs older are deleted by the"
+            " writer), or leave it unset to keep every run"
+        )
+    return float(raw)
+
+
+def impatient(connection: Connection) -> None:
+    """Making or dropping a partition locks all of ``runs``, and while it waits for a long
+    query to finish, every write and read queues behind it: the writer's tries give up after a
+    moment and come again at its next visit."""
+    connection.execute(text(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT_MS}ms'"))
+
+
+class Upkeep:
+    """What the writer does for its database now and then, in its own thread between batches:
+    on PostgreSQL, make the partitions of the days ahead; with ``retention_days``, remove what
+    is older. Never raises: a failure is logged and tried again at the next visit."""
+
+    def __init__(
+        self,
+        retention_days: float | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        time_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.retention_days = retention_days
+        self._monotonic, self._time_ns = monotonic, time_ns
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._log = RateLimitedLog(interval=3600.0)
+
+    def visit_if_due(self, engine: Engine) -> None:
+        now = self._monotonic()
+        if now < self._next or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._next = now + UPKEEP_SECONDS
+            if not self._visit(engine):
+                self._next = now + 1.0  # more to remove: soon again, a chunk at a time
+        except Exception:
+            self._log.exception("upkeep", "runspan: could not look after the database")
+        finally:
+            self._lock.release()
+
+    def _visit(self, engine: Engine) -> bool:
+        """One visit; ``False`` if old runs are still left to remove."""
+        now_ns = self._time_ns()
+        with engine.begin() as connection:
+            if is_partitioned(connection):
+                impatient(connection)
+                ensure_days(connection, days_around(now_ns))
+        if self.retention_days is None:
+            return True
+        cutoff = now_ns - int(self.retention_days * DAY_NS)
+        removed = remove_before(engine, cutoff, max_chunks=_CHUNKS_PER_VISIT, patient=False)
+        if removed.traces or removed.runs:
+            logger.info(
+                "runspan: retention of %g days removed %d traces and %d runs",
+                self.retention_days,
+                removed.traces,
+                removed.runs,
+            )
+        return removed.done
