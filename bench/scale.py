@@ -1,9 +1,9 @@
 """Scale: a run history of ten million runs, written through runspan's writer, then every read.
 
-For each database: the writer's cost per span on an empty database; a history of ``--runs`` runs
-(default 10,000,000) over ``--days`` days (default 90, a quarter), written by the writer's own
-``write_rows`` in catch-up statements; the writer's cost per span again, on top of that history;
-then the median time of each read users make (5 runs, one if a read takes over 2 s):
+For each database: a history of ``--runs`` runs (default 10,000,000) over ``--days`` days
+(default 90, a quarter), written by the writer's own ``write_rows`` in catch-up statements; the
+writer's cost per span on top of that history and on an empty database, round by round; then
+the median time of each read users make (5 runs, one if a read takes over 2 s):
 
 - every SQL query of docs/queries.md, in its database's variant, as ``runspan sql`` runs it;
 - what ``runspan runs``, ``traces``, ``show`` and ``stats`` ask (in-process: the reads, without
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import random
 import re
@@ -193,9 +194,17 @@ def documented_queries(dialect: str) -> dict[str, str]:
     return found
 
 
+class Figures(dict[str, float]):
+    """Figures printed as they come: a slow read at ten million runs takes minutes."""
+
+    def __setitem__(self, name: str, value: float) -> None:
+        super().__setitem__(name, value)
+        print(f"  {name:66s} {value:10,.1f} ms", flush=True)
+
+
 def reads(url: str, trace_id: str, now_ns: int) -> dict[str, float]:
     month = RunFilter(since=now_ns - 30 * DAY_NS)
-    figures: dict[str, float] = {}
+    figures = Figures()
     with RunStore(url) as store:
         dialect = store.engine.dialect.name
         for heading, statement in documented_queries(dialect).items():
@@ -246,39 +255,41 @@ def reads(url: str, trace_id: str, now_ns: int) -> dict[str, float]:
     return figures
 
 
-def report(title: str, figures: dict[str, float], unit: str) -> None:
-    print(f"\n{title}")
-    for name, value in figures.items():
-        print(f"  {name:66s} {value:10,.1f} {unit}")
-
-
-def measure(name: str, url: str, reader: Callable[[str], str], args: argparse.Namespace) -> None:
-    empty_spans, full_spans = chain_spans(args.spans), chain_spans(args.spans)
+def measure(
+    name: str,
+    url: str,
+    new_database: Callable[[], str],
+    reader: Callable[[str], str],
+    args: argparse.Namespace,
+) -> None:
     SqlSpanExporter(url).shutdown()  # the schema
-    empty = write_cost_us(url, empty_spans)
-    print(f"\n{name}: writer on an empty database: {empty:.1f} µs a span")
     now_ns = time.time_ns() - 60 * 10**9  # the history ends just before the spans written next
     started = time.perf_counter()
+    print(f"\n{name}: writing {args.runs:,} runs", flush=True)
     trace_id, rate = load(url, args.runs, args.days, now_ns)
     took = time.perf_counter() - started
     print(f"{name}: {args.runs:,} runs written in {took:,.0f} s ({rate:,.0f} runs/s)")
-    full = write_cost_us(url, full_spans)
+    # The writer's cost a span, on this history and on an empty database, round by round.
+    empty, full = [], []
+    for _ in range(args.rounds):
+        empty.append(write_cost_us(new_database(), chain_spans(args.spans)))
+        full.append(write_cost_us(url, chain_spans(args.spans)))
+    empty_us, full_us = statistics.median(empty), statistics.median(full)
     print(
-        f"{name}: writer on {args.runs:,} runs: {full:.1f} µs a span"
-        f" ({full / empty:.2f} times the empty database's)"
+        f"{name}: the writer, batches of 64, median of {args.rounds} rounds:"
+        f" {empty_us:.1f} µs a span on an empty database, {full_us:.1f} µs on"
+        f" {args.runs:,} runs ({full_us / empty_us:.2f} times)"
     )
-    report(
-        f"Reads, {name}, {args.runs:,} runs over {args.days} days (median of 5)",
-        reads(reader(url), trace_id, now_ns),
-        "ms",
-    )
+    print(f"\nReads, {name}, {args.runs:,} runs over {args.days} days (median of 5)")
+    reads(reader(url), trace_id, now_ns)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--spans", type=int, default=20_000, help="spans for the write cost")
+    parser.add_argument("--spans", type=int, default=10_000, help="spans for the write cost")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the write cost")
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
@@ -288,12 +299,18 @@ def main() -> None:
     if not args.skip_sqlite:
         path = folder / "scale.db"
         path.unlink(missing_ok=True)
-        measure("SQLite", f"sqlite:///{path}", lambda url: url, args)
+        empties = (f"sqlite:///{folder / f'empty-{n}.db'}" for n in itertools.count())
+        measure("SQLite", f"sqlite:///{path}", lambda: next(empties), lambda url: url, args)
     if not args.skip_postgres:
         with contextlib.ExitStack() as stack:
             server = stack.enter_context(postgres_server.serving(args.postgres_url))
-            url = postgres_server.create_database(server)
-            measure("PostgreSQL", url, lambda url: postgres_server.add_reader(server, url), args)
+            measure(
+                "PostgreSQL",
+                postgres_server.create_database(server),
+                lambda: postgres_server.create_database(server),
+                lambda url: postgres_server.add_reader(server, url),
+                args,
+            )
 
 
 if __name__ == "__main__":

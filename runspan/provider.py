@@ -94,8 +94,8 @@ def configure(
             as ``"ratio=0.1,slower_than=2000,apply=otlp+sql"``); else ``RUNSPAN_SAMPLING``;
             else every trace. Traces with an error are kept; a trace is decided when its root
             ends (see docs/configuration.md, "Sampling").
-        retention_days: the writer removes traces older than this many days, with their runs
-            (on PostgreSQL whole days at once); else ``RUNSPAN_RETENTION_DAYS``; else none.
+        retention_days: the writer removes traces older than this many days, with their runs,
+            every hour; else ``RUNSPAN_RETENTION_DAYS``; else none.
         span_processors: more processors for the provider, such as your own exporter's.
         set_global: install the provider as OpenTelemetry's global one, so that handlers made
             without ``tracer_provider=`` and the application's own spans share it.

@@ -80,7 +80,7 @@ class SqlSpanExporter(SpanExporter):
             oldest are dropped, counted and logged.
         migrate: create or upgrade the schema on first use.
         retention_days: remove the traces older than this many days, with their runs, now
-            and then between batches (on PostgreSQL whole days at once); ``None`` keeps all.
+            and then between batches; ``None`` keeps all.
 
     Raises:
         ConfigurationError: a bad URL, a missing driver, a folder that does not exist.
@@ -115,7 +115,7 @@ class SqlSpanExporter(SpanExporter):
         self._closed = False
         #: Pauses between steps of a batch, so that writing never stalls the app's threads.
         self.slices = TimeSlices()
-        #: Partitions made ahead (PostgreSQL) and retention, now and then between batches.
+        #: Retention (``retention_days``), applied now and then between batches.
         self.upkeep = Upkeep(
             retention_days if retention_days is None else retention_days_from(retention_days)
         )

@@ -51,9 +51,9 @@ def prune(
     dry_run: bool = False,
 ) -> Pruned:
     """Delete every trace that started more than ``older_than_seconds`` ago, with its runs,
-    including runs left ``running`` by a process that died: on PostgreSQL whole days at once
-    (their partitions dropped), the rest in chunks; on SQLite in chunks, then the space given
-    back to the disk (``VACUUM``). ``dry_run``: count what would go, and change nothing."""
+    including runs left ``running`` by a process that died, in chunks; on SQLite, then give the
+    space back to the disk (``VACUUM``). ``dry_run``: count what would go, and change
+    nothing."""
     if not older_than_seconds > 0:
         raise ValueError(f"older_than_seconds={older_than_seconds!r}: use a positive number")
     cutoff = (time.time_ns() if now_ns is None else now_ns) - int(older_than_seconds * 1e9)

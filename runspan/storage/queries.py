@@ -54,9 +54,9 @@ from runspan.storage.records import (
     sessions_v,
     traces_v,
 )
-from runspan.storage.schema import DAY_NS, feedback, model_prices, span_names
-from runspan.storage.schema import runs as runs_table
+from runspan.storage.schema import DAY_NS, feedback, model_prices, slowest_runs, span_names
 from runspan.storage.search import MAX_SEARCH_DEPTH, TraceSearch
+from runspan.storage.slowest import PER_DAY
 
 _v = runs_v.c
 _EPOCH = dt.date(1970, 1, 1)
@@ -139,29 +139,47 @@ class RunStore:
         return [_run(row) for row in self._fetch(query)]
 
     def _slowest(self, where: RunFilter, limit: int) -> list[Run]:
-        """The slowest runs, day by day, newest day first, each day's read from the index of
-        (start_day, duration_ms) above the slowest ``limit`` found so far: the runs' duration
-        index is by day first, so that writing a run never touches more than today's part."""
+        """The slowest runs matching ``where``, from ``slowest_runs`` (each day's slowest,
+        runspan.storage.slowest), then from ``runs`` for the days it cannot vouch for: a day
+        that holds its full hundred, whose floor (the least of them) is not below the slowest
+        ``limit`` found, may have matching runs it does not hold."""
+        s = slowest_runs.c
         conditions = [*where.conditions(), _v.duration_ms.is_not(None)]
-        first = None if where.since is None else where.since // DAY_NS
-        day: int | None = None if where.until is None else where.until // DAY_NS + 1
-        found: list[Any] = []
+        kept = (
+            select(runs_v)
+            .join(slowest_runs, and_(s.trace_id == _v.trace_id, s.span_id == _v.span_id))
+            .where(*conditions)
+            .order_by(s.duration_ms.desc())
+            .limit(limit)
+        )
+        floors = (
+            select(s.start_day, func.min(s.duration_ms).label("floor"))
+            .group_by(s.start_day)
+            .having(func.count() >= PER_DAY)
+        )
+        if where.since is not None:
+            floors = floors.where(s.start_day >= where.since // DAY_NS)
+        if where.until is not None:
+            floors = floors.where(s.start_day <= where.until // DAY_NS)
         try:
             with self.engine.connect() as connection:
-                while True:
-                    # The day before, among the days that have runs: a step down the index.
-                    earlier = select(func.max(runs_table.c.start_day))
-                    if day is not None:
-                        earlier = earlier.where(runs_table.c.start_day < day)
-                    day = connection.execute(earlier).scalar()
-                    if day is None or (first is not None and day < first):
-                        break
+                found: list[Any] = list(connection.execute(kept).mappings())
+                least = found[-1]["duration_ms"] if len(found) == limit else None
+                for day, floor in connection.execute(floors):
+                    if least is not None and floor < least:
+                        continue  # every run of that day slower than `least` is held
                     query = select(runs_v).where(*conditions, _v.start_day == day)
-                    if len(found) == limit:
-                        query = query.where(_v.duration_ms > found[-1]["duration_ms"])
+                    if least is not None:
+                        query = query.where(_v.duration_ms > least)
                     query = query.order_by(_v.duration_ms.desc()).limit(limit)
-                    found += connection.execute(query).mappings()
+                    seen = {(row["trace_id"], row["span_id"]) for row in found}
+                    found += [
+                        row
+                        for row in connection.execute(query).mappings()
+                        if (row["trace_id"], row["span_id"]) not in seen
+                    ]
                     found = sorted(found, key=lambda row: -row["duration_ms"])[:limit]
+                    least = found[-1]["duration_ms"] if len(found) == limit else None
         except DBAPIError as error:
             raise self._failure(error) from None
         return [_run(row) for row in found]

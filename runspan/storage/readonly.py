@@ -47,6 +47,7 @@ READ_OBJECTS = (
     "feedback",
     "feedback_v",
     "span_names",
+    "slowest_runs",
     "runspan_schema_version",
 )
 _WRITABLE = ("runs", "traces", "model_prices", "feedback")

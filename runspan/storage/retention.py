@@ -1,11 +1,9 @@
 """Keeping a run history to its age: what ``runspan prune`` and the writer's ``retention_days``
 both do.
 
-On PostgreSQL the days that are over go as whole partitions (a ``DROP TABLE`` each, however many
-runs they held); what is left, the traces older than the cutoff and the runs of theirs in the
-days kept (a trace that went on past midnight), is deleted in chunks, as everything is on
-SQLite. A chunk is one short transaction, so that pruning a large history never holds the write
-lock long enough to stall the apps writing to it.
+Whole traces go (a trace that started before the cutoff, with all its runs), a chunk of traces
+in one short transaction, so that pruning a large history never holds the write lock long
+enough to stall the apps writing to it.
 """
 
 from __future__ import annotations
@@ -17,21 +15,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, delete, select, text
+from sqlalchemy import Engine, delete, select
 
 from runspan.logs import RateLimitedLog
-from runspan.storage.partitions import days_around, drop_days_before, ensure_days, is_partitioned
-from runspan.storage.schema import DAY_NS, runs, traces
+from runspan.storage.schema import DAY_NS, runs, slowest_runs, traces
 
 RETENTION_DAYS_ENV = "RUNSPAN_RETENTION_DAYS"
 # Traces deleted per transaction.
 CHUNK_TRACES = 1000
-# How often the writer looks after its database (partitions ahead, retention).
+# How often the writer applies retention.
 UPKEEP_SECONDS = 3600.0
 # Chunks the writer deletes per visit: a backlog of old runs is worked off visit by visit,
 # between batches, instead of holding the writer from its queue.
 _CHUNKS_PER_VISIT = 20
-_LOCK_TIMEOUT_MS = 500
 
 logger = logging.getLogger("runspan")
 
@@ -43,18 +39,13 @@ class Removed:
     done: bool  # nothing older than the cutoff is left
 
 
-def remove_before(
-    engine: Engine, cutoff_ns: int, max_chunks: int | None = None, *, patient: bool = True
-) -> Removed:
-    """Remove every trace that started before ``cutoff_ns``, with its runs (whole days first,
-    where runs are partitioned); at most ``max_chunks`` chunks of the rest. Not ``patient``:
-    dropping a day waits at most a moment for the lock it needs (see :func:`impatient`)."""
+def remove_before(engine: Engine, cutoff_ns: int, max_chunks: int | None = None) -> Removed:
+    """Remove every trace that started before ``cutoff_ns``, with its runs; at most
+    ``max_chunks`` chunks of them."""
     removed_traces = removed_runs = chunks = 0
     with engine.begin() as connection:
-        if is_partitioned(connection):
-            if not patient:
-                impatient(connection)
-            removed_runs += drop_days_before(connection, cutoff_ns)
+        # A run that started before the cutoff is of a trace that did: it goes.
+        connection.execute(delete(slowest_runs).where(slowest_runs.c.start_ns < cutoff_ns))
     while max_chunks is None or chunks < max_chunks:
         chunks += 1
         with engine.begin() as connection:
@@ -73,6 +64,7 @@ def remove_before(
             removed_traces += connection.execute(
                 delete(traces).where(traces.c.trace_id.in_(chunk))
             ).rowcount
+            connection.execute(delete(slowest_runs).where(slowest_runs.c.trace_id.in_(chunk)))
     return Removed(removed_traces, removed_runs, done=False)
 
 
@@ -103,17 +95,10 @@ def retention_days_from(
     return float(raw)
 
 
-def impatient(connection: Connection) -> None:
-    """Making or dropping a partition locks all of ``runs``, and while it waits for a long
-    query to finish, every write and read queues behind it: the writer's tries give up after a
-    moment and come again at its next visit."""
-    connection.execute(text(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT_MS}ms'"))
-
-
 class Upkeep:
-    """What the writer does for its database now and then, in its own thread between batches:
-    on PostgreSQL, make the partitions of the days ahead; with ``retention_days``, remove what
-    is older. Never raises: a failure is logged and tried again at the next visit."""
+    """The writer's retention: now and then, in its own thread between batches, remove what is
+    older than ``retention_days``. Never raises: a failure is logged and tried again at the
+    next visit."""
 
     def __init__(
         self,
@@ -143,15 +128,10 @@ class Upkeep:
 
     def _visit(self, engine: Engine) -> bool:
         """One visit; ``False`` if old runs are still left to remove."""
-        now_ns = self._time_ns()
-        with engine.begin() as connection:
-            if is_partitioned(connection):
-                impatient(connection)
-                ensure_days(connection, days_around(now_ns))
         if self.retention_days is None:
             return True
-        cutoff = now_ns - int(self.retention_days * DAY_NS)
-        removed = remove_before(engine, cutoff, max_chunks=_CHUNKS_PER_VISIT, patient=False)
+        cutoff = self._time_ns() - int(self.retention_days * DAY_NS)
+        removed = remove_before(engine, cutoff, max_chunks=_CHUNKS_PER_VISIT)
         if removed.traces or removed.runs:
             logger.info(
                 "runspan: retention of %g days removed %d traces and %d runs",

@@ -11,7 +11,6 @@ This module serves the running code; each Alembic revision freezes its own copy 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import (
@@ -155,8 +154,6 @@ runs = Table(
     Index(None, "parent_run_id"),
     Index(None, "start_ns"),
     Index(None, "end_ns"),
-    # Revision 0008: by day first, so that new rows change only today's part of it.
-    Index(None, "start_day", "duration_ms"),
     Index(None, "name", "start_day", "status"),
     Index(None, "session_id"),
     Index(None, "user_id"),
@@ -168,26 +165,12 @@ runs = Table(
 _UNDECLARED_INDEXES = frozenset({"ix_runs_inputs_trgm"})
 
 
-# PostgreSQL's runs are partitioned by day from revision 0009 (runspan.storage.partitions):
-# the partitions, their indexes, and the partition key in the unique constraint are its own.
-_PARTITION = re.compile(r"^runs_(\d{8}|default)$")
-_PARTITION_KEYED = frozenset({"uq_runs_trace_id_span_id"})
-
-
 def declared(
     item: object, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
     """Alembic's ``include_object``: autogenerate compares what this module declares, and leaves
-    the indexes made outside it (and PostgreSQL's partitions of ``runs``) alone instead of
-    proposing to drop them."""
-    if type_ == "index" and name in _UNDECLARED_INDEXES:
-        return False
-    if type_ == "table" and name is not None and _PARTITION.match(name):
-        return False
-    table = getattr(item, "table", None)
-    if table is not None and _PARTITION.match(str(getattr(table, "name", ""))):
-        return False
-    return not (type_ == "unique_constraint" and name in _PARTITION_KEYED)
+    the indexes made outside it alone instead of proposing to drop them."""
+    return not (type_ == "index" and name in _UNDECLARED_INDEXES)
 
 
 def declare_partial_indexes() -> None:
@@ -223,6 +206,19 @@ span_names = Table(
     Column("service_name", Text, primary_key=True),
     Column("name", Text, primary_key=True),
     Column("span_kind", String(16), primary_key=True),
+)
+
+# Added by revision 0009: each UTC day's slowest runs (runspan.storage.slowest), kept by the
+# writer, which "slowest first" reads instead of an index of every run's duration.
+slowest_runs = Table(
+    "slowest_runs",
+    metadata,
+    Column("trace_id", String(32), primary_key=True),
+    Column("span_id", String(16), primary_key=True),
+    Column("start_day", BigInteger, nullable=False),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Index(None, "start_day", "duration_ms"),
 )
 
 model_prices = Table(

@@ -5,9 +5,9 @@ writer's time slices) between them: a statement or driver step per row gives up 
 and under a busy app waits up to a switch interval to get it back, while a whole batch at once
 holds the GIL for milliseconds. The steps: an idempotent upsert of the ``runs`` rows (the same
 span twice is one row, and a finished row is never turned back into a running one), the failed
-attempts a later attempt retried, the batch's span names (``span_names``), then the totals of
-every trace the batch touched, recomputed from ``runs`` so they are exact in whatever order
-spans come.
+attempts a later attempt retried, the batch's span names (``span_names``) and slowest runs
+(``slowest_runs``), then the totals of every trace the batch touched, recomputed from ``runs``
+so they are exact in whatever order spans come.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from runspan.storage.prices import copy_prices_of
 from runspan.storage.retries import mark_retried
 from runspan.storage.rows import COLUMNS, RowValues, encode_json
 from runspan.storage.schema import runs, traces
+from runspan.storage.slowest import note_slowest
 
 # Trace ids per statement when totals are recomputed, under every database's parameter limit.
 _TRACE_CHUNK = 500
@@ -247,7 +248,7 @@ def _pg_runs_upsert() -> str:
     return (
         f"INSERT INTO runs ({', '.join(COLUMNS)}) SELECT {picked}"
         f" FROM json_to_recordset(%s::json) AS incoming ({record})"
-        f" ON CONFLICT (trace_id, span_id, start_ns) DO UPDATE SET {updates}"
+        f" ON CONFLICT (trace_id, span_id) DO UPDATE SET {updates}"
         " WHERE runs.status = 'running'"
     )
 
@@ -328,6 +329,7 @@ def write_rows(
     mark_retried(connection, rows)
     _price_new_models(connection, rows)
     _record_span_names(connection, rows)
+    note_slowest(connection, rows)
     touched = sorted({row["trace_id"] for row in rows})
     for start in range(0, len(touched), _TRACE_CHUNK):
         pause()

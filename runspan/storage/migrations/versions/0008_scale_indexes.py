@@ -1,10 +1,9 @@
-"""Indexes for tens of millions of runs: slowest runs found day by day, and span names in a table
-of their own
+"""Indexes for tens of millions of runs: no index of every run's duration, and span names in a
+table of their own
 
-- ``ix_runs_duration_ms`` goes: a run's duration is random, so each new row dirtied a random leaf
-  of it, and the writer's cost per span grew with the table. ``ix_runs_start_day_duration_ms``
-  takes its place: today's rows change only today's part of it, and "slowest first" reads each
-  day's slowest from it (runspan.storage.queries).
+- ``ix_runs_duration_ms`` goes: a run's duration is random, so each new row went into the middle
+  of it, and the writer's cost per span grew with the table. Revision 0009's ``slowest_runs``
+  answers "slowest first" instead.
 - ``span_names``: each (service, name, span kind) once, written by the writer, so that what
   Jaeger asks first (services, operations) reads a small table instead of every run.
 
@@ -26,7 +25,6 @@ depends_on = None
 
 def upgrade() -> None:
     op.drop_index("ix_runs_duration_ms", table_name="runs")
-    op.create_index("ix_runs_start_day_duration_ms", "runs", ["start_day", "duration_ms"])
     op.create_table(
         "span_names",
         sa.Column("service_name", sa.Text(), nullable=False),
@@ -55,5 +53,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("span_names")
-    op.drop_index("ix_runs_start_day_duration_ms", table_name="runs")
     op.create_index("ix_runs_duration_ms", "runs", ["duration_ms"])

@@ -1,0 +1,68 @@
+"""Each UTC day's slowest runs, in ``slowest_runs``: what "slowest first" reads.
+
+An index of every run's duration takes each new run in the middle of a b-tree of millions, which
+made the writer's cost per span grow half as much again by ten million runs. The writer instead
+keeps, per day, the runs at least as slow as the day's ``PER_DAY``-th slowest (ties kept): once
+a day has its hundred, a run enters only if it is slower than all but 99 of them, so after the
+first minutes of a day the table hardly changes. Every run slower than a day's floor (the
+slowest it holds least) is in it; :meth:`RunStore.runs` relies on that to answer "slowest
+first" from it, scanning only the days whose floor a result does not clear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import groupby
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, text
+
+from runspan.storage.schema import DAY_NS
+
+if TYPE_CHECKING:  # the read side imports PER_DAY, and none of the writer's modules
+    from runspan.storage.rows import RowValues
+
+#: Runs kept a day.
+PER_DAY = 100
+
+_FLOOR = text(
+    "SELECT duration_ms FROM slowest_runs WHERE start_day = :day"
+    f" ORDER BY duration_ms DESC LIMIT 1 OFFSET {PER_DAY - 1}"
+)
+_ADD = text(
+    "INSERT INTO slowest_runs (trace_id, span_id, start_day, start_ns, duration_ms)"
+    " VALUES (:trace_id, :span_id, :day, :start_ns, :duration_ms)"
+    " ON CONFLICT (trace_id, span_id) DO UPDATE SET duration_ms = excluded.duration_ms"
+)
+_TRIM = text("DELETE FROM slowest_runs WHERE start_day = :day AND duration_ms < :floor")
+
+
+def note_slowest(connection: Connection, rows: Sequence[RowValues]) -> None:
+    """Add the finished runs among ``rows`` that are among their day's slowest, in the caller's
+    transaction, and let go of those no longer among them. One indexed read a day the batch
+    touches (a batch is nearly always of one day), and writes only for the slowest."""
+    finished = sorted(
+        (row for row in rows if row["duration_ms"] is not None and row["status"] != "running"),
+        key=lambda row: row["start_ns"],
+    )
+    for day, of_day in groupby(finished, key=lambda row: row["start_ns"] // DAY_NS):
+        floor = connection.execute(_FLOOR, {"day": day}).scalar()
+        chosen = [row for row in of_day if floor is None or row["duration_ms"] > floor]
+        if not chosen:
+            continue
+        connection.execute(
+            _ADD,
+            [
+                {
+                    "trace_id": row["trace_id"],
+                    "span_id": row["span_id"],
+                    "day": day,
+                    "start_ns": row["start_ns"],
+                    "duration_ms": row["duration_ms"],
+                }
+                for row in chosen
+            ],
+        )
+        floor = connection.execute(_FLOOR, {"day": day}).scalar()
+        if floor is not None:
+            connection.execute(_TRIM, {"day": day, "floor": floor})

@@ -1,0 +1,132 @@
+"""Slowest first from ``slowest_runs``: each day's slowest kept by the writer, and the answers of
+``runs --slowest`` the same as sorting every run, with any filter (both databases)."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from runspan.storage import RunFilter, RunStore, SqlSpanExporter
+from runspan.storage.maintenance import prune
+from runspan.storage.rows import COLUMNS
+from runspan.storage.schema import DAY_NS
+from runspan.storage.slowest import PER_DAY
+from runspan.storage.upsert import write_rows
+
+TODAY = time.time_ns() // DAY_NS
+
+
+def history(days: int = 3, per_day: int = 260, seed: int = 3) -> list[dict[str, Any]]:
+    """Roots of three names and two types, durations drawn at random, over ``days`` days."""
+    rng = random.Random(seed)
+    rows = []
+    for age in range(days):
+        for _ in range(per_day):
+            run_id = uuid.UUID(int=rng.getrandbits(128))
+            start = (TODAY - age) * DAY_NS + rng.randrange(DAY_NS - 10**9)
+            duration = round(rng.lognormvariate(5, 1.2), 3)
+            row = dict.fromkeys(COLUMNS)
+            row.update(
+                run_id=str(run_id),
+                trace_id=run_id.hex,
+                span_id=run_id.hex[:16],
+                service_name="svc",
+                name=rng.choice(["plan", "answer", "search"]),
+                run_type=rng.choice(["chain", "tool"]),
+                span_kind="internal",
+                status=rng.choice(["ok"] * 9 + ["error"]),
+                start_ns=start,
+                end_ns=start + int(duration * 1e6),
+                duration_ms=duration,
+                attributes="{}",
+            )
+            rows.append(row)
+    return rows
+
+
+@pytest.fixture
+def stored(database_url: str, read_url: str) -> tuple[str, str, list[dict[str, Any]]]:
+    rows = history()
+    SqlSpanExporter(database_url).shutdown()  # the schema
+    engine = create_engine(database_url)
+    for start in range(0, len(rows), 64):  # in the writer's batches
+        with engine.begin() as connection:
+            write_rows(connection, rows[start : start + 64])
+    engine.dispose()
+    return database_url, read_url, rows
+
+
+def brute_force(rows: list[dict[str, Any]], limit: int, **where: Any) -> list[str]:
+    since, until = where.pop("since", None), where.pop("until", None)
+    matching = [
+        row
+        for row in rows
+        if all(row[key] == value for key, value in where.items())
+        and (since is None or row["start_ns"] >= since)
+        and (until is None or row["start_ns"] < until)
+    ]
+    ranked = sorted(matching, key=lambda row: -row["duration_ms"])
+    return [row["run_id"] for row in ranked[:limit]]
+
+
+def test_the_writer_keeps_each_days_slowest(
+    stored: tuple[str, str, list[dict[str, Any]]],
+) -> None:
+    url, _, rows = stored
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        kept = connection.execute(
+            text("SELECT start_day, span_id FROM slowest_runs ORDER BY start_day")
+        ).all()
+    engine.dispose()
+    for age in range(3):
+        day = TODAY - age
+        of_day = sorted(
+            (row for row in rows if row["start_ns"] // DAY_NS == day),
+            key=lambda row: -row["duration_ms"],
+        )
+        expected = {row["span_id"] for row in of_day[:PER_DAY]}
+        assert {span for kept_day, span in kept if kept_day == day} == expected
+
+
+@pytest.mark.parametrize(
+    ("limit", "where"),
+    [
+        (20, {}),
+        (PER_DAY + 50, {}),  # more than a day holds: the days are read too
+        (10, {"name": "search"}),
+        (10, {"run_type": "tool", "status": "error"}),
+        (5, {"since": "today"}),
+        (5, {"until": "yesterday"}),
+    ],
+)
+def test_slowest_first_is_exact_with_any_filter(
+    stored: tuple[str, str, list[dict[str, Any]]], limit: int, where: dict[str, Any]
+) -> None:
+    _, read_url, rows = stored
+    bounds = {"today": TODAY * DAY_NS + 6 * 3600 * 10**9, "yesterday": (TODAY - 1) * DAY_NS}
+    where = {key: bounds.get(value, value) for key, value in where.items()}
+    with RunStore(read_url) as store:
+        found = store.runs(RunFilter(**where), limit=limit, order="slowest")
+    assert [run.run_id for run in found] == brute_force(rows, limit, **where)
+
+
+def test_prune_lets_go_of_the_slowest_of_pruned_days(
+    stored: tuple[str, str, list[dict[str, Any]]],
+) -> None:
+    url, read_url, rows = stored
+    prune(1.5 * 86_400, url, now_ns=TODAY * DAY_NS + DAY_NS // 2)
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        days = connection.execute(text("SELECT DISTINCT start_day FROM slowest_runs")).scalars()
+        assert set(days) == {TODAY, TODAY - 1}
+    engine.dispose()
+    kept = [row for row in rows if row["start_ns"] >= (TODAY - 1) * DAY_NS]
+    with RunStore(read_url) as store:
+        found = store.runs(limit=10, order="slowest")
+    assert [run.run_id for run in found] == brute_force(kept, 10)
