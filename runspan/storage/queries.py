@@ -59,6 +59,8 @@ from runspan.storage.search import MAX_SEARCH_DEPTH, TraceSearch
 from runspan.storage.slowest import PER_DAY
 
 _v = runs_v.c
+# Held slowest runs looked up at a time (under every database's parameter limit).
+_SLOWEST_PAGE = 500
 _EPOCH = dt.date(1970, 1, 1)
 _PERCENTILES = (50, 95, 99)
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -139,36 +141,57 @@ class RunStore:
         return [_run(row) for row in self._fetch(query)]
 
     def _slowest(self, where: RunFilter, limit: int) -> list[Run]:
-        """The slowest runs matching ``where``, from ``slowest_runs`` (each day's slowest,
-        runspan.storage.slowest), then from ``runs`` for the days it cannot vouch for: a day
-        that holds its full hundred, whose floor (the least of them) is not below the slowest
-        ``limit`` found, may have matching runs it does not hold."""
+        """The slowest runs matching ``where``, from ``slowest_runs`` (the slowest of each day
+        and run type, runspan.storage.slowest), then from ``runs`` for the groups it cannot
+        vouch for: a group that holds its full hundred, whose floor (the least of them) is not
+        below the slowest ``limit`` found, may have matching runs it does not hold."""
         s = slowest_runs.c
         conditions = [*where.conditions(), _v.duration_ms.is_not(None)]
-        kept = (
-            select(runs_v)
-            .join(slowest_runs, and_(s.trace_id == _v.trace_id, s.span_id == _v.span_id))
-            .where(*conditions)
-            .order_by(s.duration_ms.desc())
-            .limit(limit)
-        )
+        held = select(s.trace_id, s.span_id).order_by(s.duration_ms.desc())
         floors = (
-            select(s.start_day, func.min(s.duration_ms).label("floor"))
-            .group_by(s.start_day)
+            select(s.start_day, s.run_type, func.min(s.duration_ms).label("floor"))
+            .group_by(s.start_day, s.run_type)
             .having(func.count() >= PER_DAY)
         )
+        narrowing = []  # what the filter says of the groups that can hold a match
         if where.since is not None:
-            floors = floors.where(s.start_day >= where.since // DAY_NS)
+            narrowing.append(s.start_day >= where.since // DAY_NS)
         if where.until is not None:
-            floors = floors.where(s.start_day <= where.until // DAY_NS)
+            narrowing.append(s.start_day <= where.until // DAY_NS)
+        if where.run_type is not None:
+            narrowing.append(s.run_type == where.run_type)
+        if where.skip_types:
+            narrowing.append(s.run_type.not_in(where.skip_types))
+        held, floors = held.where(*narrowing), floors.where(*narrowing)
         try:
             with self.engine.connect() as connection:
-                found: list[Any] = list(connection.execute(kept).mappings())
+                # The held runs, slowest first, a page at a time, each page's runs looked up by
+                # trace id (a planner given the join may scan runs for the filter instead).
+                keys = [tuple(row) for row in connection.execute(held)]
+                found: list[Any] = []
+                for start in range(0, len(keys), _SLOWEST_PAGE):
+                    page = keys[start : start + _SLOWEST_PAGE]
+                    wanted = set(page)
+                    traces = sorted({trace for trace, _ in page})
+                    rows = connection.execute(
+                        select(runs_v).where(_v.trace_id.in_(traces), *conditions)
+                    ).mappings()
+                    found += [row for row in rows if (row["trace_id"], row["span_id"]) in wanted]
+                    if len(found) >= limit:
+                        break
+                found = sorted(found, key=lambda row: -row["duration_ms"])[:limit]
                 least = found[-1]["duration_ms"] if len(found) == limit else None
-                for day, floor in connection.execute(floors):
+                for day, run_type, floor in connection.execute(floors):
                     if least is not None and floor < least:
-                        continue  # every run of that day slower than `least` is held
-                    query = select(runs_v).where(*conditions, _v.start_day == day)
+                        continue  # every run of that group slower than `least` is held
+                    # A range of start_ns rather than start_day: with --since, the planner then
+                    # reads the start time index over the tighter of the two ranges.
+                    group = (
+                        _v.start_ns >= day * DAY_NS,
+                        _v.start_ns < (day + 1) * DAY_NS,
+                        _v.run_type == run_type if run_type else _v.run_type.is_(None),
+                    )
+                    query = select(runs_v).where(*conditions, *group)
                     if least is not None:
                         query = query.where(_v.duration_ms > least)
                     query = query.order_by(_v.duration_ms.desc()).limit(limit)

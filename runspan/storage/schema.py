@@ -208,17 +208,19 @@ span_names = Table(
     Column("span_kind", String(16), primary_key=True),
 )
 
-# Added by revision 0009: each UTC day's slowest runs (runspan.storage.slowest), kept by the
-# writer, which "slowest first" reads instead of an index of every run's duration.
+# Added by revision 0009: the slowest runs of each UTC day and run type ('' for other spans)
+# (runspan.storage.slowest), kept by the writer, which "slowest first" reads instead of an index
+# of every run's duration.
 slowest_runs = Table(
     "slowest_runs",
     metadata,
     Column("trace_id", String(32), primary_key=True),
     Column("span_id", String(16), primary_key=True),
     Column("start_day", BigInteger, nullable=False),
+    Column("run_type", String(32), nullable=False),
     Column("start_ns", BigInteger, nullable=False),
     Column("duration_ms", Float, nullable=False),
-    Index(None, "start_day", "duration_ms"),
+    Index(None, "start_day", "run_type", "duration_ms"),
 )
 
 model_prices = Table(

@@ -1,12 +1,13 @@
-"""Each UTC day's slowest runs, in ``slowest_runs``: what "slowest first" reads.
+"""The slowest runs of each UTC day and run type, in ``slowest_runs``: what "slowest first"
+reads.
 
 An index of every run's duration takes each new run in the middle of a b-tree of millions, which
 made the writer's cost per span grow half as much again by ten million runs. The writer instead
-keeps, per day, the runs at least as slow as the day's ``PER_DAY``-th slowest (ties kept): once
-a day has its hundred, a run enters only if it is slower than all but 99 of them, so after the
-first minutes of a day the table hardly changes. Every run slower than a day's floor (the
-slowest it holds least) is in it; :meth:`RunStore.runs` relies on that to answer "slowest
-first" from it, scanning only the days whose floor a result does not clear.
+keeps, per day and run type, the runs at least as slow as the group's ``PER_DAY``-th slowest
+(ties kept): once a group has its hundred, a run enters only if it is slower than all but 99 of
+them, so after the first minutes of a day the table hardly changes. Every run slower than its
+group's floor (the least it holds) is in it; :meth:`RunStore.runs` relies on that to answer
+"slowest first" from it, scanning only the groups whose floor a result does not clear.
 """
 
 from __future__ import annotations
@@ -22,32 +23,38 @@ from runspan.storage.schema import DAY_NS
 if TYPE_CHECKING:  # the read side imports PER_DAY, and none of the writer's modules
     from runspan.storage.rows import RowValues
 
-#: Runs kept a day.
+#: Runs kept a day and run type.
 PER_DAY = 100
 
+_GROUP = "start_day = :day AND run_type = :run_type"
 _FLOOR = text(
-    "SELECT duration_ms FROM slowest_runs WHERE start_day = :day"
+    f"SELECT duration_ms FROM slowest_runs WHERE {_GROUP}"
     f" ORDER BY duration_ms DESC LIMIT 1 OFFSET {PER_DAY - 1}"
 )
 _ADD = text(
-    "INSERT INTO slowest_runs (trace_id, span_id, start_day, start_ns, duration_ms)"
-    " VALUES (:trace_id, :span_id, :day, :start_ns, :duration_ms)"
+    "INSERT INTO slowest_runs (trace_id, span_id, start_day, run_type, start_ns, duration_ms)"
+    " VALUES (:trace_id, :span_id, :day, :run_type, :start_ns, :duration_ms)"
     " ON CONFLICT (trace_id, span_id) DO UPDATE SET duration_ms = excluded.duration_ms"
 )
-_TRIM = text("DELETE FROM slowest_runs WHERE start_day = :day AND duration_ms < :floor")
+_TRIM = text(f"DELETE FROM slowest_runs WHERE {_GROUP} AND duration_ms < :floor")
+
+
+def _group(row: RowValues) -> tuple[int, str]:
+    return row["start_ns"] // DAY_NS, row["run_type"] or ""
 
 
 def note_slowest(connection: Connection, rows: Sequence[RowValues]) -> None:
-    """Add the finished runs among ``rows`` that are among their day's slowest, in the caller's
-    transaction, and let go of those no longer among them. One indexed read a day the batch
-    touches (a batch is nearly always of one day), and writes only for the slowest."""
+    """Add the finished runs among ``rows`` that are among the slowest of their day and type, in
+    the caller's transaction, and let go of those no longer among them. One indexed read per
+    day and run type the batch holds, and writes only for the slowest."""
     finished = sorted(
         (row for row in rows if row["duration_ms"] is not None and row["status"] != "running"),
-        key=lambda row: row["start_ns"],
+        key=_group,
     )
-    for day, of_day in groupby(finished, key=lambda row: row["start_ns"] // DAY_NS):
-        floor = connection.execute(_FLOOR, {"day": day}).scalar()
-        chosen = [row for row in of_day if floor is None or row["duration_ms"] > floor]
+    for (day, run_type), of_group in groupby(finished, key=_group):
+        group = {"day": day, "run_type": run_type}
+        floor = connection.execute(_FLOOR, group).scalar()
+        chosen = [row for row in of_group if floor is None or row["duration_ms"] > floor]
         if not chosen:
             continue
         connection.execute(
@@ -56,13 +63,13 @@ def note_slowest(connection: Connection, rows: Sequence[RowValues]) -> None:
                 {
                     "trace_id": row["trace_id"],
                     "span_id": row["span_id"],
-                    "day": day,
+                    **group,
                     "start_ns": row["start_ns"],
                     "duration_ms": row["duration_ms"],
                 }
                 for row in chosen
             ],
         )
-        floor = connection.execute(_FLOOR, {"day": day}).scalar()
+        floor = connection.execute(_FLOOR, group).scalar()
         if floor is not None:
-            connection.execute(_TRIM, {"day": day, "floor": floor})
+            connection.execute(_TRIM, {**group, "floor": floor})

@@ -21,7 +21,7 @@ from runspan.storage.upsert import write_rows
 TODAY = time.time_ns() // DAY_NS
 
 
-def history(days: int = 3, per_day: int = 260, seed: int = 3) -> list[dict[str, Any]]:
+def history(days: int = 3, per_day: int = 300, seed: int = 3) -> list[dict[str, Any]]:
     """Roots of three names and two types, durations drawn at random, over ``days`` days."""
     rng = random.Random(seed)
     rows = []
@@ -63,10 +63,12 @@ def stored(database_url: str, read_url: str) -> tuple[str, str, list[dict[str, A
 
 def brute_force(rows: list[dict[str, Any]], limit: int, **where: Any) -> list[str]:
     since, until = where.pop("since", None), where.pop("until", None)
+    skipped = where.pop("skip_types", ())
     matching = [
         row
         for row in rows
         if all(row[key] == value for key, value in where.items())
+        and row["run_type"] not in skipped
         and (since is None or row["start_ns"] >= since)
         and (until is None or row["start_ns"] < until)
     ]
@@ -74,24 +76,26 @@ def brute_force(rows: list[dict[str, Any]], limit: int, **where: Any) -> list[st
     return [row["run_id"] for row in ranked[:limit]]
 
 
-def test_the_writer_keeps_each_days_slowest(
+def test_the_writer_keeps_the_slowest_of_each_day_and_run_type(
     stored: tuple[str, str, list[dict[str, Any]]],
 ) -> None:
     url, _, rows = stored
     engine = create_engine(url)
+    held: dict[tuple[int, str], set[str]] = {}
     with engine.connect() as connection:
-        kept = connection.execute(
-            text("SELECT start_day, span_id FROM slowest_runs ORDER BY start_day")
-        ).all()
+        for day, run_type, span in connection.execute(
+            text("SELECT start_day, run_type, span_id FROM slowest_runs")
+        ):
+            held.setdefault((day, run_type), set()).add(span)
     engine.dispose()
-    for age in range(3):
-        day = TODAY - age
-        of_day = sorted(
-            (row for row in rows if row["start_ns"] // DAY_NS == day),
+    assert len(held) == 6  # three days, two types
+    for (day, run_type), spans in held.items():
+        of_group = sorted(
+            (r for r in rows if r["start_ns"] // DAY_NS == day and r["run_type"] == run_type),
             key=lambda row: -row["duration_ms"],
         )
-        expected = {row["span_id"] for row in of_day[:PER_DAY]}
-        assert {span for kept_day, span in kept if kept_day == day} == expected
+        assert len(of_group) > PER_DAY  # so that the writer had to choose
+        assert spans == {row["span_id"] for row in of_group[:PER_DAY]}
 
 
 @pytest.mark.parametrize(
@@ -101,6 +105,8 @@ def test_the_writer_keeps_each_days_slowest(
         (PER_DAY + 50, {}),  # more than a day holds: the days are read too
         (10, {"name": "search"}),
         (10, {"run_type": "tool", "status": "error"}),
+        (PER_DAY + 20, {"run_type": "chain"}),
+        (10, {"skip_types": ("chain",)}),
         (5, {"since": "today"}),
         (5, {"until": "yesterday"}),
     ],
