@@ -26,6 +26,7 @@ from runspan.logs import RateLimitedLog, logger
 from runspan.storage.engine import create_writer_engine, database_url_from, described, safe_url
 from runspan.storage.errors import DatabaseUnavailable, SchemaError
 from runspan.storage.feedback import FeedbackRow, insert_feedback
+from runspan.storage.memo import WriterMemo
 from runspan.storage.migrate import upgrade
 from runspan.storage.open_spans import OpenSpans
 from runspan.storage.retention import Upkeep, retention_days_from
@@ -116,6 +117,8 @@ class SqlSpanExporter(SpanExporter):
         #: Pauses between steps of a batch, so that writing never stalls the app's threads.
         self.slices = TimeSlices()
         #: Retention (``retention_days``), applied now and then between batches.
+        # What the database holds that batches need not write again (names, slowest floors).
+        self._memo = WriterMemo()
         self.upkeep = Upkeep(
             retention_days if retention_days is None else retention_days_from(retention_days)
         )
@@ -210,6 +213,7 @@ class SqlSpanExporter(SpanExporter):
         if not self._pending:
             return True
         rows = list(self._pending.values())
+        self._memo.forget_staged()
         try:
             self._prepare()
             self.upkeep.visit_if_due(self.engine)
@@ -219,7 +223,9 @@ class SqlSpanExporter(SpanExporter):
                     rows,
                     self.slices.pause_if_due,
                     catching_up=self.slices.behind(),
+                    memo=self._memo,
                 )
+            self._memo.committed()
         except SchemaError as error:
             self._pending.clear()
             self._dropped += len(rows)

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, text
 from runspan.storage.schema import DAY_NS
 
 if TYPE_CHECKING:  # the read side imports PER_DAY, and none of the writer's modules
+    from runspan.storage.memo import WriterMemo
     from runspan.storage.rows import RowValues
 
 #: Runs kept a day and run type.
@@ -43,19 +44,27 @@ def _group(row: RowValues) -> tuple[int, str]:
     return row["start_ns"] // DAY_NS, row["run_type"] or ""
 
 
-def note_slowest(connection: Connection, rows: Sequence[RowValues]) -> None:
+def note_slowest(
+    connection: Connection, rows: Sequence[RowValues], memo: WriterMemo | None = None
+) -> None:
     """Add the finished runs among ``rows`` that are among the slowest of their day and type, in
-    the caller's transaction, and let go of those no longer among them. One indexed read per
-    day and run type the batch holds, and writes only for the slowest."""
+    the caller's transaction, and let go of those no longer among them. Writes only for the
+    slowest; reads a group's floor only when a run is above the one ``memo`` remembers."""
     finished = sorted(
         (row for row in rows if row["duration_ms"] is not None and row["status"] != "running"),
         key=_group,
     )
-    for (day, run_type), of_group in groupby(finished, key=_group):
-        group = {"day": day, "run_type": run_type}
+    for key, of_group in groupby(finished, key=_group):
+        runs = list(of_group)
+        known = memo.floors.get(key) if memo is not None else None
+        if known is not None and all(row["duration_ms"] <= known for row in runs):
+            continue  # none can enter: no statement at all
+        group = {"day": key[0], "run_type": key[1]}
         floor = connection.execute(_FLOOR, group).scalar()
-        chosen = [row for row in of_group if floor is None or row["duration_ms"] > floor]
+        chosen = [row for row in runs if floor is None or row["duration_ms"] > floor]
         if not chosen:
+            if memo is not None and floor is not None:
+                memo.stage_floor(key, floor)
             continue
         connection.execute(
             _ADD,
@@ -73,3 +82,5 @@ def note_slowest(connection: Connection, rows: Sequence[RowValues]) -> None:
         floor = connection.execute(_FLOOR, group).scalar()
         if floor is not None:
             connection.execute(_TRIM, {**group, "floor": floor})
+            if memo is not None:
+                memo.stage_floor(key, floor)

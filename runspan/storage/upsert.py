@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import Dialect
 
+from runspan.storage.memo import WriterMemo
 from runspan.storage.prices import copy_prices_of
 from runspan.storage.retries import mark_retried
 from runspan.storage.rows import COLUMNS, RowValues, encode_json
@@ -294,12 +295,17 @@ _SPAN_NAMES = text(
 )
 
 
-def _record_span_names(connection: Connection, rows: Sequence[RowValues]) -> None:
+def _record_span_names(
+    connection: Connection, rows: Sequence[RowValues], memo: WriterMemo | None
+) -> None:
     names = {
         (row["service_name"], row["name"], row["span_kind"])
         for row in rows
         if row["service_name"] is not None
     }
+    if memo is not None:
+        names -= memo.names
+        memo.stage_names(names)
     if names:
         connection.execute(
             _SPAN_NAMES,
@@ -313,10 +319,12 @@ def write_rows(
     pause: Callable[[], None] = _no_pause,
     *,
     catching_up: bool = False,
+    memo: WriterMemo | None = None,
 ) -> None:
     """Upsert ``rows`` into ``runs`` and refresh their traces, in the caller's transaction,
     calling ``pause`` between statements (where the writer may let the app run); in the fewest
-    statements when ``catching_up``."""
+    statements when ``catching_up``; skipping what ``memo`` says would change nothing (the
+    caller tells it when the transaction commits)."""
     if not rows:
         return
     if connection.dialect.name == "postgresql":
@@ -328,8 +336,8 @@ def write_rows(
     pause()
     mark_retried(connection, rows)
     _price_new_models(connection, rows)
-    _record_span_names(connection, rows)
-    note_slowest(connection, rows)
+    _record_span_names(connection, rows, memo)
+    note_slowest(connection, rows, memo)
     touched = sorted({row["trace_id"] for row in rows})
     for start in range(0, len(touched), _TRACE_CHUNK):
         pause()

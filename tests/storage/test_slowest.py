@@ -9,10 +9,11 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from runspan.storage import RunFilter, RunStore, SqlSpanExporter
 from runspan.storage.maintenance import prune
+from runspan.storage.memo import WriterMemo
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import DAY_NS
 from runspan.storage.slowest import PER_DAY
@@ -54,9 +55,11 @@ def stored(database_url: str, read_url: str) -> tuple[str, str, list[dict[str, A
     rows = history()
     SqlSpanExporter(database_url).shutdown()  # the schema
     engine = create_engine(database_url)
+    memo = WriterMemo()  # as the writer does: statements that would change nothing skipped
     for start in range(0, len(rows), 64):  # in the writer's batches
         with engine.begin() as connection:
-            write_rows(connection, rows[start : start + 64])
+            write_rows(connection, rows[start : start + 64], memo=memo)
+        memo.committed()
     engine.dispose()
     return database_url, read_url, rows
 
@@ -136,3 +139,34 @@ def test_prune_lets_go_of_the_slowest_of_pruned_days(
     with RunStore(read_url) as store:
         found = store.runs(limit=10, order="slowest")
     assert [run.run_id for run in found] == brute_force(kept, 10)
+
+
+def test_what_the_writer_knows_it_does_not_write_again(database_url: str) -> None:
+    """Once a batch committed, the next batch of the same names and of runs faster than their
+    day's floor runs no statement for span names or slowest runs; a batch rolled back teaches
+    nothing (its names are written by the next)."""
+    rows = history(days=1, per_day=400)
+    SqlSpanExporter(database_url).shutdown()
+    engine = create_engine(database_url)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    memo = WriterMemo()
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        write_rows(connection, rows[:64], memo=memo)
+        transaction.rollback()
+    memo.forget_staged()
+    assert memo.names == set()
+    for start in range(0, 320, 64):
+        with engine.begin() as connection:
+            write_rows(connection, rows[start : start + 64], memo=memo)
+        memo.committed()
+    fast = [dict(row, duration_ms=0.001) for row in history(days=1, per_day=64, seed=9)]
+    statements.clear()
+    with engine.begin() as connection:
+        write_rows(connection, fast, memo=memo)
+    engine.dispose()
+    assert not [sql for sql in statements if "span_names" in sql or "slowest_runs" in sql]
+    with RunStore(database_url) as store:
+        assert store.services() == ["svc"]
+        assert {name for name, _ in store.operations("svc")} == {"plan", "answer", "search"}
