@@ -8,6 +8,7 @@ parameter.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import sqlite3
 import uuid
@@ -147,7 +148,7 @@ class RunStore:
         below the slowest ``limit`` found, may have matching runs it does not hold."""
         s = slowest_runs.c
         conditions = [*where.conditions(), _v.duration_ms.is_not(None)]
-        held = select(s.trace_id, s.span_id).order_by(s.duration_ms.desc())
+        held = select(s.trace_id, s.span_id).order_by(s.duration_ms.desc(), s.trace_id, s.span_id)
         floors = (
             select(s.start_day, s.run_type, func.min(s.duration_ms).label("floor"))
             .group_by(s.start_day, s.run_type)
@@ -162,22 +163,30 @@ class RunStore:
             narrowing.append(s.run_type == where.run_type)
         if where.skip_types:
             narrowing.append(s.run_type.not_in(where.skip_types))
+        if where.model is not None:  # only model calls have a model (as llm_calls has them)
+            narrowing.append(s.run_type.in_(("llm", "")))
         held, floors = held.where(*narrowing), floors.where(*narrowing)
         try:
             with self.engine.connect() as connection:
                 # The held runs, slowest first, a page at a time, each page's runs looked up by
                 # trace id (a planner given the join may scan runs for the filter instead).
-                keys = [tuple(row) for row in connection.execute(held)]
                 found: list[Any] = []
-                for start in range(0, len(keys), _SLOWEST_PAGE):
-                    page = keys[start : start + _SLOWEST_PAGE]
+                for start in itertools.count(0, _SLOWEST_PAGE):
+                    page = [
+                        (trace, span)
+                        for trace, span in connection.execute(
+                            held.limit(_SLOWEST_PAGE).offset(start)
+                        )
+                    ]
+                    if not page:
+                        break
                     wanted = set(page)
                     traces = sorted({trace for trace, _ in page})
                     rows = connection.execute(
                         select(runs_v).where(_v.trace_id.in_(traces), *conditions)
                     ).mappings()
                     found += [row for row in rows if (row["trace_id"], row["span_id"]) in wanted]
-                    if len(found) >= limit:
+                    if len(found) >= limit or len(page) < _SLOWEST_PAGE:
                         break
                 found = sorted(found, key=lambda row: -row["duration_ms"])[:limit]
                 least = found[-1]["duration_ms"] if len(found) == limit else None

@@ -22,7 +22,7 @@ from runspan.storage.upsert import write_rows
 TODAY = time.time_ns() // DAY_NS
 
 
-def history(days: int = 3, per_day: int = 300, seed: int = 3) -> list[dict[str, Any]]:
+def history(days: int = 3, per_day: int = 450, seed: int = 3) -> list[dict[str, Any]]:
     """Roots of three names and two types, durations drawn at random, over ``days`` days."""
     rng = random.Random(seed)
     rows = []
@@ -31,6 +31,7 @@ def history(days: int = 3, per_day: int = 300, seed: int = 3) -> list[dict[str, 
             run_id = uuid.UUID(int=rng.getrandbits(128))
             start = (TODAY - age) * DAY_NS + rng.randrange(DAY_NS - 10**9)
             duration = round(rng.lognormvariate(5, 1.2), 3)
+            run_type = rng.choice(["chain", "tool", "llm"])
             row = dict.fromkeys(COLUMNS)
             row.update(
                 run_id=str(run_id),
@@ -38,7 +39,8 @@ def history(days: int = 3, per_day: int = 300, seed: int = 3) -> list[dict[str, 
                 span_id=run_id.hex[:16],
                 service_name="svc",
                 name=rng.choice(["plan", "answer", "search"]),
-                run_type=rng.choice(["chain", "tool"]),
+                run_type=run_type,
+                model_name=rng.choice(["gpt-4o", "claude"]) if run_type == "llm" else None,
                 span_kind="internal",
                 status=rng.choice(["ok"] * 9 + ["error"]),
                 start_ns=start,
@@ -91,7 +93,7 @@ def test_the_writer_keeps_the_slowest_of_each_day_and_run_type(
         ):
             held.setdefault((day, run_type), set()).add(span)
     engine.dispose()
-    assert len(held) == 6  # three days, two types
+    assert len(held) == 9  # three days, three types
     for (day, run_type), spans in held.items():
         of_group = sorted(
             (r for r in rows if r["start_ns"] // DAY_NS == day and r["run_type"] == run_type),
@@ -110,6 +112,7 @@ def test_the_writer_keeps_the_slowest_of_each_day_and_run_type(
         (10, {"run_type": "tool", "status": "error"}),
         (PER_DAY + 20, {"run_type": "chain"}),
         (10, {"skip_types": ("chain",)}),
+        (10, {"model_name": "gpt-4o"}),
         (5, {"since": "today"}),
         (5, {"until": "yesterday"}),
     ],
@@ -120,8 +123,9 @@ def test_slowest_first_is_exact_with_any_filter(
     _, read_url, rows = stored
     bounds = {"today": TODAY * DAY_NS + 6 * 3600 * 10**9, "yesterday": (TODAY - 1) * DAY_NS}
     where = {key: bounds.get(value, value) for key, value in where.items()}
+    filters = {"model" if key == "model_name" else key: value for key, value in where.items()}
     with RunStore(read_url) as store:
-        found = store.runs(RunFilter(**where), limit=limit, order="slowest")
+        found = store.runs(RunFilter(**filters), limit=limit, order="slowest")
     assert [run.run_id for run in found] == brute_force(rows, limit, **where)
 
 
