@@ -38,7 +38,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from sqlalchemy import create_engine, text
-from storage import chain_spans
+from storage import chain_spans, write_throughput
 
 from runspan.storage import RunFilter, RunStore, SqlSpanExporter
 from runspan.storage.rows import COLUMNS
@@ -151,17 +151,7 @@ def load(url: str, total: int, days: int, now_ns: int) -> tuple[str, float]:
 def write_cost_us(url: str, spans: list[ReadableSpan], batch: int = 64) -> float:
     """Microseconds of the writer a span, in batches as it writes them while keeping up, but
     without its pauses for the app (they are time given away, not cost)."""
-    exporter = SqlSpanExporter(url)
-    exporter.slices.behind = lambda: True  # no pauses
-    try:
-        exporter.export(spans[:batch])  # warm-up: connection, statement caches
-        rest = spans[batch:]
-        started = time.perf_counter()
-        for start in range(0, len(rest), batch):
-            exporter.export(rest[start : start + batch])
-        return (time.perf_counter() - started) / len(rest) * 1e6
-    finally:
-        exporter.shutdown()
+    return 1e6 / write_throughput(url, spans, batch, behind=True)
 
 
 def median_ms(read: Callable[[], Any], repeats: int = 5) -> float:

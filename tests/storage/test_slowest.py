@@ -9,15 +9,18 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, make_url, text
 
 from runspan.storage import RunFilter, RunStore, SqlSpanExporter
-from runspan.storage.maintenance import prune
+from runspan.storage.engine import create_writer_engine, database_url_from
+from runspan.storage.maintenance import prune, upgrade_database
 from runspan.storage.memo import WriterMemo
+from runspan.storage.migrate import upgrade
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import DAY_NS
 from runspan.storage.slowest import PER_DAY
 from runspan.storage.upsert import write_rows
+from runspan.testing import postgres as postgres_server
 
 TODAY = time.time_ns() // DAY_NS
 
@@ -174,3 +177,36 @@ def test_what_the_writer_knows_it_does_not_write_again(database_url: str) -> Non
     with RunStore(database_url) as store:
         assert store.services() == ["svc"]
         assert {name for name, _ in store.operations("svc")} == {"plan", "answer", "search"}
+
+
+def test_a_reader_made_before_reads_the_new_tables(postgres: Any) -> None:
+    """Revisions 0008 and 0009 grant their tables to the roles that could read runs, so a
+    reader made by an older `runspan db create-reader` still lists services and slowest runs."""
+    url = postgres_server.create_database(postgres.url)
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    try:
+        engine = create_writer_engine(database_url_from(url))
+        upgrade(engine, "0007")
+        engine.dispose()
+        admin = create_engine(make_url(postgres.url).set(database=make_url(url).database))
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD 'x'"))
+            connection.execute(
+                text(f"GRANT SELECT ON runs, traces, runs_v, runspan_schema_version TO {role}")
+            )
+        admin.dispose()
+        upgrade_database(url)
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            write_rows(connection, history(days=1, per_day=30))
+        engine.dispose()
+        reader = make_url(url).set(username=role, password="x")
+        with RunStore(reader.render_as_string(hide_password=False)) as store:
+            assert store.services() == ["svc"]
+            assert len(store.runs(limit=5, order="slowest")) == 5
+    finally:
+        postgres_server.drop_database(postgres.url, url)
+        admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()

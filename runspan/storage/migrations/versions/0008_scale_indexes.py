@@ -37,18 +37,24 @@ def upgrade() -> None:
         " SELECT DISTINCT service_name, name, span_kind FROM runs"
         " WHERE service_name IS NOT NULL"
     )
-    if op.get_bind().dialect.name == "postgresql":
-        # Roles that can read runs (runspan db create-reader's) may read span_names too.
-        readers = op.get_bind().execute(
-            sa.text(
-                "SELECT DISTINCT grantee FROM information_schema.role_table_grants"
-                " WHERE table_name = 'runs' AND privilege_type = 'SELECT'"
-                " AND grantee <> current_user"
-            )
+    grant_to_readers("span_names")
+
+
+def grant_to_readers(table: str) -> None:
+    """PostgreSQL: roles that can read runs (``runspan db create-reader``'s) may read ``table``
+    too."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    readers = op.get_bind().execute(
+        sa.text(
+            "SELECT DISTINCT grantee FROM information_schema.role_table_grants"
+            " WHERE table_name = 'runs' AND privilege_type = 'SELECT'"
+            " AND grantee <> current_user"
         )
-        for (role,) in readers:
-            quoted = '"' + str(role).replace('"', '""') + '"'
-            op.execute(f"GRANT SELECT ON span_names TO {quoted}")
+    )
+    for (role,) in readers:
+        quoted = '"' + str(role).replace('"', '""') + '"'
+        op.execute(f"GRANT SELECT ON {table} TO {quoted}")
 
 
 def downgrade() -> None:

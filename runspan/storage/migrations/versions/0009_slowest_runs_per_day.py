@@ -15,6 +15,8 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+import importlib
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -54,17 +56,8 @@ SELECT trace_id, span_id, start_day, run_type, start_ns, duration_ms FROM (
 ) AS ranked
 WHERE n <= {_PER_DAY}"""
     )
-    if op.get_bind().dialect.name == "postgresql":
-        readers = op.get_bind().execute(
-            sa.text(
-                "SELECT DISTINCT grantee FROM information_schema.role_table_grants"
-                " WHERE table_name = 'runs' AND privilege_type = 'SELECT'"
-                " AND grantee <> current_user"
-            )
-        )
-        for (role,) in readers:
-            quoted = '"' + str(role).replace('"', '""') + '"'
-            op.execute(f"GRANT SELECT ON slowest_runs TO {quoted}")
+    scale = importlib.import_module("runspan.storage.migrations.versions.0008_scale_indexes")
+    scale.grant_to_readers("slowest_runs")
 
 
 def downgrade() -> None:
