@@ -8,7 +8,6 @@ parameter.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import re
 import sqlite3
 import uuid
@@ -60,7 +59,7 @@ from runspan.storage.search import MAX_SEARCH_DEPTH, TraceSearch
 from runspan.storage.slowest import PER_DAY
 
 _v = runs_v.c
-# Held slowest runs looked up at a time (under every database's parameter limit).
+# The most held slowest runs looked up at a time (under every database's parameter limit).
 _SLOWEST_PAGE = 500
 _EPOCH = dt.date(1970, 1, 1)
 _PERCENTILES = (50, 95, 99)
@@ -171,12 +170,11 @@ class RunStore:
                 # The held runs, slowest first, a page at a time, each page's runs looked up by
                 # trace id (a planner given the join may scan runs for the filter instead).
                 found: list[Any] = []
-                for start in itertools.count(0, _SLOWEST_PAGE):
+                start, size = 0, 2 * limit  # most often the first held runs are the answer
+                while True:
                     page = [
                         (trace, span)
-                        for trace, span in connection.execute(
-                            held.limit(_SLOWEST_PAGE).offset(start)
-                        )
+                        for trace, span in connection.execute(held.limit(size).offset(start))
                     ]
                     if not page:
                         break
@@ -186,8 +184,9 @@ class RunStore:
                         select(runs_v).where(_v.trace_id.in_(traces), *conditions)
                     ).mappings()
                     found += [row for row in rows if (row["trace_id"], row["span_id"]) in wanted]
-                    if len(found) >= limit or len(page) < _SLOWEST_PAGE:
+                    if len(found) >= limit or len(page) < size:
                         break
+                    start, size = start + size, min(2 * size, _SLOWEST_PAGE)
                 found = sorted(found, key=lambda row: -row["duration_ms"])[:limit]
                 least = found[-1]["duration_ms"] if len(found) == limit else None
                 for day, run_type, floor in connection.execute(floors):

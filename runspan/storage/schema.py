@@ -221,6 +221,7 @@ slowest_runs = Table(
     Column("start_ns", BigInteger, nullable=False),
     Column("duration_ms", Float, nullable=False),
     Index(None, "start_day", "run_type", "duration_ms"),
+    Index(None, "duration_ms"),
 )
 
 model_prices = Table(
