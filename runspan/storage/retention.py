@@ -8,16 +8,15 @@ enough to stall the apps writing to it.
 
 from __future__ import annotations
 
-import logging
+import math
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, select
 
-from runspan.logs import RateLimitedLog
+from runspan.logs import RateLimitedLog, logger
 from runspan.storage.schema import DAY_NS, runs, slowest_runs, traces
 
 RETENTION_DAYS_ENV = "RUNSPAN_RETENTION_DAYS"
@@ -28,8 +27,6 @@ UPKEEP_SECONDS = 3600.0
 # Chunks the writer deletes per visit: a backlog of old runs is worked off visit by visit,
 # between batches, instead of holding the writer from its queue.
 _CHUNKS_PER_VISIT = 20
-
-logger = logging.getLogger("runspan")
 
 
 @dataclass(frozen=True)
@@ -76,29 +73,32 @@ def retention_days_from(
     Raises:
         ValueError: not a positive number, naming the argument or the variable.
     """
-    source, raw = "retention_days", given
+    shown: object
     if given is None:
-        text = environ.get(RETENTION_DAYS_ENV, "").strip()
-        if not text:
+        raw = environ.get(RETENTION_DAYS_ENV, "").strip()
+        if not raw:
             return None
-        source = RETENTION_DAYS_ENV
+        source, shown = RETENTION_DAYS_ENV, raw
         try:
-            raw = float(text)
+            days = float(raw)
         except ValueError:
-            raw = None
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not raw > 0:
-        shown = given if given is not None else environ.get(RETENTION_DAYS_ENV)
+            days = math.nan
+    else:
+        source, shown = "retention_days", given
+        numeric = isinstance(given, int | float) and not isinstance(given, bool)
+        days = float(given) if numeric else math.nan
+    if not 0 < days < math.inf:
         raise ValueError(
             f"{source}={shown!r}: use a positive number of days (runs older are deleted by the"
             " writer), or leave it unset to keep every run"
         )
-    return float(raw)
+    return days
 
 
 class Upkeep:
-    """The writer's retention: now and then, in its own thread between batches, remove what is
-    older than ``retention_days``. Never raises: a failure is logged and tried again at the
-    next visit."""
+    """The writer's retention: now and then, in its own thread between batches (under the
+    writer's lock), remove what is older than ``retention_days``. Never raises: a failure is
+    logged and tried again at the next visit."""
 
     def __init__(
         self,
@@ -110,26 +110,22 @@ class Upkeep:
         self.retention_days = retention_days
         self._monotonic, self._time_ns = monotonic, time_ns
         self._next = 0.0
-        self._lock = threading.Lock()
         self._log = RateLimitedLog(interval=3600.0)
 
     def visit_if_due(self, engine: Engine) -> None:
         now = self._monotonic()
-        if now < self._next or not self._lock.acquire(blocking=False):
+        if self.retention_days is None or now < self._next:
             return
+        self._next = now + UPKEEP_SECONDS
         try:
-            self._next = now + UPKEEP_SECONDS
             if not self._visit(engine):
                 self._next = now + 1.0  # more to remove: soon again, a chunk at a time
         except Exception:
-            self._log.exception("upkeep", "runspan: could not look after the database")
-        finally:
-            self._lock.release()
+            self._log.exception("upkeep", "runspan: could not apply retention_days")
 
     def _visit(self, engine: Engine) -> bool:
         """One visit; ``False`` if old runs are still left to remove."""
-        if self.retention_days is None:
-            return True
+        assert self.retention_days is not None
         cutoff = self._time_ns() - int(self.retention_days * DAY_NS)
         removed = remove_before(engine, cutoff, max_chunks=_CHUNKS_PER_VISIT)
         if removed.traces or removed.runs:

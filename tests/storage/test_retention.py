@@ -120,7 +120,7 @@ def test_upkeep_visits_once_an_hour_and_again_soon_while_old_runs_are_left(
     engine.dispose()
 
 
-@pytest.mark.parametrize("bad", ["0", "-3", "a week", "nan"])
+@pytest.mark.parametrize("bad", ["0", "-3", "a week", "nan", "inf"])
 def test_bad_retention_is_refused_naming_the_variable(bad: str) -> None:
     with pytest.raises(ValueError, match=RETENTION_DAYS_ENV):
         retention_days_from(None, environ={RETENTION_DAYS_ENV: bad})
