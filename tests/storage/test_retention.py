@@ -101,17 +101,18 @@ def test_the_writer_applies_retention_days(database_url: str) -> None:
 
 
 def test_upkeep_visits_once_an_hour_and_again_soon_while_old_runs_are_left(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("runspan.storage.retention.CHUNK_TRACES", 10)
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    write(url, *[trace_rows(NOW - 3 * DAY_NS + i) for i in range(25_000)])
+    write(url, *[trace_rows(NOW - 3 * DAY_NS + i) for i in range(250)])
     clock = [0.0]
     upkeep = Upkeep(1, monotonic=lambda: clock[0])
     engine = create_writer_engine(database_url_from(url))
-    upkeep.visit_if_due(engine)  # 20 chunks of 1,000: 5,000 traces are left
-    assert count(url, "SELECT count(*) FROM traces") == 5000
+    upkeep.visit_if_due(engine)  # 20 chunks of 10: 50 traces are left
+    assert count(url, "SELECT count(*) FROM traces") == 50
     upkeep.visit_if_due(engine)  # not due yet
-    assert count(url, "SELECT count(*) FROM traces") == 5000
+    assert count(url, "SELECT count(*) FROM traces") == 50
     clock[0] = 1.5
     upkeep.visit_if_due(engine)
     assert count(url, "SELECT count(*) FROM traces") == 0
