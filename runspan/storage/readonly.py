@@ -48,6 +48,10 @@ READ_OBJECTS = (
     "feedback_v",
     "span_names",
     "slowest_runs",
+    "runs_daily",
+    "runs_hourly",
+    "rolled_days",
+    "rolled_hours",
     "runspan_schema_version",
 )
 _WRITABLE = ("runs", "traces", "model_prices", "feedback")

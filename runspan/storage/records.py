@@ -198,10 +198,7 @@ class RunFilter:
         if self.max_duration_ms is not None:
             where.append(_v.duration_ms <= self.max_duration_ms)
         if self.model is not None:
-            # Providers answer with dated names: the requested name, "-" and a date (OpenAI's
-            # -2024-07-18, Anthropic's -20241022). "-20" keeps gpt-4o from finding gpt-4o-mini.
-            dated = like_pattern(self.model).removeprefix("%").removesuffix("%") + "-20%"
-            where.append((_v.model_name == self.model) | _v.model_name.like(dated, escape="\\"))
+            where.append(model_matches(_v.model_name, self.model))
         for tag in self.tags():
             where.append(json_array_contains(_v.tags, literal(tag, Text())))
         for key, value in self.metadata_pairs():
@@ -223,6 +220,14 @@ class RunFilter:
         if self.user is not None:
             where.append(_v.user_id == self.user)
         return where
+
+
+def model_matches(column: Any, model: str) -> Any:
+    """``column`` names ``model``, or a dated name of it."""
+    # Providers answer with dated names: the requested name, "-" and a date (OpenAI's
+    # -2024-07-18, Anthropic's -20241022). "-20" keeps gpt-4o from finding gpt-4o-mini.
+    dated = like_pattern(model).removeprefix("%").removesuffix("%") + "-20%"
+    return (column == model) | column.like(dated, escape="\\")
 
 
 @dataclass(frozen=True)

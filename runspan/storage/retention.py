@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, select
 
 from runspan.logs import RateLimitedLog, logger
+from runspan.storage.rollups import Rollups, forget_before, mark_stale
 from runspan.storage.schema import DAY_NS, runs, slowest_runs, traces
 
 RETENTION_DAYS_ENV = "RUNSPAN_RETENTION_DAYS"
 # Traces deleted per transaction.
 CHUNK_TRACES = 1000
-# How often the writer applies retention.
+# How often the writer applies retention, and looks for days to roll up.
 UPKEEP_SECONDS = 3600.0
+ROLLUP_SECONDS = 300.0
 # Chunks the writer deletes per visit: a backlog of old runs is worked off visit by visit,
 # between batches, instead of holding the writer from its queue.
 _CHUNKS_PER_VISIT = 20
@@ -38,11 +40,13 @@ class Removed:
 
 def remove_before(engine: Engine, cutoff_ns: int, max_chunks: int | None = None) -> Removed:
     """Remove every trace that started before ``cutoff_ns``, with its runs; at most
-    ``max_chunks`` chunks of them."""
+    ``max_chunks`` chunks of them. Days and hours left with fewer runs are rolled up again."""
     removed_traces = removed_runs = chunks = 0
     with engine.begin() as connection:
         # A run that started before the cutoff is of a trace that did: it goes.
         connection.execute(delete(slowest_runs).where(slowest_runs.c.start_ns < cutoff_ns))
+        # So do the rollups of the days and hours before it.
+        forget_before(connection, cutoff_ns)
     while max_chunks is None or chunks < max_chunks:
         chunks += 1
         with engine.begin() as connection:
@@ -54,7 +58,16 @@ def remove_before(engine: Engine, cutoff_ns: int, max_chunks: int | None = None)
                 ).scalars()
             )
             if not chunk:
+                forget_before(connection, cutoff_ns)  # rolled up again meanwhile
                 return Removed(removed_traces, removed_runs, done=True)
+            # The day and hour of the cutoff lose the runs before it; later ones, those of
+            # traces that began before it.
+            changed = connection.execute(
+                select(runs.c.start_ns).where(
+                    runs.c.trace_id.in_(chunk), runs.c.start_ns >= cutoff_ns
+                )
+            ).scalars()
+            mark_stale(connection, [cutoff_ns - 1, *changed], kept_from_ns=cutoff_ns)
             removed_runs += connection.execute(
                 delete(runs).where(runs.c.trace_id.in_(chunk))
             ).rowcount
@@ -96,9 +109,9 @@ def retention_days_from(
 
 
 class Upkeep:
-    """The writer's retention: now and then, in its own thread between batches (under the
-    writer's lock), remove what is older than ``retention_days``. Never raises: a failure is
-    logged and tried again at the next visit."""
+    """The writer's upkeep: now and then, in its own thread between batches (under the writer's
+    lock), roll up the days and hours that closed (runspan.storage.rollups) and remove what is
+    older than ``retention_days``. Never raises: a failure is logged, and tried again later."""
 
     def __init__(
         self,
@@ -109,21 +122,28 @@ class Upkeep:
     ) -> None:
         self.retention_days = retention_days
         self._monotonic, self._time_ns = monotonic, time_ns
-        self._next = 0.0
+        self._next_retention = self._next_rollup = 0.0
+        self._rollups = Rollups()
         self._log = RateLimitedLog(interval=3600.0)
 
     def visit_if_due(self, engine: Engine) -> None:
         now = self._monotonic()
-        if self.retention_days is None or now < self._next:
-            return
-        self._next = now + UPKEEP_SECONDS
-        try:
-            if not self._visit(engine):
-                self._next = now + 1.0  # more to remove: soon again, a chunk at a time
-        except Exception:
-            self._log.exception("upkeep", "runspan: could not apply retention_days")
+        if self.retention_days is not None and now >= self._next_retention:
+            self._next_retention = now + UPKEEP_SECONDS
+            try:
+                if not self._remove_old(engine):
+                    self._next_retention = now + 1.0  # more to remove: soon again, in chunks
+            except Exception:
+                self._log.exception("retention", "runspan: could not apply retention_days")
+        if now >= self._next_rollup:
+            self._next_rollup = now + ROLLUP_SECONDS
+            try:
+                if not self._rollups.visit(engine, self._time_ns()):
+                    self._next_rollup = now + 1.0  # more to roll up: soon again
+            except Exception:
+                self._log.exception("rollups", "runspan: could not roll up closed days and hours")
 
-    def _visit(self, engine: Engine) -> bool:
+    def _remove_old(self, engine: Engine) -> bool:
         """One visit; ``False`` if old runs are still left to remove."""
         assert self.retention_days is not None
         cutoff = self._time_ns() - int(self.retention_days * DAY_NS)

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Computed,
     Dialect,
@@ -223,6 +224,56 @@ slowest_runs = Table(
     Index(None, "start_day", "run_type", "duration_ms"),
     Index(None, "duration_ms"),
 )
+
+
+# Added by revision 0010: runs counted per group for each closed UTC day and each closed hour
+# (runspan.storage.rollups), kept by the writer, so that questions over weeks read a few rows a
+# day instead of every run (the hours serve the edges of a period). The cost_* sums are of runs
+# that reported tokens, split as their cost is computed.
+def _rollup_columns(period: str) -> list[Any]:
+    return [
+        Column(period, BigInteger, nullable=False),
+        Column("service_name", Text),
+        Column("name", Text, nullable=False),
+        Column("run_type", String(32)),
+        Column("status", String(16), nullable=False),
+        Column("unfinished_reason", String(16)),
+        Column("model_name", Text),
+        Column("langgraph_node", Text),
+        Column("is_root", Boolean, nullable=False),
+        Column("runs", BigInteger, nullable=False),
+        Column("finished", BigInteger, nullable=False),
+        Column("duration_ms_sum", Float),
+        Column("duration_ms_min", Float),
+        Column("duration_ms_max", Float),
+        Column("durations", JSONDocument),
+        Column("input_tokens", BigInteger),
+        Column("output_tokens", BigInteger),
+        Column("total_tokens", BigInteger),
+        Column("cost_runs", BigInteger, nullable=False),
+        Column("cost_uncached_input_tokens", BigInteger, nullable=False),
+        Column("cost_cache_read_tokens", BigInteger, nullable=False),
+        Column("cost_cache_creation_tokens", BigInteger, nullable=False),
+        Column("cost_output_tokens", BigInteger, nullable=False),
+        Index(None, period),
+    ]
+
+
+def _rolled_columns(period: str) -> list[Column[Any]]:
+    # Which periods are rolled up, and which a late run made stale (``stale`` is set, to a new
+    # token by each write, until the period is rolled up again).
+    return [
+        Column(period, BigInteger, primary_key=True, autoincrement=False),
+        Column("runs", BigInteger),
+        Column("rolled_ns", BigInteger),
+        Column("stale", String(32)),
+    ]
+
+
+runs_daily = Table("runs_daily", metadata, *_rollup_columns("start_day"))
+runs_hourly = Table("runs_hourly", metadata, *_rollup_columns("start_hour"))
+rolled_days = Table("rolled_days", metadata, *_rolled_columns("start_day"))
+rolled_hours = Table("rolled_hours", metadata, *_rolled_columns("start_hour"))
 
 model_prices = Table(
     "model_prices",

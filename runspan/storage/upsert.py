@@ -6,8 +6,9 @@ and under a busy app waits up to a switch interval to get it back, while a whole
 holds the GIL for milliseconds. The steps: an idempotent upsert of the ``runs`` rows (the same
 span twice is one row, and a finished row is never turned back into a running one), the failed
 attempts a later attempt retried, the batch's span names (``span_names``) and slowest runs
-(``slowest_runs``), then the totals of every trace the batch touched, recomputed from ``runs``
-so they are exact in whatever order spans come.
+(``slowest_runs``), the days of late runs marked stale for the daily rollups
+(``rolled_days``), then the totals of every trace the batch touched, recomputed from ``runs`` so
+they are exact in whatever order spans come.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import functools
 import operator
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +28,7 @@ from sqlalchemy.engine import Dialect
 from runspan.storage.memo import WriterMemo
 from runspan.storage.prices import copy_prices_of
 from runspan.storage.retries import mark_retried
+from runspan.storage.rollups import mark_late
 from runspan.storage.rows import COLUMNS, RowValues, encode_json
 from runspan.storage.schema import runs, traces
 from runspan.storage.slowest import note_slowest
@@ -338,6 +341,7 @@ def write_rows(
     _price_new_models(connection, rows)
     _record_span_names(connection, rows, memo)
     note_slowest(connection, rows, memo)
+    mark_late(connection, rows, time.time_ns())
     touched = sorted({row["trace_id"] for row in rows})
     for start in range(0, len(touched), _TRACE_CHUNK):
         pause()

@@ -1,0 +1,57 @@
+"""Durations kept as counts per logarithmic bucket, each 1% wider than the one below: how a row of
+``runs_daily`` keeps its runs' durations, and how percentiles are read back from many rows.
+
+A percentile read from buckets is the middle of its bucket, so it is within half a percent of
+the exact nearest-rank figure (or of the group's least and greatest duration, which are exact).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+RATIO = 1.01
+LOG_RATIO = math.log(RATIO)
+# Durations under a microsecond share the microsecond's bucket.
+LEAST_MS = 0.001
+
+Histogram = dict[int, int]
+
+
+def bucket(duration_ms: float) -> int:
+    return math.floor(math.log(max(duration_ms, LEAST_MS)) / LOG_RATIO)
+
+
+def histogram_of(durations: Iterable[float]) -> Histogram:
+    counts: Histogram = {}
+    for duration in durations:
+        key = bucket(duration)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def add(into: Histogram, other: Mapping[Any, int]) -> None:
+    """Add ``other`` (from JSON its keys are text) into ``into``."""
+    for key, count in other.items():
+        number = int(key)
+        into[number] = into.get(number, 0) + count
+
+
+def as_json(counts: Histogram) -> dict[str, int]:
+    return {str(key): count for key, count in sorted(counts.items())}
+
+
+def percentile(counts: Histogram, p: int, least: float, greatest: float) -> float | None:
+    """The nearest-rank ``p``-th percentile, as the middle of its bucket kept within
+    ``[least, greatest]``; ``None`` for no durations."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    rank = max(1, -(-p * total // 100))  # the least rank with rank * 100 >= p * total
+    seen = 0
+    for key in sorted(counts):
+        seen += counts[key]
+        if seen >= rank:
+            return min(max(math.exp((key + 0.5) * LOG_RATIO), least), greatest)
+    return greatest

@@ -1,0 +1,301 @@
+"""Rollups: the runs of each closed UTC day (``runs_daily``) and hour (``runs_hourly``) counted
+per group, so that questions over weeks (``runspan stats``) read a few rows a day instead of
+every run; the hours serve the edges of a period that starts or ends mid-day.
+
+A period is rolled up from ``runs`` whole, once it has been over for ``CLOSED_NS``, by whichever
+writer gets to it first (between its batches, for at most half a second a visit). A rollup is
+recomputed, never added to: a span written twice, or a running row finished later, cannot be
+counted twice. A run written for a period over for ``LATE_NS`` or more (a run that ended long
+after it started, spans sent late to ``runspan serve``) marks its period stale with a new token;
+reads count a stale period from ``runs``, and the writer rolls it up again. The token is cleared
+only if no other write marked the period again meanwhile, so a late run is never lost between
+the two. The hour between ``LATE_NS`` and ``CLOSED_NS`` covers a batch's commit and clocks a
+little apart.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, Table, delete, insert, select, text
+
+from runspan.storage.histogram import as_json, bucket
+from runspan.storage.schema import (
+    DAY_NS,
+    rolled_days,
+    rolled_hours,
+    runs,
+    runs_daily,
+    runs_hourly,
+)
+
+if TYPE_CHECKING:
+    from runspan.storage.rows import RowValues
+
+HOUR_NS = 3600 * 10**9
+#: A run written this long after its period ended marks the period stale.
+LATE_NS = HOUR_NS
+#: A period is rolled up this long after it ended.
+CLOSED_NS = 2 * HOUR_NS
+# A visit rolls periods up until it has spent this long (then comes back a second later).
+_VISIT_SECONDS = 0.5
+# PostgreSQL: writers in other processes roll up the same period one at a time.
+_LOCK_CLASS = 0x72756E73  # "runs"
+
+DIMENSIONS = (
+    "service_name",
+    "name",
+    "run_type",
+    "status",
+    "unfinished_reason",
+    "model_name",
+    "langgraph_node",
+    "is_root",
+)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A length of time runs are rolled up by: its tables and the column numbering it."""
+
+    length_ns: int
+    table: Table  # the rollups
+    rolled: Table  # which are rolled up, and which stale
+    column: str  # periods since the epoch: start_day, start_hour
+    lock_class: int
+
+    def of(self, start_ns: int) -> int:
+        return start_ns // self.length_ns
+
+    def first_open(self, now_ns: int) -> int:
+        """The first period not yet closed: those before it can be rolled up."""
+        return (now_ns - CLOSED_NS) // self.length_ns
+
+    def mark(self, connection: Connection, numbers: Iterable[int]) -> None:
+        """Mark ``numbers`` stale, in the caller's transaction, with a new token (a rollup
+        that read an older one leaves this mark)."""
+        chosen = sorted(set(numbers))
+        if chosen:
+            token = uuid.uuid4().hex
+            connection.execute(
+                text(
+                    f"INSERT INTO {self.rolled.name} ({self.column}, stale) VALUES (:n, :stale)"
+                    f" ON CONFLICT ({self.column}) DO UPDATE SET stale = excluded.stale"
+                ),
+                [{"n": number, "stale": token} for number in chosen],
+            )
+
+
+DAY = Period(DAY_NS, runs_daily, rolled_days, "start_day", _LOCK_CLASS)
+HOUR = Period(HOUR_NS, runs_hourly, rolled_hours, "start_hour", _LOCK_CLASS + 1)
+PERIODS = (DAY, HOUR)
+
+
+def mark_late(connection: Connection, rows: Sequence[RowValues], now_ns: int) -> None:
+    """Mark stale, in the caller's transaction, the periods of ``rows`` over for ``LATE_NS``."""
+    late_before = (now_ns - LATE_NS) // HOUR_NS * HOUR_NS  # hours end first
+    late = [row["start_ns"] for row in rows if row["start_ns"] < late_before]
+    if late:
+        for period in PERIODS:
+            ended = (now_ns - LATE_NS) // period.length_ns
+            period.mark(connection, [n for n in map(period.of, late) if n < ended])
+
+
+def mark_stale(connection: Connection, starts_ns: Iterable[int], kept_from_ns: int = 0) -> None:
+    """Mark stale the periods of runs that started at ``starts_ns`` (their runs changed), but
+    none that ended before ``kept_from_ns`` (retention forgets those)."""
+    starts = list(starts_ns)
+    for period in PERIODS:
+        first = period.of(kept_from_ns)
+        period.mark(connection, [n for n in map(period.of, starts) if n >= first])
+
+
+def forget_before(connection: Connection, cutoff_ns: int) -> None:
+    """The periods that ended by ``cutoff_ns`` lost every run (retention): their rollups go."""
+    for period in PERIODS:
+        first_kept = cutoff_ns // period.length_ns
+        connection.execute(delete(period.table).where(period.table.c[period.column] < first_kept))
+        connection.execute(delete(period.rolled).where(period.rolled.c[period.column] < first_kept))
+
+
+def _rows_of(connection: Connection, period: Period, number: int) -> Any:
+    is_root = (runs.c.run_id.is_not(None) & runs.c.parent_run_id.is_(None)).label("is_root")
+    start = number * period.length_ns
+    return connection.execute(
+        select(
+            runs.c.service_name,
+            runs.c.name,
+            runs.c.run_type,
+            runs.c.status,
+            runs.c.unfinished_reason,
+            runs.c.model_name,
+            runs.c.langgraph_node,
+            is_root,
+            runs.c.duration_ms,
+            runs.c.input_tokens,
+            runs.c.output_tokens,
+            runs.c.total_tokens,
+            runs.c.cache_read_tokens,
+            runs.c.cache_creation_tokens,
+        ).where(runs.c.start_ns >= start, runs.c.start_ns < start + period.length_ns)
+    )
+
+
+def _plus(total: int | None, value: int | None) -> int | None:
+    return total if value is None else (value if total is None else total + value)
+
+
+def summarize(column: str, number: int, rows: Any) -> list[dict[str, Any]]:
+    """Rollup rows, of period ``number`` in ``column``, from the runs ``rows``."""
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = (*row[:7], bool(row[7]))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {
+                column: number,
+                **dict(zip(DIMENSIONS, key, strict=True)),
+                "runs": 0,
+                "finished": 0,
+                "duration_ms_sum": None,
+                "duration_ms_min": None,
+                "duration_ms_max": None,
+                "durations": {},
+                "input_tokens": None,
+                "output_tokens": None,
+                "total_tokens": None,
+                "cost_runs": 0,
+                "cost_uncached_input_tokens": 0,
+                "cost_cache_read_tokens": 0,
+                "cost_cache_creation_tokens": 0,
+                "cost_output_tokens": 0,
+            }
+        duration, tokens_in, tokens_out, tokens, cache_read, cache_write = row[8:]
+        group["runs"] += 1
+        if duration is not None:
+            group["finished"] += 1
+            group["duration_ms_sum"] = (group["duration_ms_sum"] or 0.0) + duration
+            least, most = group["duration_ms_min"], group["duration_ms_max"]
+            group["duration_ms_min"] = duration if least is None else min(least, duration)
+            group["duration_ms_max"] = duration if most is None else max(most, duration)
+            counts = group["durations"]
+            slot = bucket(duration)
+            counts[slot] = counts.get(slot, 0) + 1
+        group["input_tokens"] = _plus(group["input_tokens"], tokens_in)
+        group["output_tokens"] = _plus(group["output_tokens"], tokens_out)
+        group["total_tokens"] = _plus(group["total_tokens"], tokens)
+        # As runs_v prices a run: only one that reported tokens has a cost.
+        if tokens_in is not None or tokens_out is not None:
+            read, written = cache_read or 0, cache_write or 0
+            group["cost_runs"] += 1
+            group["cost_uncached_input_tokens"] += (tokens_in or 0) - read - written
+            group["cost_cache_read_tokens"] += read
+            group["cost_cache_creation_tokens"] += written
+            group["cost_output_tokens"] += tokens_out or 0
+    for group in groups.values():
+        finished = group["finished"]
+        group["durations"] = json.dumps(as_json(group["durations"])) if finished else None
+    return list(groups.values())
+
+
+def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
+    """Roll period ``number`` up from ``runs``, in a transaction of its own; ``False`` if
+    another writer is rolling it up right now."""
+    table, rolled, column = period.table, period.rolled, period.column
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            locked = connection.execute(
+                text("SELECT pg_try_advisory_xact_lock(:lock_class, :number)"),
+                {"lock_class": period.lock_class, "number": number},
+            ).scalar()
+            if not locked:
+                return False
+        # A write first: on SQLite it takes the write lock, so what is read next stays as read.
+        connection.execute(delete(table).where(table.c[column] == number))
+        stale = connection.execute(
+            select(rolled.c.stale).where(rolled.c[column] == number)
+        ).scalar()
+        groups = summarize(column, number, _rows_of(connection, period, number))
+        if groups:
+            connection.execute(insert(table), groups)
+        connection.execute(
+            text(
+                f"INSERT INTO {rolled.name} ({column}, runs, rolled_ns) VALUES"
+                f" (:number, :runs, :rolled_ns) ON CONFLICT ({column}) DO UPDATE SET"
+                " runs = excluded.runs, rolled_ns = excluded.rolled_ns"
+            ),
+            {"number": number, "runs": sum(group["runs"] for group in groups), "rolled_ns": now_ns},
+        )
+        if stale is not None:
+            connection.execute(
+                text(f"UPDATE {rolled.name} SET stale = NULL WHERE {column} = :n AND stale = :s"),
+                {"n": number, "s": stale},
+            )
+    return True
+
+
+class Rollups:
+    """What a writer's visits roll up: stale periods, then the closed periods never rolled up,
+    oldest first. Remembers how far it has looked, so that a visit with nothing to do costs a
+    few lookups."""
+
+    def __init__(self) -> None:
+        self._looked_to = dict.fromkeys(PERIODS, 0)  # before it: all rolled up
+
+    def visit(self, engine: Engine, now_ns: int) -> bool:
+        """Roll up what is due for at most ``_VISIT_SECONDS``; ``False`` if some is left."""
+        deadline = time.monotonic() + _VISIT_SECONDS
+        for period in PERIODS:
+            for number in self.due(engine, period, now_ns):
+                if time.monotonic() > deadline:
+                    return False
+                roll_up(engine, period, number, now_ns)
+        return True
+
+    def due(self, engine: Engine, period: Period, now_ns: int) -> list[int]:
+        rolled, column = period.rolled, period.rolled.c[period.column]
+        first_open = period.first_open(now_ns)
+        looked_to = self._looked_to[period]
+        with engine.connect() as connection:
+            stale = list(
+                connection.execute(
+                    select(column)
+                    .where(rolled.c.stale.is_not(None), column < first_open)
+                    .order_by(column)
+                    .limit(100)
+                ).scalars()
+            )
+            if looked_to >= first_open:
+                return stale
+            done = set(
+                connection.execute(
+                    select(column).where(rolled.c.runs.is_not(None), column >= looked_to)
+                ).scalars()
+            )
+            unrolled: list[int] = []
+            number = looked_to
+            while len(unrolled) < 100:
+                # The next period with runs, found through the index of start times.
+                first = connection.execute(
+                    select(runs.c.start_ns)
+                    .where(
+                        runs.c.start_ns >= number * period.length_ns,
+                        runs.c.start_ns < first_open * period.length_ns,
+                    )
+                    .order_by(runs.c.start_ns)
+                    .limit(1)
+                ).scalar()
+                if first is None:
+                    break
+                number = period.of(first)
+                if number not in done:
+                    unrolled.append(number)
+                number += 1
+            if not unrolled:
+                self._looked_to[period] = first_open
+        return sorted({*stale, *unrolled})

@@ -1,0 +1,318 @@
+"""Daily rollups: `runspan stats` over rolled-up days gives what counting every run gives (counts,
+errors, tokens, costs exactly; percentiles within half a percent), on both databases; late runs,
+prices that change during a day and retention keep it so."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import random
+import time
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from runspan.storage import RunStore, SqlSpanExporter
+from runspan.storage.histogram import histogram_of, percentile
+from runspan.storage.maintenance import prune
+from runspan.storage.records import RunFilter, Stat
+from runspan.storage.retention import Upkeep
+from runspan.storage.rollup_stats import PRICE_JOIN, rolled_stats, served
+from runspan.storage.rollups import DAY, HOUR, Rollups
+from runspan.storage.rows import COLUMNS
+from runspan.storage.schema import DAY_NS
+from runspan.storage.upsert import write_rows
+from tests.support import runspan_cli
+
+NOW = time.time_ns()
+TODAY = NOW // DAY_NS
+HOUR_NS = 3600 * 10**9
+
+
+def trace(start_ns: int, rng: random.Random, *, tool_fails: bool = False) -> list[dict[str, Any]]:
+    """A root chain, a model call with tokens (some cached), a tool in a LangGraph node."""
+    root = uuid.uuid4()
+    total = rng.lognormvariate(6.0, 1.0)
+    rows = []
+    for index, (name, run_type) in enumerate(
+        [(f"chain_{rng.randrange(3)}", "chain"), ("chat", "llm"), ("search", "tool")]
+    ):
+        run_id = root if index == 0 else uuid.uuid4()
+        duration = total if index == 0 else total * rng.uniform(0.05, 0.5)
+        failed = tool_fails and index in (0, 2)
+        row = dict.fromkeys(COLUMNS)
+        row.update(
+            run_id=str(run_id),
+            parent_run_id=None if index == 0 else str(root),
+            trace_id=root.hex,
+            span_id=run_id.hex[:16],
+            parent_span_id=None if index == 0 else root.hex[:16],
+            service_name="svc",
+            name=name,
+            run_type=run_type,
+            span_kind="internal",
+            status="error" if failed else "ok",
+            start_ns=start_ns + index * 10**6,
+            end_ns=start_ns + index * 10**6 + int(duration * 1e6),
+            duration_ms=duration,
+            attributes="{}",
+            langgraph_node="act" if index == 2 else None,
+        )
+        if run_type == "llm":
+            tokens_in, tokens_out = rng.randrange(10, 4000), rng.randrange(1, 900)
+            row.update(
+                model_name=rng.choice(["gpt-4o-mini-2024-07-18", "gpt-4o", "local-model"]),
+                input_tokens=tokens_in,
+                output_tokens=tokens_out,
+                total_tokens=tokens_in + tokens_out,
+                cache_read_tokens=tokens_in // 2 if rng.random() < 0.3 else None,
+            )
+        rows.append(row)
+    return rows
+
+
+def history(days: int = 5, per_day: int = 60, seed: int = 3) -> list[dict[str, Any]]:
+    """Traces over the last ``days`` days and today, with a running and an unfinished run."""
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    for back in range(days, -1, -1):
+        first = (TODAY - back) * DAY_NS
+        for _ in range(per_day):
+            start = first + rng.randrange(DAY_NS if back else max(NOW - first - 10**9, 1))
+            rows.extend(trace(start, rng, tool_fails=rng.random() < 0.1))
+    rows[-1].update(status="running", end_ns=None, duration_ms=None)
+    rows[-4].update(status="unfinished", unfinished_reason="cancelled")
+    return rows
+
+
+def write(url: str, rows: list[dict[str, Any]]) -> None:
+    SqlSpanExporter(url).shutdown()  # the schema
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        write_rows(connection, rows)
+    engine.dispose()
+
+
+def roll_up(url: str, now_ns: int = NOW) -> None:
+    engine = create_engine(url)
+    try:
+        rollups = Rollups()
+        while not rollups.visit(engine, now_ns):
+            pass
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, sql: str, **parameters: Any) -> list[Any]:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(text(sql), parameters)
+            return list(result) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def assert_same(rolled: list[Stat], counted: list[Stat]) -> None:
+    """Counts, tokens and costs equal; percentiles within half a percent."""
+    assert [stat.key for stat in rolled] == [stat.key for stat in counted]
+    for got, exact in zip(rolled, counted, strict=True):
+        assert (got.runs, got.errors) == (exact.runs, exact.errors), got.key
+        assert (got.input_tokens, got.output_tokens, got.total_tokens) == (
+            exact.input_tokens,
+            exact.output_tokens,
+            exact.total_tokens,
+        ), got.key
+        if exact.cost_usd is None:
+            assert got.cost_usd is None, got.key
+        else:
+            assert got.cost_usd == pytest.approx(exact.cost_usd, rel=1e-9), got.key
+        for name in ("p50_ms", "p95_ms", "p99_ms"):
+            value, truth = getattr(got, name), getattr(exact, name)
+            assert (value is None) == (truth is None), (got.key, name)
+            if truth is not None:
+                assert value == pytest.approx(truth, rel=0.005), (got.key, name)
+
+
+FILTERS = [
+    RunFilter(),
+    RunFilter(since=(TODAY - 3) * DAY_NS + 5 * HOUR_NS),  # a day cut in two, and today
+    RunFilter(since=(TODAY - 4) * DAY_NS, until=(TODAY - 1) * DAY_NS),
+    RunFilter(run_type="llm", model="gpt-4o-mini"),
+    RunFilter(status="error"),
+    RunFilter(roots_only=True, skip_types=("tool",)),
+    RunFilter(node="act"),
+]
+
+
+def test_stats_over_rolled_up_days_are_what_counting_every_run_gives(
+    database_url: str, read_url: str
+) -> None:
+    write(database_url, history())
+    with RunStore(read_url) as store:
+        counted = {
+            (by, index): store.stats(by, where)
+            for by in ("name", "model", "day", "node")
+            for index, where in enumerate(FILTERS)
+        }
+        assert rolled_stats(store._fetch, "name", RunFilter(), (50, 95, 99)) is None
+    roll_up(database_url)
+    days = [row[0] for row in execute(database_url, "SELECT start_day FROM rolled_days")]
+    # Every closed day: the last five, and not today.
+    assert sorted(days) == [TODAY - back for back in range(5, 0, -1)]
+    with RunStore(read_url) as store:
+        assert served(store._fetch, DAY, None, None) == sorted(days)
+        # The edges of a period that starts mid-day are read from the hours.
+        cut = FILTERS[1].since
+        hours = served(store._fetch, HOUR, cut, (TODAY - 2) * DAY_NS)
+        assert hours
+        assert all(cut // HOUR_NS <= hour < (TODAY - 2) * 24 for hour in hours)
+        for (by, index), exact in counted.items():
+            rolled = rolled_stats(store._fetch, by, FILTERS[index], (50, 95, 99))
+            assert rolled is not None, (by, FILTERS[index])
+            assert_same(rolled, exact)
+            assert_same(store.stats(by, FILTERS[index]), exact)
+        # What the rollups do not keep is counted from every run, exactly.
+        by_text = RunFilter(min_duration_ms=100.0)
+        assert rolled_stats(store._fetch, "name", by_text, (50, 95, 99)) is None
+
+
+def test_a_late_run_is_counted_at_once_and_its_day_rolled_up_again(
+    database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(database_url, history(days=3, per_day=10))
+    roll_up(database_url)
+    late = trace((TODAY - 2) * DAY_NS + HOUR_NS, random.Random(9), tool_fails=True)
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        write_rows(connection, late)  # written now, for a day over two days ago
+    engine.dispose()
+    stale = execute(database_url, "SELECT stale FROM rolled_days WHERE start_day = :d", d=TODAY - 2)
+    assert stale[0][0] is not None
+    with RunStore(read_url) as store:
+        exact = _counted(store, monkeypatch)
+        assert TODAY - 2 not in served(store._fetch, DAY, None, None)
+        assert_same(store.stats("day"), exact)
+    roll_up(database_url)
+    with RunStore(read_url) as store:
+        assert TODAY - 2 in served(store._fetch, DAY, None, None)
+        assert_same(store.stats("day"), exact)
+    errors = execute(
+        database_url,
+        "SELECT sum(runs) FROM runs_daily WHERE start_day = :d AND status = 'error'",
+        d=TODAY - 2,
+    )
+    assert errors[0][0] >= 2  # the late trace's root and tool
+
+
+def _counted(store: RunStore, monkeypatch: pytest.MonkeyPatch, by: str = "day") -> list[Stat]:
+    """Stats counted from every run, the rollups set aside."""
+    with monkeypatch.context() as patched:
+        patched.setattr("runspan.storage.queries.rolled_stats", lambda *_: None)
+        return store.stats(by)  # type: ignore[arg-type]
+
+
+def test_a_price_that_took_effect_during_a_day_prices_that_day_as_its_runs_started(
+    database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(database_url, history(days=3, per_day=20))
+    noon = (TODAY - 2) * DAY_NS + 12 * HOUR_NS
+    execute(
+        database_url,
+        "INSERT INTO model_prices (model_pattern, input_usd_per_mtok, output_usd_per_mtok,"
+        " valid_from_ns) VALUES ('local-model%', 1.0, 2.0, :noon)",
+        noon=noon,
+    )
+    roll_up(database_url)
+    with RunStore(read_url) as store:
+        assert TODAY - 2 not in served(store._fetch, DAY, None, None)
+        assert TODAY - 3 in served(store._fetch, DAY, None, None)
+        exact = _counted(store, monkeypatch, "model")
+        assert any(stat.key == "local-model" and stat.cost_usd for stat in exact)
+        assert_same(store.stats("model"), exact)
+
+
+def test_retention_takes_the_rollups_of_the_days_it_empties(database_url: str) -> None:
+    write(database_url, history(days=5, per_day=10))
+    roll_up(database_url)
+    cutoff = (TODAY - 3) * DAY_NS + 6 * HOUR_NS
+    prune((NOW - cutoff) / 1e9, database_url, now_ns=NOW)
+    days = execute(database_url, "SELECT start_day, stale FROM rolled_days ORDER BY start_day")
+    # Days before the cutoff's are gone; the cutoff's lost runs and is stale.
+    assert [day for day, _ in days] == [TODAY - 3, TODAY - 2, TODAY - 1]
+    assert days[0][1] is not None
+    assert (
+        execute(database_url, "SELECT count(*) FROM runs_daily WHERE start_day < :d", d=TODAY - 3)[
+            0
+        ][0]
+        == 0
+    )
+    roll_up(database_url)
+    rolled = execute(database_url, "SELECT runs FROM rolled_days WHERE start_day = :d", d=TODAY - 3)
+    left = execute(
+        database_url,
+        "SELECT count(*) FROM runs WHERE start_day = :d",
+        d=TODAY - 3,
+    )
+    assert rolled[0][0] == left[0][0]
+
+
+def test_the_writer_rolls_up_closed_days_between_its_batches(database_url: str) -> None:
+    write(database_url, history(days=2, per_day=5))
+    upkeep = Upkeep(monotonic=lambda: 0.0, time_ns=lambda: NOW)
+    exporter = SqlSpanExporter(database_url)
+    try:
+        upkeep.visit_if_due(exporter.engine)
+    finally:
+        exporter.shutdown()
+    days = execute(database_url, "SELECT start_day, runs FROM rolled_days ORDER BY start_day")
+    assert [day for day, _ in days] == [TODAY - 2, TODAY - 1]
+    assert all(runs == 15 for _, runs in days)
+
+
+def test_a_day_is_rolled_up_only_once_it_has_been_over_for_two_hours(database_url: str) -> None:
+    write(database_url, history(days=1, per_day=5))
+    just_after = (TODAY) * DAY_NS + HOUR_NS  # yesterday ended an hour ago
+    roll_up(database_url, now_ns=just_after)
+    rolled = "SELECT start_day FROM rolled_days WHERE runs IS NOT NULL"
+    assert execute(database_url, rolled) == []
+    roll_up(database_url, now_ns=just_after + 2 * HOUR_NS)
+    assert execute(database_url, rolled) == [(TODAY - 1,)]
+
+
+def test_stats_on_the_command_line_read_the_rollups(database_url: str, read_url: str) -> None:
+    write(database_url, history(days=4, per_day=30))
+    with RunStore(read_url) as store:
+        exact = store.stats("name", RunFilter(skip_types=("prompt", "parser")))
+    roll_up(database_url)
+    shown = runspan_cli(read_url, "stats", "--json")
+    assert shown.returncode == 0, shown.stderr
+    got = json.loads(shown.stdout)
+    assert [(stat["key"], stat["runs"], stat["errors"]) for stat in got] == [
+        (stat.key, stat.runs, stat.errors) for stat in exact
+    ]
+    assert [stat["p95_ms"] for stat in got] == pytest.approx(
+        [stat.p95_ms for stat in exact], rel=0.005
+    )
+
+
+def test_rollups_price_runs_as_the_views_do() -> None:
+    revision = importlib.import_module("runspan.storage.migrations.versions.0007_price_origins")
+    assert revision._PRICE_JOIN == PRICE_JOIN
+
+
+def test_percentiles_from_the_histogram_are_within_half_a_percent() -> None:
+    rng = random.Random(5)
+    for size in (1, 2, 7, 100, 5000):
+        values = sorted(rng.lognormvariate(4.0, 2.0) for _ in range(size))
+        counts = histogram_of(values)
+        for p in (1, 50, 95, 99, 100):
+            exact = values[max(1, math.ceil(p * size / 100)) - 1]
+            got = percentile(counts, p, values[0], values[-1])
+            assert got == pytest.approx(exact, rel=0.005), (size, p)
+    assert percentile({}, 50, 0.0, 0.0) is None
+    zero = histogram_of([0.0, 0.0, 3.0])
+    assert percentile(zero, 50, 0.0, 3.0) == pytest.approx(0.0, abs=0.001)
