@@ -2,8 +2,9 @@
 
 For each database: a history of ``--runs`` runs (default 10,000,000) over ``--days`` days
 (default 90, a quarter), written by the writer's own ``write_rows`` in catch-up statements; the
-writer's cost per span on top of that history and on an empty database, round by round; then
-the median time of each read users make (5 runs, one if a read takes over 2 s):
+writer's cost per span on top of that history and on an empty database, round by round; the
+time the writer's visits take to roll the history up into ``runs_daily`` and ``runs_hourly``;
+then the median time of each read users make (5 runs, one if a read takes over 2 s):
 
 - every SQL query of docs/queries.md, in its database's variant, as ``runspan sql`` runs it;
 - what ``runspan runs``, ``traces``, ``show`` and ``stats`` ask (in-process: the reads, without
@@ -41,6 +42,7 @@ from sqlalchemy import create_engine, text
 from storage import chain_spans, write_throughput
 
 from runspan.storage import RunFilter, RunStore, SqlSpanExporter
+from runspan.storage.rollups import Rollups
 from runspan.storage.rows import COLUMNS
 from runspan.storage.search import TraceSearch
 from runspan.storage.upsert import write_rows
@@ -269,6 +271,16 @@ def measure(
         f"{name}: the writer, batches of 64, median of {args.rounds} rounds:"
         f" {empty_us:.1f} µs a span on an empty database, {full_us:.1f} µs on"
         f" {args.runs:,} runs ({full_us / empty_us:.2f} times)"
+    )
+    # The writer rolls a stored history up between its batches, half a second a visit.
+    engine = create_engine(url)
+    rollups, visits, started = Rollups(), 1, time.perf_counter()
+    while not rollups.visit(engine, time.time_ns()):
+        visits += 1
+    engine.dispose()
+    print(
+        f"{name}: rolled up into runs_daily and runs_hourly in {time.perf_counter() - started:,.0f}"
+        f" s ({visits} visits of the writer)"
     )
     print(f"\nReads, {name}, {args.runs:,} runs over {args.days} days (median of 5)")
     reads(reader(url), trace_id, now_ns)
