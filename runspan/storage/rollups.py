@@ -22,9 +22,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Table, delete, insert, select, text
+from sqlalchemy import Connection, Engine, Table, case, delete, func, insert, select, text
 
-from runspan.storage.histogram import as_json, bucket
+from runspan.storage.histogram import as_json
 from runspan.storage.schema import (
     DAY_NS,
     rolled_days,
@@ -33,6 +33,7 @@ from runspan.storage.schema import (
     runs_daily,
     runs_hourly,
 )
+from runspan.storage.sqlfuncs import duration_bucket
 
 if TYPE_CHECKING:
     from runspan.storage.rows import RowValues
@@ -123,38 +124,63 @@ def forget_before(connection: Connection, cutoff_ns: int) -> None:
         connection.execute(delete(period.rolled).where(period.rolled.c[period.column] < first_kept))
 
 
-def _rows_of(connection: Connection, period: Period, number: int) -> Any:
-    is_root = (runs.c.run_id.is_not(None) & runs.c.parent_run_id.is_(None)).label("is_root")
+def _counted(connection: Connection, period: Period, number: int) -> Any:
+    """The runs of period ``number``, counted by the database per group and duration bucket."""
+    is_root = case((runs.c.run_id.is_not(None) & runs.c.parent_run_id.is_(None), 1), else_=0)
+    # As runs_v prices a run: only one that reported tokens has a cost.
+    costed = runs.c.input_tokens.is_not(None) | runs.c.output_tokens.is_not(None)
+    read = func.coalesce(runs.c.cache_read_tokens, 0)
+    written = func.coalesce(runs.c.cache_creation_tokens, 0)
+
+    def costed_sum(value: Any) -> Any:
+        return func.sum(case((costed, value), else_=0))
+
+    slot = duration_bucket(runs.c.duration_ms)
+    dimensions = [getattr(runs.c, name) for name in DIMENSIONS[:-1]]
     start = number * period.length_ns
     return connection.execute(
         select(
-            runs.c.service_name,
-            runs.c.name,
-            runs.c.run_type,
-            runs.c.status,
-            runs.c.unfinished_reason,
-            runs.c.model_name,
-            runs.c.langgraph_node,
+            *dimensions,
             is_root,
-            runs.c.duration_ms,
-            runs.c.input_tokens,
-            runs.c.output_tokens,
-            runs.c.total_tokens,
-            runs.c.cache_read_tokens,
-            runs.c.cache_creation_tokens,
-        ).where(runs.c.start_ns >= start, runs.c.start_ns < start + period.length_ns)
+            slot,
+            func.count(),
+            func.sum(runs.c.duration_ms),
+            func.min(runs.c.duration_ms),
+            func.max(runs.c.duration_ms),
+            func.sum(runs.c.input_tokens),
+            func.sum(runs.c.output_tokens),
+            func.sum(runs.c.total_tokens),
+            costed_sum(1),
+            costed_sum(func.coalesce(runs.c.input_tokens, 0) - read - written),
+            costed_sum(read),
+            costed_sum(written),
+            costed_sum(func.coalesce(runs.c.output_tokens, 0)),
+        )
+        .where(runs.c.start_ns >= start, runs.c.start_ns < start + period.length_ns)
+        .group_by(*dimensions, is_root, slot)
     )
 
 
 def _plus(total: int | None, value: int | None) -> int | None:
-    return total if value is None else (value if total is None else total + value)
+    return total if value is None else (value if total is None else total + int(value))
 
 
-def summarize(column: str, number: int, rows: Any) -> list[dict[str, Any]]:
-    """Rollup rows, of period ``number`` in ``column``, from the runs ``rows``."""
+_SUMS = (
+    "cost_runs",
+    "cost_uncached_input_tokens",
+    "cost_cache_read_tokens",
+    "cost_cache_creation_tokens",
+    "cost_output_tokens",
+)
+
+
+def summarize(column: str, number: int, counted: Any) -> list[dict[str, Any]]:
+    """Rollup rows, of period ``number`` in ``column``, from runs counted per group and bucket
+    (the rows of :func:`_counted`)."""
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
+    for row in counted:
         key = (*row[:7], bool(row[7]))
+        slot, count, duration_sum, least, most, tokens_in, tokens_out, tokens = row[8:16]
         group = groups.get(key)
         if group is None:
             group = groups[key] = {
@@ -169,34 +195,21 @@ def summarize(column: str, number: int, rows: Any) -> list[dict[str, Any]]:
                 "input_tokens": None,
                 "output_tokens": None,
                 "total_tokens": None,
-                "cost_runs": 0,
-                "cost_uncached_input_tokens": 0,
-                "cost_cache_read_tokens": 0,
-                "cost_cache_creation_tokens": 0,
-                "cost_output_tokens": 0,
+                **dict.fromkeys(_SUMS, 0),
             }
-        duration, tokens_in, tokens_out, tokens, cache_read, cache_write = row[8:]
-        group["runs"] += 1
-        if duration is not None:
-            group["finished"] += 1
-            group["duration_ms_sum"] = (group["duration_ms_sum"] or 0.0) + duration
-            least, most = group["duration_ms_min"], group["duration_ms_max"]
-            group["duration_ms_min"] = duration if least is None else min(least, duration)
-            group["duration_ms_max"] = duration if most is None else max(most, duration)
-            counts = group["durations"]
-            slot = bucket(duration)
-            counts[slot] = counts.get(slot, 0) + 1
+        group["runs"] += count
+        if slot is not None:  # finished runs: a running one has no duration
+            group["finished"] += count
+            group["duration_ms_sum"] = (group["duration_ms_sum"] or 0.0) + duration_sum
+            low, high = group["duration_ms_min"], group["duration_ms_max"]
+            group["duration_ms_min"] = least if low is None else min(low, least)
+            group["duration_ms_max"] = most if high is None else max(high, most)
+            group["durations"][int(slot)] = count
         group["input_tokens"] = _plus(group["input_tokens"], tokens_in)
         group["output_tokens"] = _plus(group["output_tokens"], tokens_out)
         group["total_tokens"] = _plus(group["total_tokens"], tokens)
-        # As runs_v prices a run: only one that reported tokens has a cost.
-        if tokens_in is not None or tokens_out is not None:
-            read, written = cache_read or 0, cache_write or 0
-            group["cost_runs"] += 1
-            group["cost_uncached_input_tokens"] += (tokens_in or 0) - read - written
-            group["cost_cache_read_tokens"] += read
-            group["cost_cache_creation_tokens"] += written
-            group["cost_output_tokens"] += tokens_out or 0
+        for name, value in zip(_SUMS, row[16:], strict=True):
+            group[name] += int(value or 0)
     for group in groups.values():
         finished = group["finished"]
         group["durations"] = json.dumps(as_json(group["durations"])) if finished else None
@@ -220,7 +233,7 @@ def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
         stale = connection.execute(
             select(rolled.c.stale).where(rolled.c[column] == number)
         ).scalar()
-        groups = summarize(column, number, _rows_of(connection, period, number))
+        groups = summarize(column, number, _counted(connection, period, number))
         if groups:
             connection.execute(insert(table), groups)
         connection.execute(

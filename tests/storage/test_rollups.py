@@ -13,10 +13,10 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Float, create_engine, literal, null, select, text
 
 from runspan.storage import RunStore, SqlSpanExporter
-from runspan.storage.histogram import histogram_of, percentile
+from runspan.storage.histogram import bucket, histogram_of, percentile
 from runspan.storage.maintenance import prune
 from runspan.storage.records import RunFilter, Stat
 from runspan.storage.retention import Upkeep
@@ -24,6 +24,7 @@ from runspan.storage.rollup_stats import PRICE_JOIN, rolled_stats, served
 from runspan.storage.rollups import DAY, HOUR, Rollups
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import DAY_NS
+from runspan.storage.sqlfuncs import duration_bucket
 from runspan.storage.upsert import write_rows
 from tests.support import runspan_cli
 
@@ -316,3 +317,17 @@ def test_percentiles_from_the_histogram_are_within_half_a_percent() -> None:
     assert percentile({}, 50, 0.0, 0.0) is None
     zero = histogram_of([0.0, 0.0, 3.0])
     assert percentile(zero, 50, 0.0, 3.0) == pytest.approx(0.0, abs=0.001)
+
+
+def test_the_database_buckets_durations_as_python_does(database_url: str) -> None:
+    SqlSpanExporter(database_url).shutdown()
+    engine = create_engine(database_url)
+    values = [0.0, 0.0004, 0.001, 0.5, 1.0, 1.01, 2.5, 123.456, 86_400_000.0]
+    try:
+        with engine.connect() as connection:
+            for value in values:
+                query = select(duration_bucket(literal(value, Float())))
+                assert connection.execute(query).scalar() == bucket(value), value
+            assert connection.execute(select(duration_bucket(null()))).scalar() is None
+    finally:
+        engine.dispose()
