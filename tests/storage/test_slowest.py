@@ -16,6 +16,8 @@ from runspan.storage.engine import create_writer_engine, database_url_from
 from runspan.storage.maintenance import prune, upgrade_database
 from runspan.storage.memo import WriterMemo
 from runspan.storage.migrate import upgrade
+from runspan.storage.rollup_stats import served
+from runspan.storage.rollups import DAY, Rollups
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import DAY_NS
 from runspan.storage.slowest import PER_DAY
@@ -180,8 +182,9 @@ def test_what_the_writer_knows_it_does_not_write_again(database_url: str) -> Non
 
 
 def test_a_reader_made_before_reads_the_new_tables(postgres: Any) -> None:
-    """Revisions 0008 and 0009 grant their tables to the roles that could read runs, so a
-    reader made by an older `runspan db create-reader` still lists services and slowest runs."""
+    """Revisions 0008, 0009 and 0010 grant their tables to the roles that could read runs, so a
+    reader made by an older `runspan db create-reader` still lists services, slowest runs and
+    stats from the rollups."""
     url = postgres_server.create_database(postgres.url)
     role = f"reader_{uuid.uuid4().hex[:8]}"
     try:
@@ -192,18 +195,28 @@ def test_a_reader_made_before_reads_the_new_tables(postgres: Any) -> None:
         with admin.begin() as connection:
             connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD 'x'"))
             connection.execute(
-                text(f"GRANT SELECT ON runs, traces, runs_v, runspan_schema_version TO {role}")
+                text(
+                    f"GRANT SELECT ON runs, traces, model_prices, runs_v, runspan_schema_version"
+                    f" TO {role}"
+                )
             )
         admin.dispose()
         upgrade_database(url)
         engine = create_engine(url)
         with engine.begin() as connection:
-            write_rows(connection, history(days=1, per_day=30))
+            write_rows(connection, history(days=2, per_day=30))
+        rollups = Rollups()
+        while not rollups.visit(engine, time.time_ns()):
+            pass
         engine.dispose()
         reader = make_url(url).set(username=role, password="x")
         with RunStore(reader.render_as_string(hide_password=False)) as store:
             assert store.services() == ["svc"]
             assert len(store.runs(limit=5, order="slowest")) == 5
+            # And revision 0010's rollups, which stats reads.
+            assert served(store._fetch, DAY, None, None)
+            every = store.sql("SELECT count(*) FROM runs").rows[0][0]
+            assert sum(stat.runs for stat in store.stats("day")) == every
     finally:
         postgres_server.drop_database(postgres.url, url)
         admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
