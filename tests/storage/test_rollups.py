@@ -8,8 +8,10 @@ import importlib
 import json
 import math
 import random
+import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -331,3 +333,36 @@ def test_the_database_buckets_durations_as_python_does(database_url: str) -> Non
             assert connection.execute(select(duration_bucket(null()))).scalar() is None
     finally:
         engine.dispose()
+
+
+def _documented(heading: str) -> str:
+    """The SQL under ``### heading`` in docs/queries.md."""
+    page = (Path(__file__).parents[2] / "docs" / "queries.md").read_text()
+    section = page[page.index(f"### {heading}") :]
+    return re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)[0].strip().rstrip(";")
+
+
+def test_the_documented_queries_over_rollups_answer_as_every_run_does(
+    database_url: str, read_url: str
+) -> None:
+    write(database_url, history(days=3, per_day=40))
+    roll_up(database_url)
+    per_day = (
+        "SELECT start_day, name, count(*),"
+        " sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END)"
+        " FROM runs WHERE run_id IS NOT NULL AND parent_run_id IS NULL GROUP BY start_day, name"
+    )
+    tools = (
+        "SELECT name, count(*), avg(duration_ms),"
+        " sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END)"
+        " FROM runs WHERE run_type = 'tool' GROUP BY name"
+    )
+    with RunStore(read_url) as store:
+        assert served(store._fetch, DAY, None, None)  # the rollups are read
+        documented = store.sql(_documented("4. Error rate per chain per day")).rows
+        assert sorted(row[:4] for row in documented) == sorted(store.sql(per_day).rows)
+        documented = store.sql(_documented("10. What each tool costs")).rows
+        assert [(name, calls, failures) for name, calls, _, failures in documented] == [
+            (name, calls, failures) for name, calls, _, failures in store.sql(tools).rows
+        ]
+        assert float(documented[0][2]) == pytest.approx(store.sql(tools).rows[0][2], abs=0.01)
