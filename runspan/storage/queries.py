@@ -7,7 +7,6 @@ parameter.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import sqlite3
 import uuid
@@ -50,6 +49,7 @@ from runspan.storage.records import (
     SqlResult,
     Stat,
     Trace,
+    day_text,
     runs_v,
     sessions_v,
     traces_v,
@@ -62,7 +62,6 @@ from runspan.storage.slowest import PER_DAY
 _v = runs_v.c
 # The most held slowest runs looked up at a time (under every database's parameter limit).
 _SLOWEST_PAGE = 500
-_EPOCH = dt.date(1970, 1, 1)
 _PERCENTILES = (50, 95, 99)
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
@@ -568,7 +567,7 @@ class RunStore:
         )
         return [
             Stat(
-                key=_day_text(row["key"]) if by == "day" else row["key"],
+                key=day_text(row["key"]) if by == "day" else row["key"],
                 runs=row["runs"],
                 errors=int(row["errors"] or 0),
                 error_rate=(row["errors"] or 0) / row["runs"],
@@ -623,10 +622,6 @@ def _feedback_answer(key: str) -> Any:
     )
     answer = func.coalesce(given.c.value, cast(given.c.score, String))
     return select(answer).where(given.c.id == latest).correlate(runs_v).scalar_subquery()
-
-
-def _day_text(days: int | None) -> str | None:
-    return None if days is None else (_EPOCH + dt.timedelta(days=int(days))).isoformat()
 
 
 def _int(value: Any) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -220,6 +221,13 @@ class RunFilter:
         if self.user is not None:
             where.append(_v.user_id == self.user)
         return where
+
+
+def day_text(days: int | None) -> str | None:
+    """A ``start_day`` (days since the epoch) as an ISO date."""
+    return (
+        None if days is None else (dt.date(1970, 1, 1) + dt.timedelta(days=int(days))).isoformat()
+    )
 
 
 def model_matches(column: Any, model: str) -> Any:

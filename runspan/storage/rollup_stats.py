@@ -10,7 +10,6 @@ come from the rollups' duration histograms, within half a percent of the exact f
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -20,7 +19,7 @@ from typing import Any
 from sqlalchemy import Float, case, column, func, or_, select, text
 
 from runspan.storage.histogram import Histogram, add, percentile
-from runspan.storage.records import GROUPS, RunFilter, Stat, model_matches, runs_v
+from runspan.storage.records import GROUPS, RunFilter, Stat, day_text, model_matches, runs_v
 from runspan.storage.rollups import DAY, HOUR, Period
 from runspan.storage.schema import DAY_NS, model_prices
 from runspan.storage.sqlfuncs import duration_bucket
@@ -281,7 +280,7 @@ def _stat(key: Any, group: _Group, by: str, percentiles: Sequence[int]) -> Stat:
         percentile(group.durations, p, group.least, group.greatest) for p in percentiles
     )
     return Stat(
-        key=_day_text(key) if by == "day" else key,
+        key=day_text(key) if by == "day" else key,
         runs=group.runs,
         errors=group.errors,
         error_rate=group.errors / group.runs,
@@ -293,7 +292,3 @@ def _stat(key: Any, group: _Group, by: str, percentiles: Sequence[int]) -> Stat:
         total_tokens=group.total_tokens,
         cost_usd=group.cost_usd,
     )
-
-
-def _day_text(day: int) -> str:
-    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(day))).isoformat()
