@@ -502,16 +502,16 @@ class RunStore:
         else score, on each run that has one.
 
         Percentiles are nearest-rank over finished runs, computed with window functions, so
-        SQLite and PostgreSQL give the same figures. Over whole days that the daily rollups
-        hold (``runs_daily``) they are read from its histograms instead, within half a percent
-        of that figure; counts, tokens and costs stay exact.
+        SQLite and PostgreSQL give the same figures. Over the whole days and hours that the
+        rollups hold (``runs_daily``, ``runs_hourly``) they come from their histograms instead,
+        within half a percent of that figure; counts, tokens and costs stay exact.
         """
         if by not in GROUPS:
             raise QueryError(f"by={by!r}: group by one of {', '.join(GROUPS)}")
-        conditions = (where or RunFilter()).conditions()
         rolled = rolled_stats(self._fetch, by, where or RunFilter(), _PERCENTILES)
         if rolled is not None:
             return rolled
+        conditions = (where or RunFilter()).conditions()
         if by == "feedback":
             if not feedback_key:
                 raise QueryError("grouping by feedback needs the feedback key (such as 'thumbs')")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import Float, case, column, func, or_, select, text
@@ -63,17 +63,20 @@ FROM (SELECT d.*, d.{period.column} * {period.length_ns} AS start_ns FROM {table
     )
 
 
+# What the rollups can filter on (the period by its days and hours, the rest by their columns).
+_SERVED_FILTERS = frozenset(
+    {"since", "until", "name", "run_type", "status", "unfinished_reason", "node", "model"}
+    | {"skip_types", "roots_only"}
+)
+
+
 def servable(where: RunFilter) -> bool:
-    """Whether the rollups keep what ``where`` asks about."""
-    return not (
-        where.min_duration_ms is not None
-        or where.max_duration_ms is not None
-        or where.tags()
-        or where.metadata_pairs()
-        or where.text is not None
-        or where.trace_id is not None
-        or where.session is not None
-        or where.user is not None
+    """Whether the rollups keep what ``where`` asks about: every other filter is unset (a
+    filter added to RunFilter later is counted from runs until the rollups learn it)."""
+    return all(
+        getattr(where, option.name) == option.default
+        for option in fields(where)
+        if option.name not in _SERVED_FILTERS
     )
 
 
