@@ -8,7 +8,7 @@ the exact nearest-rank figure (or of the group's least and greatest duration, wh
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 RATIO = 1.01
@@ -20,15 +20,13 @@ Histogram = dict[int, int]
 
 
 def bucket(duration_ms: float) -> int:
+    """The bucket of a duration; the database computes the same (``sqlfuncs.duration_bucket``)."""
     return math.floor(math.log(max(duration_ms, LEAST_MS)) / LOG_RATIO)
 
 
-def histogram_of(durations: Iterable[float]) -> Histogram:
-    counts: Histogram = {}
-    for duration in durations:
-        key = bucket(duration)
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+def plus(total: int | None, value: int | None) -> int | None:
+    """``total + value`` as SQL's ``sum()`` adds: unknown (``None``) stays unknown."""
+    return total if value is None else int(value) + (total or 0)
 
 
 def add(into: Histogram, other: Mapping[Any, int]) -> None:

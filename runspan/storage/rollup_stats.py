@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Float, case, column, func, or_, select, text
 
-from runspan.storage.histogram import Histogram, add, percentile
+from runspan.storage.histogram import Histogram, add, percentile, plus
 from runspan.storage.records import GROUPS, RunFilter, Stat, day_text, model_matches, runs_v
 from runspan.storage.rollups import DAY, HOUR, Period
 from runspan.storage.schema import DAY_NS, model_prices
@@ -149,17 +149,13 @@ class _Group:
     cost_usd: float | None = None
 
     def tokens(self, input_tokens: Any, output_tokens: Any, total_tokens: Any) -> None:
-        self.input_tokens = _plus(self.input_tokens, input_tokens)
-        self.output_tokens = _plus(self.output_tokens, output_tokens)
-        self.total_tokens = _plus(self.total_tokens, total_tokens)
+        self.input_tokens = plus(self.input_tokens, input_tokens)
+        self.output_tokens = plus(self.output_tokens, output_tokens)
+        self.total_tokens = plus(self.total_tokens, total_tokens)
 
     def cost(self, value: Any) -> None:
         if value is not None:
             self.cost_usd = (self.cost_usd or 0.0) + float(value)
-
-
-def _plus(total: int | None, value: Any) -> int | None:
-    return total if value is None else int(value) + (total or 0)
 
 
 def rolled_stats(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Table, case, delete, func, insert, select, text
 
-from runspan.storage.histogram import as_json
+from runspan.storage.histogram import as_json, plus
 from runspan.storage.schema import (
     DAY_NS,
     rolled_days,
@@ -161,10 +161,6 @@ def _counted(connection: Connection, period: Period, number: int) -> Any:
     )
 
 
-def _plus(total: int | None, value: int | None) -> int | None:
-    return total if value is None else (value if total is None else total + int(value))
-
-
 _SUMS = (
     "cost_runs",
     "cost_uncached_input_tokens",
@@ -205,9 +201,9 @@ def summarize(column: str, number: int, counted: Any) -> list[dict[str, Any]]:
             group["duration_ms_min"] = least if low is None else min(low, least)
             group["duration_ms_max"] = most if high is None else max(high, most)
             group["durations"][int(slot)] = count
-        group["input_tokens"] = _plus(group["input_tokens"], tokens_in)
-        group["output_tokens"] = _plus(group["output_tokens"], tokens_out)
-        group["total_tokens"] = _plus(group["total_tokens"], tokens)
+        group["input_tokens"] = plus(group["input_tokens"], tokens_in)
+        group["output_tokens"] = plus(group["output_tokens"], tokens_out)
+        group["total_tokens"] = plus(group["total_tokens"], tokens)
         for name, value in zip(_SUMS, row[16:], strict=True):
             group[name] += int(value or 0)
     for group in groups.values():

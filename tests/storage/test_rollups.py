@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Float, create_engine, literal, null, select, text
 
 from runspan.storage import RunStore, SqlSpanExporter
-from runspan.storage.histogram import bucket, histogram_of, percentile
+from runspan.storage.histogram import bucket, percentile
 from runspan.storage.maintenance import prune
 from runspan.storage.records import RunFilter, Stat
 from runspan.storage.retention import Upkeep
@@ -305,6 +305,13 @@ def test_stats_on_the_command_line_read_the_rollups(database_url: str, read_url:
 def test_rollups_price_runs_as_the_views_do() -> None:
     revision = importlib.import_module("runspan.storage.migrations.versions.0007_price_origins")
     assert revision._PRICE_JOIN == PRICE_JOIN
+
+
+def histogram_of(durations: list[float]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for duration in durations:
+        counts[bucket(duration)] = counts.get(bucket(duration), 0) + 1
+    return counts
 
 
 def test_percentiles_from_the_histogram_are_within_half_a_percent() -> None:
