@@ -52,6 +52,7 @@ READ_OBJECTS = (
     "runs_hourly",
     "rolled_days",
     "rolled_hours",
+    "runs_daily_v",
     "runspan_schema_version",
 )
 _WRITABLE = ("runs", "traces", "model_prices", "feedback")

@@ -56,8 +56,10 @@ DIMENSIONS = (
     "unfinished_reason",
     "model_name",
     "langgraph_node",
+    "error_type",
     "is_root",
 )
+_KEYS = len(DIMENSIONS) - 1  # the columns grouped by as they are (is_root is computed)
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,12 @@ def _counted(connection: Connection, period: Period, number: int) -> Any:
             costed_sum(read),
             costed_sum(written),
             costed_sum(func.coalesce(runs.c.output_tokens, 0)),
+            func.max(runs.c.start_ns),
+            func.min(runs.c.error_message),
+            func.max(runs.c.attempt),
+            func.count(runs.c.ttft_ms),
+            func.sum(runs.c.ttft_ms),
+            func.max(runs.c.ttft_ms),
         )
         .where(runs.c.start_ns >= start, runs.c.start_ns < start + period.length_ns)
         .group_by(*dimensions, is_root, slot)
@@ -175,8 +183,12 @@ def summarize(column: str, number: int, counted: Any) -> list[dict[str, Any]]:
     (the rows of :func:`_counted`)."""
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in counted:
-        key = (*row[:7], bool(row[7]))
-        slot, count, duration_sum, least, most, tokens_in, tokens_out, tokens = row[8:16]
+        key = (*row[:_KEYS], bool(row[_KEYS]))
+        slot, count, duration_sum, least, most, tokens_in, tokens_out, tokens = row[
+            _KEYS + 1 : _KEYS + 9
+        ]
+        costs = row[_KEYS + 9 : _KEYS + 14]
+        last, example, attempt, ttft_count, ttft_sum, ttft_max = row[_KEYS + 14 :]
         group = groups.get(key)
         if group is None:
             group = groups[key] = {
@@ -192,24 +204,45 @@ def summarize(column: str, number: int, counted: Any) -> list[dict[str, Any]]:
                 "output_tokens": None,
                 "total_tokens": None,
                 **dict.fromkeys(_SUMS, 0),
+                "last_start_ns": last,
+                "error_example": example,
+                "attempt_max": attempt,
+                "ttft_count": 0,
+                "ttft_ms_sum": None,
+                "ttft_ms_max": None,
             }
         group["runs"] += count
         if slot is not None:  # finished runs: a running one has no duration
             group["finished"] += count
             group["duration_ms_sum"] = (group["duration_ms_sum"] or 0.0) + duration_sum
-            low, high = group["duration_ms_min"], group["duration_ms_max"]
-            group["duration_ms_min"] = least if low is None else min(low, least)
-            group["duration_ms_max"] = most if high is None else max(high, most)
+            group["duration_ms_min"] = _least(group["duration_ms_min"], least)
+            group["duration_ms_max"] = _greatest(group["duration_ms_max"], most)
             group["durations"][int(slot)] = count
         group["input_tokens"] = plus(group["input_tokens"], tokens_in)
         group["output_tokens"] = plus(group["output_tokens"], tokens_out)
         group["total_tokens"] = plus(group["total_tokens"], tokens)
-        for name, value in zip(_SUMS, row[16:], strict=True):
+        for name, value in zip(_SUMS, costs, strict=True):
             group[name] += int(value or 0)
+        group["last_start_ns"] = _greatest(group["last_start_ns"], last)
+        group["error_example"] = _least(group["error_example"], example)
+        group["attempt_max"] = _greatest(group["attempt_max"], attempt)
+        if ttft_count:
+            group["ttft_count"] += ttft_count
+            group["ttft_ms_sum"] = (group["ttft_ms_sum"] or 0.0) + ttft_sum
+            group["ttft_ms_max"] = _greatest(group["ttft_ms_max"], ttft_max)
     for group in groups.values():
         finished = group["finished"]
         group["durations"] = json.dumps(as_json(group["durations"])) if finished else None
     return list(groups.values())
+
+
+def _least(kept: Any, value: Any) -> Any:
+    """SQL's ``min()`` of two: an unknown (``None``) is left out."""
+    return value if kept is None else kept if value is None else min(kept, value)
+
+
+def _greatest(kept: Any, value: Any) -> Any:
+    return value if kept is None else kept if value is None else max(kept, value)
 
 
 def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:

@@ -11,6 +11,7 @@ import random
 import re
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,13 @@ def trace(start_ns: int, rng: random.Random, *, tool_fails: bool = False) -> lis
             duration_ms=duration,
             attributes="{}",
             langgraph_node="act" if index == 2 else None,
+            attempt=rng.choice([None, 2, 3]) if index == 2 else None,
         )
+        if failed:
+            row.update(
+                error_type=rng.choice(["ToolException", "TimeoutError"]),
+                error_message=f"failed after {rng.randrange(1, 4)} tries",
+            )
         if run_type == "llm":
             tokens_in, tokens_out = rng.randrange(10, 4000), rng.randrange(1, 900)
             row.update(
@@ -72,6 +79,7 @@ def trace(start_ns: int, rng: random.Random, *, tool_fails: bool = False) -> lis
                 output_tokens=tokens_out,
                 total_tokens=tokens_in + tokens_out,
                 cache_read_tokens=tokens_in // 2 if rng.random() < 0.3 else None,
+                ttft_ms=duration * 0.3 if rng.random() < 0.5 else None,
             )
         rows.append(row)
     return rows
@@ -342,34 +350,165 @@ def test_the_database_buckets_durations_as_python_does(database_url: str) -> Non
         engine.dispose()
 
 
-def _documented(heading: str) -> str:
-    """The SQL under ``### heading`` in docs/queries.md."""
+def _documented(heading: str, dialect: str = "") -> str:
+    """The SQL under ``### heading`` in docs/queries.md (the first block of the page for an
+    empty heading), in ``dialect``'s variant where there is one."""
     page = (Path(__file__).parents[2] / "docs" / "queries.md").read_text()
-    section = page[page.index(f"### {heading}") :]
-    return re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)[0].strip().rstrip(";")
+    section = page[page.index(f"### {heading}") :] if heading else page
+    blocks = re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)
+    chosen = next(b for b in blocks if not b.startswith("-- ") or b.startswith(f"-- {dialect}"))
+    return chosen.strip().rstrip(";")
+
+
+_ERRORS = "sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END)"
+# Each documented query that reads the rollups, and the same question asked of every run.
+_EVERY_RUN = {
+    "": "SELECT model_name, day, sum(input_tokens), sum(output_tokens) FROM llm_calls"
+    " GROUP BY 1, 2",
+    "4. Error rate per chain per day": f"SELECT day, name, count(*), {_ERRORS},"
+    f" round(CAST(100.0 * {_ERRORS} / count(*) AS NUMERIC), 1) FROM runs_v"
+    " WHERE run_id IS NOT NULL AND parent_run_id IS NULL GROUP BY day, name",
+    "5. Tokens and cost per model per day": "SELECT model_name, day, count(*),"
+    " sum(input_tokens), sum(output_tokens), sum(cost_usd) FROM llm_calls"
+    " GROUP BY model_name, day",
+    "9. The most common errors": "SELECT error_type, name, count(*), max(start_time),"
+    " min(error_message) FROM runs_v WHERE status = 'error' GROUP BY error_type, name",
+    "10. What each tool costs": "SELECT name, count(*),"
+    f" round(CAST(avg(duration_ms) AS NUMERIC), 2), {_ERRORS} FROM runs"
+    " WHERE run_type = 'tool' GROUP BY name",
+    "11. Time to first token": "SELECT model_name, count(*),"
+    " round(CAST(avg(ttft_ms) AS NUMERIC), 2), max(ttft_ms) FROM llm_calls"
+    " WHERE ttft_ms IS NOT NULL GROUP BY model_name",
+    "17. Nodes that needed retries": "SELECT name, sum(CASE WHEN status = 'retried' THEN 1"
+    f" ELSE 0 END), {_ERRORS}, max(coalesce(attempt, 1)) FROM runs WHERE langgraph_node = name"
+    " GROUP BY name HAVING sum(CASE WHEN status = 'retried' THEN 1 ELSE 0 END) > 0",
+    "18. Runs that did not finish": "SELECT unfinished_reason, name, count(*), max(start_time)"
+    " FROM runs_v WHERE status = 'unfinished' GROUP BY unfinished_reason, name",
+}
+_P95 = """WITH ranked AS (
+    SELECT name, duration_ms, row_number() OVER (PARTITION BY name ORDER BY duration_ms) AS n,
+           count(*) OVER (PARTITION BY name) AS total
+    FROM runs WHERE run_type = 'tool' AND duration_ms IS NOT NULL)
+SELECT name, max(total), min(duration_ms) FROM ranked WHERE n * 100 >= 95 * total GROUP BY name"""
 
 
 def test_the_documented_queries_over_rollups_answer_as_every_run_does(
     database_url: str, read_url: str
 ) -> None:
-    write(database_url, history(days=3, per_day=40))
+    rows = history(days=3, per_day=40)
+    for row in rows:  # LangGraph nodes of their own name, some retried
+        if row["run_type"] == "tool":
+            row["langgraph_node"] = row["name"] = random.choice(["search", "fetch"])
+            if row["status"] == "ok" and row["attempt"]:
+                row["status"] = "retried"
+    write(database_url, rows)
+    with RunStore(read_url) as store:
+        _answers_as_every_run(store)  # nothing rolled up yet
     roll_up(database_url)
-    per_day = (
-        "SELECT start_day, name, count(*),"
-        " sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END)"
-        " FROM runs WHERE run_id IS NOT NULL AND parent_run_id IS NULL GROUP BY start_day, name"
-    )
-    tools = (
-        "SELECT name, count(*), avg(duration_ms),"
-        " sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END)"
-        " FROM runs WHERE run_type = 'tool' GROUP BY name"
-    )
     with RunStore(read_url) as store:
         assert served(store._fetch, DAY, None, None)  # the rollups are read
-        documented = store.sql(_documented("4. Error rate per chain per day")).rows
-        assert sorted(row[:4] for row in documented) == sorted(store.sql(per_day).rows)
-        documented = store.sql(_documented("10. What each tool costs")).rows
-        assert [(name, calls, failures) for name, calls, _, failures in documented] == [
-            (name, calls, failures) for name, calls, _, failures in store.sql(tools).rows
-        ]
-        assert float(documented[0][2]) == pytest.approx(store.sql(tools).rows[0][2], abs=0.01)
+        _answers_as_every_run(store)
+
+
+def _answers_as_every_run(store: RunStore) -> None:
+    dialect = store.engine.dialect.name
+    for heading, every_run in _EVERY_RUN.items():
+        documented = _daily_rows(store, _documented(heading))
+        assert documented, heading
+        assert_same_rows(documented, _daily_rows(store, every_run))
+    p95 = _daily_rows(store, _documented("6. p95 latency per tool", dialect))
+    exact = _daily_rows(store, _P95)
+    assert [row[:2] for row in p95] == [row[:2] for row in exact]
+    for got, truth in zip(p95, exact, strict=True):
+        assert got[2] == pytest.approx(truth[2], rel=0.0051)
+
+
+_GROUPED = (
+    "start_day, day, service_name, name, run_type, status, unfinished_reason, error_type,"
+    " model_name, langgraph_node"
+)
+# runs_daily_v's columns, and what counting every run of runs_v gives for each.
+_DAILY = {
+    "runs": "count(*)",
+    "finished": "count(duration_ms)",
+    "duration_ms_sum": "sum(duration_ms)",
+    "duration_ms_min": "min(duration_ms)",
+    "duration_ms_max": "max(duration_ms)",
+    "input_tokens": "sum(input_tokens)",
+    "output_tokens": "sum(output_tokens)",
+    "total_tokens": "sum(total_tokens)",
+    "cost_usd": "sum(cost_usd)",
+    "ttft_count": "count(ttft_ms)",
+    "ttft_ms_sum": "sum(ttft_ms)",
+    "ttft_ms_max": "max(ttft_ms)",
+    "attempt_max": "max(attempt)",
+    "last_start_ns": "max(start_ns)",
+    "last_time": "max(start_time)",
+    "error_example": "min(error_message)",
+}
+
+
+def _daily_rows(store: RunStore, sql: str) -> list[tuple[Any, ...]]:
+    """Rows sorted, numbers as floats (PostgreSQL sums bigints as numeric)."""
+    rows = [
+        tuple(float(v) if isinstance(v, (int, float, Decimal)) else v for v in row)
+        for row in store.sql(sql).rows
+    ]
+    return sorted(rows, key=repr)
+
+
+def assert_daily_view_counts_every_run(store: RunStore) -> None:
+    viewed = _daily_rows(
+        store,
+        f"SELECT {_GROUPED}, CASE WHEN is_root THEN 1 ELSE 0 END, {', '.join(_DAILY)}"
+        " FROM runs_daily_v",
+    )
+    root = "CASE WHEN run_id IS NOT NULL AND parent_run_id IS NULL THEN 1 ELSE 0 END"
+    counted = _daily_rows(
+        store,
+        f"SELECT {_GROUPED}, {root}, {', '.join(_DAILY.values())} FROM runs_v"
+        f" GROUP BY {_GROUPED}, {root}",
+    )
+    assert_same_rows(viewed, counted)
+
+
+def assert_same_rows(rows: list[tuple[Any, ...]], exact: list[tuple[Any, ...]]) -> None:
+    """The same rows, numbers to nine digits (sums in another order round otherwise)."""
+    assert len(rows) == len(exact)
+    for got, row in zip(rows, exact, strict=True):
+        for value, truth in zip(got, row, strict=True):
+            if isinstance(truth, float):
+                assert value == pytest.approx(truth, rel=1e-9), (got, row)
+            else:
+                assert value == truth, (got, row)
+
+
+def test_the_daily_view_is_what_counting_every_run_gives_whatever_is_rolled_up(
+    database_url: str, read_url: str
+) -> None:
+    rows = history(days=3, per_day=30)
+    write(database_url, rows)
+    noon = (TODAY - 1) * DAY_NS + 12 * HOUR_NS
+    execute(
+        database_url,
+        "INSERT INTO model_prices (model_pattern, input_usd_per_mtok, output_usd_per_mtok,"
+        " valid_from_ns) VALUES ('local-model%', 1.0, 2.0, :noon)",
+        noon=noon,
+    )
+    assert any(row["error_type"] for row in rows)
+    assert any(row["ttft_ms"] for row in rows)
+    with RunStore(read_url) as store:
+        assert_daily_view_counts_every_run(store)  # nothing rolled up: every day from runs
+    roll_up(database_url)
+    with RunStore(read_url) as store:
+        assert served(store._fetch, DAY, None, None) == [TODAY - 3, TODAY - 2]
+        assert_daily_view_counts_every_run(store)
+    engine = create_engine(database_url)
+    with engine.begin() as connection:  # a late run makes its day stale
+        write_rows(
+            connection, trace((TODAY - 3) * DAY_NS + HOUR_NS, random.Random(5), tool_fails=True)
+        )
+    engine.dispose()
+    with RunStore(read_url) as store:
+        assert TODAY - 3 not in served(store._fetch, DAY, None, None)
+        assert_daily_view_counts_every_run(store)

@@ -1,0 +1,136 @@
+"""runs_daily_v: every UTC day's runs counted per group, whole days from the rollups and the rest
+from runs, so that the documented questions per day, model, tool or error read a few rows a day;
+the rollups learn the error type (a group), the latest start, an error message, the most
+attempts and the times to first token they need
+
+The rollups made before this revision lack the new columns: every rolled period is marked stale,
+and the writer rolls them up again (until then, the view counts those days from runs).
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+_DAY_NS = 86_400 * 10**9
+_TABLES = ("runs_daily", "runs_hourly")
+_COLUMNS = (
+    ("error_type", sa.Text()),
+    ("last_start_ns", sa.BigInteger()),
+    ("error_example", sa.Text()),
+    ("attempt_max", sa.Integer()),
+    ("ttft_count", sa.BigInteger()),
+    ("ttft_ms_sum", sa.Float()),
+    ("ttft_ms_max", sa.Float()),
+)
+_GROUPS = (
+    "service_name, name, run_type, status, unfinished_reason, error_type, model_name,"
+    " langgraph_node"
+)
+_IS_ROOT = {
+    "sqlite": "CASE WHEN run_id IS NOT NULL AND parent_run_id IS NULL THEN 1 ELSE 0 END",
+    "postgresql": "(run_id IS NOT NULL AND parent_run_id IS NULL)",
+}
+# The first day the rollups do not hold yet: it and the days after it are counted from runs.
+_LIVE_FROM = "(SELECT coalesce(max(start_day) + 1, 0) FROM rolled_days WHERE runs IS NOT NULL)"
+# Days in which a price took effect: no one price serves the whole day.
+_PRICED_MIDDAY = (
+    f"SELECT valid_from_ns / {_DAY_NS} FROM model_prices WHERE valid_from_ns % {_DAY_NS} <> 0"
+)
+# Days before _LIVE_FROM whose rollup cannot be read as it is: stale ones, and those above.
+_COUNTED = (
+    f"SELECT start_day AS d FROM rolled_days WHERE stale IS NOT NULL AND start_day < {_LIVE_FROM}"
+    f" UNION {_PRICED_MIDDAY}"
+)
+# As runs_v prices a run: one that reported tokens, at the price valid when it started; a group
+# of runs is priced as one, at the start of its day (no price took effect during it).
+_COSTED = "(input_tokens IS NOT NULL OR output_tokens IS NOT NULL)"
+_COST_SUMS = f"""count(CASE WHEN {_COSTED} THEN 1 END),
+    sum(CASE WHEN {_COSTED} THEN coalesce(input_tokens, 0) - coalesce(cache_read_tokens, 0)
+        - coalesce(cache_creation_tokens, 0) ELSE 0 END),
+    sum(CASE WHEN {_COSTED} THEN coalesce(cache_read_tokens, 0) ELSE 0 END),
+    sum(CASE WHEN {_COSTED} THEN coalesce(cache_creation_tokens, 0) ELSE 0 END),
+    sum(CASE WHEN {_COSTED} THEN coalesce(output_tokens, 0) ELSE 0 END)"""
+_COST = """CASE WHEN p.id IS NULL OR r.cost_runs = 0 THEN NULL ELSE (
+        r.cost_uncached_input_tokens * p.input_usd_per_mtok
+        + r.cost_cache_read_tokens * coalesce(p.cache_read_usd_per_mtok, p.input_usd_per_mtok)
+        + r.cost_cache_creation_tokens * coalesce(p.cache_write_usd_per_mtok, p.input_usd_per_mtok)
+        + r.cost_output_tokens * p.output_usd_per_mtok
+    ) / 1000000.0 END"""
+_MEASURES = """runs, finished, duration_ms_sum, duration_ms_min, duration_ms_max, input_tokens,
+    output_tokens, total_tokens"""
+_LATER = "ttft_count, ttft_ms_sum, ttft_ms_max, attempt_max, last_start_ns, error_example"
+_RUN_MEASURES = """count(*), count(duration_ms), sum(duration_ms), min(duration_ms),
+    max(duration_ms), sum(input_tokens), sum(output_tokens), sum(total_tokens)"""
+_RUN_LATER = """count(ttft_ms), sum(ttft_ms), max(ttft_ms), max(attempt), max(start_ns),
+    min(error_message)"""
+
+
+def _view(dialect: str) -> str:
+    initial = importlib.import_module("runspan.storage.migrations.versions.0001_initial")
+    prices = importlib.import_module("runspan.storage.migrations.versions.0007_price_origins")
+    time, day_date, is_root = initial._TIME[dialect], initial._DAY_DATE[dialect], _IS_ROOT[dialect]
+    # Only a group with a cost looks its price up.
+    price_join = prices._PRICE_JOIN.replace("ON p.id = (", "ON r.cost_runs > 0 AND p.id = (")
+    cost_columns = (
+        "cost_runs, cost_uncached_input_tokens, cost_cache_read_tokens,"
+        " cost_cache_creation_tokens, cost_output_tokens"
+    )
+    return f"""CREATE VIEW runs_daily_v AS
+SELECT u.start_day, {day_date.format("u.start_day")} AS day, u.{_GROUPS.replace(", ", ", u.")},
+    u.is_root, u.{_MEASURES.replace(", ", ", u.")}, u.cost_usd, u.{_LATER.replace(", ", ", u.")},
+    {time.format("u.last_start_ns")} AS last_time
+FROM (
+    SELECT r.start_day, r.{_GROUPS.replace(", ", ", r.")}, r.is_root,
+        r.{_MEASURES.replace(", ", ", r.")}, {_COST} AS cost_usd, r.{_LATER.replace(", ", ", r.")}
+    FROM (
+        SELECT g.*, g.start_day * {_DAY_NS} AS start_ns FROM (
+            SELECT start_day, {_GROUPS}, is_root, {_MEASURES}, {cost_columns}, {_LATER}
+            FROM runs_daily
+            WHERE start_day NOT IN ({_COUNTED})
+            UNION ALL
+            SELECT start_day, {_GROUPS}, {is_root}, {_RUN_MEASURES}, {_COST_SUMS}, {_RUN_LATER}
+            FROM runs
+            WHERE start_ns >= {_LIVE_FROM} * {_DAY_NS} AND start_day NOT IN ({_PRICED_MIDDAY})
+            GROUP BY start_day, {_GROUPS}, {is_root}
+        ) g
+    ) r {price_join}
+    UNION ALL
+    SELECT v.start_day, v.{_GROUPS.replace(", ", ", v.")}, {is_root}, {_RUN_MEASURES},
+        sum(v.cost_usd), {_RUN_LATER}
+    FROM ({_COUNTED}) c JOIN runs_v v
+        ON v.start_ns >= c.d * {_DAY_NS} AND v.start_ns < (c.d + 1) * {_DAY_NS}
+    GROUP BY v.start_day, v.{_GROUPS.replace(", ", ", v.")}, {is_root}
+) u"""
+
+
+def upgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    for table in _TABLES:
+        for name, type_ in _COLUMNS:
+            op.add_column(table, sa.Column(name, type_))
+    # Rolled up without the new columns: to be rolled up again.
+    for rolled in ("rolled_days", "rolled_hours"):
+        op.execute(f"UPDATE {rolled} SET stale = 'revision-0011' WHERE runs IS NOT NULL")
+    op.execute(_view(dialect))
+    scale = importlib.import_module("runspan.storage.migrations.versions.0008_scale_indexes")
+    scale.grant_to_readers("runs_daily_v")
+
+
+def downgrade() -> None:
+    op.execute("DROP VIEW IF EXISTS runs_daily_v")
+    for table in _TABLES:
+        with op.batch_alter_table(table) as batch:
+            for name, _type in reversed(_COLUMNS):
+                batch.drop_column(name)
