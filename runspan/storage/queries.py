@@ -35,6 +35,7 @@ from runspan.storage.engine import (
     safe_url,
 )
 from runspan.storage.errors import DatabaseUnavailable, NotFoundError, QueryError
+from runspan.storage.latest_sessions import latest_session_ids
 from runspan.storage.migrate import check_schema
 from runspan.storage.readonly import check_reader_role, check_reading_statement
 from runspan.storage.records import (
@@ -269,6 +270,9 @@ class RunStore:
             raise QueryError(f"limit={limit!r}: use a positive integer")
         s = sessions_v.c
         query = select(*(s[f] for f in SESSION_FIELDS))
+        chosen = latest_session_ids(self._fetch, limit=limit, user=user, since=since)
+        if chosen is not None:  # else too many to name: every session is read
+            query = query.where(s.session_id.in_(chosen))
         if user is not None:
             query = query.where(s.user_id == user)
         if since is not None:

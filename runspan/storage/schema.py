@@ -158,7 +158,7 @@ runs = Table(
     Index(None, "name", "start_day", "status"),
     Index(None, "session_id"),
     Index(None, "user_id"),
-    # Two partial indexes more: see declare_partial_indexes.
+    # Partial indexes more: see declare_partial_indexes.
 )
 
 
@@ -175,7 +175,8 @@ def declared(
 
 
 def declare_partial_indexes() -> None:
-    """Add the two partial indexes of ``runs`` to :data:`metadata`, for Alembic's autogenerate.
+    """Add the partial indexes of ``runs`` and ``traces`` to :data:`metadata`, for Alembic's
+    autogenerate.
 
     They are not declared with the table: a ``postgresql_where`` makes SQLAlchemy import its
     whole PostgreSQL dialect, about 30 ms of a 0.27 s ``runspan runs`` on SQLite, and the
@@ -183,17 +184,21 @@ def declare_partial_indexes() -> None:
     """
     if "ix_runs_running" in {index.name for index in runs.indexes}:
         return
-    for name, columns, predicate in (
+    for table, name, columns, predicate in (
         (
+            runs,
             "ix_runs_model_name_start_day",
             ("model_name", "start_day", "input_tokens", "output_tokens"),
             "model_name IS NOT NULL",
         ),
-        ("ix_runs_running", ("start_ns",), "status = 'running'"),
+        (runs, "ix_runs_running", ("start_ns",), "status = 'running'"),
+        # Added by revision 0011: LangGraph's paused threads and the invocations resuming them.
+        (runs, "ix_runs_resumes", ("resumes_trace_id",), "resumes_trace_id IS NOT NULL"),
+        (traces, "ix_traces_interrupted", ("start_ns",), "status = 'interrupted'"),
     ):
         Index(
             name,
-            *(runs.c[column] for column in columns),
+            *(table.c[column] for column in columns),
             sqlite_where=text(predicate),
             postgresql_where=text(predicate),
         )

@@ -1,7 +1,8 @@
 """runs_daily_v: every UTC day's runs counted per group, whole days from the rollups and the rest
 from runs, so that the documented questions per day, model, tool or error read a few rows a day;
 the rollups learn the error type (a group), the latest start, an error message, the most
-attempts and the times to first token they need
+attempts and the times to first token they need; partial indexes for LangGraph's paused threads
+and the invocations that resume them
 
 The rollups made before this revision lack the new columns: every rolled period is marked stale,
 and the writer rolls them up again (until then, the view counts those days from runs).
@@ -33,6 +34,10 @@ _COLUMNS = (
     ("ttft_count", sa.BigInteger()),
     ("ttft_ms_sum", sa.Float()),
     ("ttft_ms_max", sa.Float()),
+)
+_PARTIAL_INDEXES = (
+    ("runs", "ix_runs_resumes", "resumes_trace_id", "resumes_trace_id IS NOT NULL"),
+    ("traces", "ix_traces_interrupted", "start_ns", "status = 'interrupted'"),
 )
 _GROUPS = (
     "service_name, name, run_type, status, unfinished_reason, error_type, model_name,"
@@ -124,11 +129,22 @@ def upgrade() -> None:
     for rolled in ("rolled_days", "rolled_hours"):
         op.execute(f"UPDATE {rolled} SET stale = 'revision-0011' WHERE runs IS NOT NULL")
     op.execute(_view(dialect))
+    # Partial indexes: LangGraph's paused threads (queries 15 and 16) without reading every run.
+    for table, name, column, predicate in _PARTIAL_INDEXES:
+        op.create_index(
+            name,
+            table,
+            [column],
+            sqlite_where=sa.text(predicate),
+            postgresql_where=sa.text(predicate),
+        )
     scale = importlib.import_module("runspan.storage.migrations.versions.0008_scale_indexes")
     scale.grant_to_readers("runs_daily_v")
 
 
 def downgrade() -> None:
+    for table, name, _column, _predicate in _PARTIAL_INDEXES:
+        op.drop_index(name, table)
     op.execute("DROP VIEW IF EXISTS runs_daily_v")
     for table in _TABLES:
         with op.batch_alter_table(table) as batch:
