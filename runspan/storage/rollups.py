@@ -294,9 +294,9 @@ class Rollups:
         deadline = time.monotonic() + _VISIT_SECONDS
         for period in PERIODS:
             for number in self.due(engine, period, now_ns):
+                roll_up(engine, period, number, now_ns)  # one at least: every visit progresses
                 if time.monotonic() > deadline:
                     return False
-                roll_up(engine, period, number, now_ns)
         return True
 
     def due(self, engine: Engine, period: Period, now_ns: int) -> list[int]:

@@ -194,6 +194,7 @@ def declare_partial_indexes() -> None:
         (runs, "ix_runs_running", ("start_ns",), "status = 'running'"),
         # Added by revision 0011: LangGraph's paused threads and the invocations resuming them.
         (runs, "ix_runs_resumes", ("resumes_trace_id",), "resumes_trace_id IS NOT NULL"),
+        (runs, "ix_runs_resuming", ("start_ns",), "resumes_trace_id IS NOT NULL"),
         (traces, "ix_traces_interrupted", ("start_ns",), "status = 'interrupted'"),
     ):
         Index(

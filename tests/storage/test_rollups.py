@@ -284,6 +284,35 @@ def test_the_writer_rolls_up_closed_days_between_its_batches(database_url: str) 
     assert all(runs == 15 for _, runs in days)
 
 
+def test_catching_up_the_writer_rests_four_times_as_long_as_each_visit_took(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A history stored before the rollups is rolled up a period a visit (here), and never
+    for more than a fifth of the writer's time."""
+    write(database_url, history(days=3, per_day=5))
+    monkeypatch.setattr("runspan.storage.rollups._VISIT_SECONDS", 0.0)
+    clock = [100.0]
+
+    def monotonic() -> float:
+        clock[0] += 1.5  # each reading: a visit takes 1.5 s
+        return clock[0]
+
+    upkeep = Upkeep(monotonic=monotonic, time_ns=lambda: NOW)
+    rolled = "SELECT count(*) FROM rolled_days WHERE runs IS NOT NULL"
+    exporter = SqlSpanExporter(database_url)
+    try:
+        upkeep.visit_if_due(exporter.engine)  # at 101.5, done at 103: rests until 109
+        assert execute(database_url, rolled) == [(1,)]
+        clock[0] = 105.0
+        upkeep.visit_if_due(exporter.engine)  # at 106.5: resting
+        assert execute(database_url, rolled) == [(1,)]
+        clock[0] = 108.0
+        upkeep.visit_if_due(exporter.engine)  # at 109.5
+        assert execute(database_url, rolled) == [(2,)]
+    finally:
+        exporter.shutdown()
+
+
 def test_a_day_is_rolled_up_only_once_it_has_been_over_for_two_hours(database_url: str) -> None:
     write(database_url, history(days=1, per_day=5))
     just_after = (TODAY) * DAY_NS + HOUR_NS  # yesterday ended an hour ago
@@ -427,24 +456,25 @@ _GROUPED = (
     "start_day, day, service_name, name, run_type, status, unfinished_reason, error_type,"
     " model_name, langgraph_node"
 )
-# runs_daily_v's columns, and what counting every run of runs_v gives for each.
+# runs_daily_v's columns: how its rows of a day and group (from the rollups of the day or of its
+# hours, and from runs) add up, and what counting every run of runs_v gives.
 _DAILY = {
-    "runs": "count(*)",
-    "finished": "count(duration_ms)",
-    "duration_ms_sum": "sum(duration_ms)",
-    "duration_ms_min": "min(duration_ms)",
-    "duration_ms_max": "max(duration_ms)",
-    "input_tokens": "sum(input_tokens)",
-    "output_tokens": "sum(output_tokens)",
-    "total_tokens": "sum(total_tokens)",
-    "cost_usd": "sum(cost_usd)",
-    "ttft_count": "count(ttft_ms)",
-    "ttft_ms_sum": "sum(ttft_ms)",
-    "ttft_ms_max": "max(ttft_ms)",
-    "attempt_max": "max(attempt)",
-    "last_start_ns": "max(start_ns)",
-    "last_time": "max(start_time)",
-    "error_example": "min(error_message)",
+    "runs": ("sum", "count(*)"),
+    "finished": ("sum", "count(duration_ms)"),
+    "duration_ms_sum": ("sum", "sum(duration_ms)"),
+    "duration_ms_min": ("min", "min(duration_ms)"),
+    "duration_ms_max": ("max", "max(duration_ms)"),
+    "input_tokens": ("sum", "sum(input_tokens)"),
+    "output_tokens": ("sum", "sum(output_tokens)"),
+    "total_tokens": ("sum", "sum(total_tokens)"),
+    "cost_usd": ("sum", "sum(cost_usd)"),
+    "ttft_count": ("sum", "count(ttft_ms)"),
+    "ttft_ms_sum": ("sum", "sum(ttft_ms)"),
+    "ttft_ms_max": ("max", "max(ttft_ms)"),
+    "attempt_max": ("max", "max(attempt)"),
+    "last_start_ns": ("max", "max(start_ns)"),
+    "last_time": ("max", "max(start_time)"),
+    "error_example": ("min", "min(error_message)"),
 }
 
 
@@ -458,16 +488,18 @@ def _daily_rows(store: RunStore, sql: str) -> list[tuple[Any, ...]]:
 
 
 def assert_daily_view_counts_every_run(store: RunStore) -> None:
+    added = ", ".join(f"{merge}({name})" for name, (merge, _) in _DAILY.items())
+    viewed_root = "CASE WHEN is_root THEN 1 ELSE 0 END"
     viewed = _daily_rows(
         store,
-        f"SELECT {_GROUPED}, CASE WHEN is_root THEN 1 ELSE 0 END, {', '.join(_DAILY)}"
-        " FROM runs_daily_v",
+        f"SELECT {_GROUPED}, {viewed_root}, {added} FROM runs_daily_v"
+        f" GROUP BY {_GROUPED}, {viewed_root}",
     )
     root = "CASE WHEN run_id IS NOT NULL AND parent_run_id IS NULL THEN 1 ELSE 0 END"
     counted = _daily_rows(
         store,
-        f"SELECT {_GROUPED}, {root}, {', '.join(_DAILY.values())} FROM runs_v"
-        f" GROUP BY {_GROUPED}, {root}",
+        f"SELECT {_GROUPED}, {root}, {', '.join(exact for _, exact in _DAILY.values())}"
+        f" FROM runs_v GROUP BY {_GROUPED}, {root}",
     )
     assert_same_rows(viewed, counted)
 
@@ -488,7 +520,7 @@ def test_the_daily_view_is_what_counting_every_run_gives_whatever_is_rolled_up(
 ) -> None:
     rows = history(days=3, per_day=30)
     write(database_url, rows)
-    noon = (TODAY - 1) * DAY_NS + 12 * HOUR_NS
+    noon = (TODAY - 2) * DAY_NS + 12 * HOUR_NS
     execute(
         database_url,
         "INSERT INTO model_prices (model_pattern, input_usd_per_mtok, output_usd_per_mtok,"
@@ -499,16 +531,25 @@ def test_the_daily_view_is_what_counting_every_run_gives_whatever_is_rolled_up(
     assert any(row["ttft_ms"] for row in rows)
     with RunStore(read_url) as store:
         assert_daily_view_counts_every_run(store)  # nothing rolled up: every day from runs
-    roll_up(database_url)
+    yesterday = (TODAY - 1) * DAY_NS
+    roll_up(database_url, now_ns=yesterday + 5 * HOUR_NS)  # the days before, yesterday's 3 hours
     with RunStore(read_url) as store:
-        assert served(store._fetch, DAY, None, None) == [TODAY - 3, TODAY - 2]
+        assert served(store._fetch, DAY, None, None) == [TODAY - 3]  # not the noon's
+        hours = served(store._fetch, HOUR, yesterday, None)
+        assert 1 <= len(hours) <= 3  # those of yesterday's first 3 hours that had runs
+        assert all(hour < (TODAY - 1) * 24 + 3 for hour in hours)
         assert_daily_view_counts_every_run(store)
+    late = [trace(yesterday + HOUR_NS + 10**9, random.Random(5), tool_fails=True)]
+    late.append(trace((TODAY - 3) * DAY_NS + HOUR_NS, random.Random(6), tool_fails=True))
     engine = create_engine(database_url)
-    with engine.begin() as connection:  # a late run makes its day stale
-        write_rows(
-            connection, trace((TODAY - 3) * DAY_NS + HOUR_NS, random.Random(5), tool_fails=True)
-        )
+    with engine.begin() as connection:  # late runs make an hour and a day stale
+        write_rows(connection, [row for rows in late for row in rows])
     engine.dispose()
     with RunStore(read_url) as store:
+        assert (TODAY - 1) * 24 + 1 not in served(store._fetch, HOUR, yesterday, None)
         assert TODAY - 3 not in served(store._fetch, DAY, None, None)
+        assert_daily_view_counts_every_run(store)
+    roll_up(database_url)
+    with RunStore(read_url) as store:
+        assert served(store._fetch, DAY, None, None) == [TODAY - 3, TODAY - 1]
         assert_daily_view_counts_every_run(store)

@@ -25,6 +25,7 @@ branch_labels = None
 depends_on = None
 
 _DAY_NS = 86_400 * 10**9
+_HOUR_NS = 3_600 * 10**9
 _TABLES = ("runs_daily", "runs_hourly")
 _COLUMNS = (
     ("error_type", sa.Text()),
@@ -37,6 +38,7 @@ _COLUMNS = (
 )
 _PARTIAL_INDEXES = (
     ("runs", "ix_runs_resumes", "resumes_trace_id", "resumes_trace_id IS NOT NULL"),
+    ("runs", "ix_runs_resuming", "start_ns", "resumes_trace_id IS NOT NULL"),
     ("traces", "ix_traces_interrupted", "start_ns", "status = 'interrupted'"),
 )
 _GROUPS = (
@@ -47,19 +49,36 @@ _IS_ROOT = {
     "sqlite": "CASE WHEN run_id IS NOT NULL AND parent_run_id IS NULL THEN 1 ELSE 0 END",
     "postgresql": "(run_id IS NOT NULL AND parent_run_id IS NULL)",
 }
-# The first day the rollups do not hold yet: it and the days after it are counted from runs.
-_LIVE_FROM = "(SELECT coalesce(max(start_day) + 1, 0) FROM rolled_days WHERE runs IS NOT NULL)"
-# Days in which a price took effect: no one price serves the whole day.
+# The first day runs_daily does not hold yet, and the first hour after it runs_hourly does not.
+_DAY_FROM = "(SELECT coalesce(max(start_day) + 1, 0) FROM rolled_days WHERE runs IS NOT NULL)"
+_HOUR_FROM = (
+    f"(SELECT coalesce(max(start_hour) + 1, {_DAY_FROM} * 24) FROM rolled_hours"
+    f" WHERE runs IS NOT NULL AND start_hour >= {_DAY_FROM} * 24)"
+)
+# A range closed on both sides: SQLite's planner, which has no statistics, then reads the index of
+# start times, not a partial index matching a filter pushed down from a query (model_name IS NOT
+# NULL would read every model run).
+_LAST_NS = 2**63 - 1
+# Days in which a price took effect: no one price serves the whole day, so their runs are priced
+# one by one.
 _PRICED_MIDDAY = (
     f"SELECT valid_from_ns / {_DAY_NS} FROM model_prices WHERE valid_from_ns % {_DAY_NS} <> 0"
 )
-# Days before _LIVE_FROM whose rollup cannot be read as it is: stale ones, and those above.
-_COUNTED = (
-    f"SELECT start_day AS d FROM rolled_days WHERE stale IS NOT NULL AND start_day < {_LIVE_FROM}"
-    f" UNION {_PRICED_MIDDAY}"
-)
-# As runs_v prices a run: one that reported tokens, at the price valid when it started; a group
-# of runs is priced as one, at the start of its day (no price took effect during it).
+# What the rollups hold but cannot answer as they stand, counted from runs: stale days, stale
+# hours after them, and the days in which a price took effect.
+_COUNTED = f"""SELECT start_day * {_DAY_NS} AS first_ns, (start_day + 1) * {_DAY_NS} AS end_ns
+    FROM rolled_days WHERE stale IS NOT NULL AND start_day < {_DAY_FROM}
+        AND start_day NOT IN ({_PRICED_MIDDAY})
+    UNION ALL
+    SELECT start_hour * {_HOUR_NS}, (start_hour + 1) * {_HOUR_NS}
+    FROM rolled_hours WHERE stale IS NOT NULL AND start_hour >= {_DAY_FROM} * 24
+        AND start_hour < {_HOUR_FROM} AND start_hour / 24 NOT IN ({_PRICED_MIDDAY})
+    UNION ALL
+    SELECT DISTINCT midday / {_DAY_NS} * {_DAY_NS}, (midday / {_DAY_NS} + 1) * {_DAY_NS}
+    FROM (SELECT valid_from_ns AS midday FROM model_prices
+          WHERE valid_from_ns % {_DAY_NS} <> 0) AS prices"""
+# As runs_v prices a run: one that reported tokens, at the price valid when it started. A group of
+# runs is priced as one, at the start of its period: no price took effect during its day.
 _COSTED = "(input_tokens IS NOT NULL OR output_tokens IS NOT NULL)"
 _COST_SUMS = f"""count(CASE WHEN {_COSTED} THEN 1 END),
     sum(CASE WHEN {_COSTED} THEN coalesce(input_tokens, 0) - coalesce(cache_read_tokens, 0)
@@ -67,6 +86,10 @@ _COST_SUMS = f"""count(CASE WHEN {_COSTED} THEN 1 END),
     sum(CASE WHEN {_COSTED} THEN coalesce(cache_read_tokens, 0) ELSE 0 END),
     sum(CASE WHEN {_COSTED} THEN coalesce(cache_creation_tokens, 0) ELSE 0 END),
     sum(CASE WHEN {_COSTED} THEN coalesce(output_tokens, 0) ELSE 0 END)"""
+_COST_COLUMNS = (
+    "cost_runs, cost_uncached_input_tokens, cost_cache_read_tokens, cost_cache_creation_tokens,"
+    " cost_output_tokens"
+)
 _COST = """CASE WHEN p.id IS NULL OR r.cost_runs = 0 THEN NULL ELSE (
         r.cost_uncached_input_tokens * p.input_usd_per_mtok
         + r.cost_cache_read_tokens * coalesce(p.cache_read_usd_per_mtok, p.input_usd_per_mtok)
@@ -82,41 +105,48 @@ _RUN_LATER = """count(ttft_ms), sum(ttft_ms), max(ttft_ms), max(attempt), max(st
     min(error_message)"""
 
 
+def _prefixed(columns: str, alias: str) -> str:
+    return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
+
+
 def _view(dialect: str) -> str:
     initial = importlib.import_module("runspan.storage.migrations.versions.0001_initial")
     prices = importlib.import_module("runspan.storage.migrations.versions.0007_price_origins")
     time, day_date, is_root = initial._TIME[dialect], initial._DAY_DATE[dialect], _IS_ROOT[dialect]
     # Only a group with a cost looks its price up.
     price_join = prices._PRICE_JOIN.replace("ON p.id = (", "ON r.cost_runs > 0 AND p.id = (")
-    cost_columns = (
-        "cost_runs, cost_uncached_input_tokens, cost_cache_read_tokens,"
-        " cost_cache_creation_tokens, cost_output_tokens"
-    )
+    rolled = f"{_GROUPS}, is_root, {_MEASURES}, {_COST_COLUMNS}, {_LATER}"
     return f"""CREATE VIEW runs_daily_v AS
-SELECT u.start_day, {day_date.format("u.start_day")} AS day, u.{_GROUPS.replace(", ", ", u.")},
-    u.is_root, u.{_MEASURES.replace(", ", ", u.")}, u.cost_usd, u.{_LATER.replace(", ", ", u.")},
+SELECT u.start_day, {day_date.format("u.start_day")} AS day, {_prefixed(_GROUPS, "u")}, u.is_root,
+    {_prefixed(_MEASURES, "u")}, u.cost_usd, {_prefixed(_LATER, "u")},
     {time.format("u.last_start_ns")} AS last_time
 FROM (
-    SELECT r.start_day, r.{_GROUPS.replace(", ", ", r.")}, r.is_root,
-        r.{_MEASURES.replace(", ", ", r.")}, {_COST} AS cost_usd, r.{_LATER.replace(", ", ", r.")}
+    SELECT r.start_day, {_prefixed(_GROUPS, "r")}, r.is_root, {_prefixed(_MEASURES, "r")},
+        {_COST} AS cost_usd, {_prefixed(_LATER, "r")}
     FROM (
-        SELECT g.*, g.start_day * {_DAY_NS} AS start_ns FROM (
-            SELECT start_day, {_GROUPS}, is_root, {_MEASURES}, {cost_columns}, {_LATER}
-            FROM runs_daily
-            WHERE start_day NOT IN ({_COUNTED})
-            UNION ALL
-            SELECT start_day, {_GROUPS}, {is_root}, {_RUN_MEASURES}, {_COST_SUMS}, {_RUN_LATER}
-            FROM runs
-            WHERE start_ns >= {_LIVE_FROM} * {_DAY_NS} AND start_day NOT IN ({_PRICED_MIDDAY})
-            GROUP BY start_day, {_GROUPS}, {is_root}
-        ) g
+        SELECT start_day, start_day * {_DAY_NS} AS start_ns, {rolled}
+        FROM runs_daily
+        WHERE start_day < {_DAY_FROM} AND start_day NOT IN (
+            SELECT start_day FROM rolled_days WHERE stale IS NOT NULL UNION {_PRICED_MIDDAY})
+        UNION ALL
+        SELECT start_hour / 24, start_hour * {_HOUR_NS}, {rolled}
+        FROM runs_hourly
+        WHERE start_hour >= {_DAY_FROM} * 24 AND start_hour < {_HOUR_FROM}
+            AND start_hour NOT IN (SELECT start_hour FROM rolled_hours WHERE stale IS NOT NULL)
+            AND start_hour / 24 NOT IN ({_PRICED_MIDDAY})
+        UNION ALL
+        SELECT start_day, start_day * {_DAY_NS}, {_GROUPS}, {is_root}, {_RUN_MEASURES},
+            {_COST_SUMS}, {_RUN_LATER}
+        FROM runs
+        WHERE start_ns BETWEEN {_HOUR_FROM} * {_HOUR_NS} AND {_LAST_NS}
+            AND start_day NOT IN ({_PRICED_MIDDAY})
+        GROUP BY start_day, {_GROUPS}, {is_root}
     ) r {price_join}
     UNION ALL
-    SELECT v.start_day, v.{_GROUPS.replace(", ", ", v.")}, {is_root}, {_RUN_MEASURES},
-        sum(v.cost_usd), {_RUN_LATER}
-    FROM ({_COUNTED}) c JOIN runs_v v
-        ON v.start_ns >= c.d * {_DAY_NS} AND v.start_ns < (c.d + 1) * {_DAY_NS}
-    GROUP BY v.start_day, v.{_GROUPS.replace(", ", ", v.")}, {is_root}
+    SELECT v.start_day, {_prefixed(_GROUPS, "v")}, {is_root}, {_RUN_MEASURES}, sum(v.cost_usd),
+        {_RUN_LATER}
+    FROM ({_COUNTED}) c JOIN runs_v v ON v.start_ns >= c.first_ns AND v.start_ns < c.end_ns
+    GROUP BY v.start_day, {_prefixed(_GROUPS, "v")}, {is_root}
 ) u"""
 
 
