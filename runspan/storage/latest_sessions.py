@@ -11,6 +11,7 @@ the exact answer.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ FIRST_WINDOW_NS = 3600 * 10**9
 _WIDER = 8
 # Beyond this many candidates, reading every session is as fast and keeps the query simple.
 MOST_CANDIDATES = 5000
+_LONGEST_MS = sys.float_info.max
 
 
 def latest_session_ids(
@@ -36,14 +38,14 @@ def latest_session_ids(
     chosen: list[ColumnElement[bool]] = [t.session_id.is_not(None)]
     if user is not None:
         chosen.append(t.user_id == user)
-    bounds = fetch(
-        select(func.min(t.start_ns).label("first"), func.max(t.start_ns).label("last")).where(
-            *chosen
-        )
-    )
-    first, newest = bounds[0]["first"], bounds[0]["last"]
-    if newest is None:
+    # Each end through the index of start times (one query for both would read every trace).
+    ends = [
+        fetch(select(t.start_ns).where(*chosen).order_by(order).limit(1))
+        for order in (t.start_ns, t.start_ns.desc())
+    ]
+    if not ends[0]:
         return []
+    first, newest = ends[0][0]["start_ns"], ends[1][0]["start_ns"]
     window = FIRST_WINDOW_NS
     while True:
         start = newest - window
@@ -74,7 +76,8 @@ def latest_session_ids(
         for row in fetch(
             select(t.session_id)
             .distinct()
-            .where(*chosen, t.start_ns < start, t.duration_ms >= longer_than_ms)
+            # A closed range: SQLite, without statistics, then reads the index of durations.
+            .where(*chosen, t.start_ns < start, t.duration_ms.between(longer_than_ms, _LONGEST_MS))
         )
     )
     return sorted(candidates) if len(candidates) <= MOST_CANDIDATES else None
