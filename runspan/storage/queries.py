@@ -60,6 +60,9 @@ from runspan.storage.schema import DAY_NS, feedback, model_prices, slowest_runs,
 from runspan.storage.search import MAX_SEARCH_DEPTH, TraceSearch
 from runspan.storage.slowest import PER_DAY
 
+# Trace search reads at most this many newest spans (or 20 a trace asked for) before it groups.
+_NEWEST_SPANS = 2000
+
 _v = runs_v.c
 # The most held slowest runs looked up at a time (under every database's parameter limit).
 _SLOWEST_PAGE = 500
@@ -453,17 +456,26 @@ class RunStore:
         """The traces with a span matching ``search``, newest first: (trace id, the first
         matching span's start, the last one's end)."""
         depth = min(max(search.depth, 1), MAX_SEARCH_DEPTH)
-        newest = func.max(_v.start_ns)
-        query = (
-            select(
-                _v.trace_id, func.min(_v.start_ns).label("start"), func.max(_v.end_ns).label("end")
-            )
-            .where(*search.conditions())
-            .group_by(_v.trace_id)
-            .order_by(newest.desc())
-            .limit(depth)
+        conditions = search.conditions()
+        spans = select(
+            _v.trace_id, func.min(_v.start_ns).label("start"), func.max(_v.end_ns).label("end")
+        ).where(*conditions)
+        # The newest matching spans, through the index of start times: the first ``depth``
+        # traces they name are the answer, found without grouping every span of the range. A
+        # rare filter can need more spans than were read: then the range is grouped.
+        most = max(_NEWEST_SPANS, 20 * depth)
+        newest = self._fetch(
+            select(_v.trace_id).where(*conditions).order_by(_v.start_ns.desc()).limit(most)
         )
-        return [(row["trace_id"], row["start"], row["end"]) for row in self._fetch(query)]
+        chosen = list(dict.fromkeys(row["trace_id"] for row in newest))[:depth]
+        if len(chosen) < depth and len(newest) == most:
+            grouped = spans.group_by(_v.trace_id).order_by(func.max(_v.start_ns).desc())
+            found = self._fetch(grouped.limit(depth))
+        else:
+            found = self._fetch(spans.where(_v.trace_id.in_(chosen)).group_by(_v.trace_id))
+            order = {trace_id: place for place, trace_id in enumerate(chosen)}
+            found.sort(key=lambda row: order[row["trace_id"]])
+        return [(row["trace_id"], row["start"], row["end"]) for row in found]
 
     def dependencies(
         self, since_ns: int | None = None, until_ns: int | None = None

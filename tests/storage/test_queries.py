@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from runspan.storage import NotFoundError, QueryError, RunFilter, RunStore, SqlSpanExporter
 from runspan.storage.rows import COLUMNS
+from runspan.storage.search import TraceSearch
 from runspan.storage.upsert import write_rows
 
 DAY_NS = 86_400 * 10**9
@@ -306,3 +307,55 @@ class TestRepeatedAndDatedFilters:
         assert names("gpt-4o") == ["c"]
         assert names("claude-3-5-sonnet") == ["d"]
         assert names("gpt-4o%") == []
+
+
+class TestTraceSearch:
+    """Jaeger's trace search: the newest traces with a matching span, from the newest spans
+    through the index of start times, or (a rare filter) by grouping the whole range."""
+
+    def test_the_newest_traces_whichever_way_they_are_found(
+        self, store: tuple[RunStore, SqlSpanExporter], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        reader, writer = store
+        rows = []
+        for n in range(60):
+            start = T0 + n * 10**9
+            root = row(service_name="svc", name="turn", start_ns=start, end_ns=start + 10**8)
+            tool = "slow_tool" if n % 20 == 3 else "tool"
+            rows += [
+                root,
+                child_of(root, service_name="svc", name=tool, start_ns=start + 5, end_ns=start + 9),
+                child_of(root, service_name="svc", name="late", start_ns=start + 7, end_ns=None),
+            ]
+        put(writer, *rows)
+
+        def grouped(search: TraceSearch) -> list[tuple[str, int, int]]:
+            """What grouping every matching span gives."""
+            spans = [
+                r
+                for r in rows
+                if r["end_ns"] is not None
+                and r["service_name"] == search.service
+                and (search.operation is None or r["name"] == search.operation)
+                and (search.start_min_ns is None or r["start_ns"] >= search.start_min_ns)
+            ]
+            traces: dict[str, list[dict[str, Any]]] = {}
+            for span in spans:
+                traces.setdefault(span["trace_id"], []).append(span)
+            found = sorted(traces.values(), key=lambda s: -max(x["start_ns"] for x in s))
+            return [
+                (s[0]["trace_id"], min(x["start_ns"] for x in s), max(x["end_ns"] for x in s))
+                for s in found[: search.depth]
+            ]
+
+        searches = [
+            TraceSearch(service="svc", depth=5),
+            TraceSearch(service="svc", depth=100),
+            TraceSearch(service="svc", operation="slow_tool", depth=2),
+            TraceSearch(service="svc", start_min_ns=T0 + 30 * 10**9, depth=50),
+            TraceSearch(service="nobody"),
+        ]
+        for most in (2000, 3):  # found from the newest spans; grouped after 3 spans
+            monkeypatch.setattr("runspan.storage.queries._NEWEST_SPANS", most)
+            for search in searches:
+                assert reader.find_traces(search) == grouped(search), (most, search)
