@@ -32,6 +32,7 @@ from runspan.storage.schema import (
     runs,
     runs_daily,
     runs_hourly,
+    traces,
 )
 from runspan.storage.sqlfuncs import duration_bucket
 
@@ -57,6 +58,7 @@ DIMENSIONS = (
     "model_name",
     "langgraph_node",
     "error_type",
+    "trace_name",
     "is_root",
 )
 _KEYS = len(DIMENSIONS) - 1  # the columns grouped by as they are (is_root is computed)
@@ -138,7 +140,9 @@ def _counted(connection: Connection, period: Period, number: int) -> Any:
         return func.sum(case((costed, value), else_=0))
 
     slot = duration_bucket(runs.c.duration_ms)
-    dimensions = [getattr(runs.c, name) for name in DIMENSIONS[:-1]]
+    # The trace's name is its root's: what chain, graph or agent the run served.
+    dimensions = [getattr(runs.c, name) for name in DIMENSIONS[:-2]]
+    dimensions.append(traces.c.name.label("trace_name"))
     start = number * period.length_ns
     return connection.execute(
         select(
@@ -164,6 +168,7 @@ def _counted(connection: Connection, period: Period, number: int) -> Any:
             func.sum(runs.c.ttft_ms),
             func.max(runs.c.ttft_ms),
         )
+        .select_from(runs.outerjoin(traces, traces.c.trace_id == runs.c.trace_id))
         .where(runs.c.start_ns >= start, runs.c.start_ns < start + period.length_ns)
         .group_by(*dimensions, is_root, slot)
     )

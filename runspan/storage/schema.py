@@ -261,9 +261,11 @@ def _rollup_columns(period: str) -> list[Any]:
         Column("cost_cache_read_tokens", BigInteger, nullable=False),
         Column("cost_cache_creation_tokens", BigInteger, nullable=False),
         Column("cost_output_tokens", BigInteger, nullable=False),
-        # Added by revision 0011, for the documented queries: the group's error type, its latest
-        # start, an error message of it, its most attempts, and its times to first token.
+        # Added by revision 0011, for the documented queries: the group's error type and trace
+        # name (its root's), its latest start, an error message of it, its most attempts, and its
+        # times to first token.
         Column("error_type", Text),
+        Column("trace_name", Text),
         Column("last_start_ns", BigInteger),
         Column("error_example", Text),
         Column("attempt_max", Integer),

@@ -408,6 +408,9 @@ _EVERY_RUN = {
     "11. Time to first token": "SELECT model_name, count(*),"
     " round(CAST(avg(ttft_ms) AS NUMERIC), 2), max(ttft_ms) FROM llm_calls"
     " WHERE ttft_ms IS NOT NULL GROUP BY model_name",
+    "13. Which model calls each chain makes": "SELECT t.name, c.model_name, count(*),"
+    " sum(c.total_tokens), sum(c.cost_usd) FROM llm_calls c JOIN traces t"
+    " ON t.trace_id = c.trace_id GROUP BY t.name, c.model_name",
     "17. Nodes that needed retries": "SELECT name, sum(CASE WHEN status = 'retried' THEN 1"
     f" ELSE 0 END), {_ERRORS}, max(coalesce(attempt, 1)) FROM runs WHERE langgraph_node = name"
     " GROUP BY name HAVING sum(CASE WHEN status = 'retried' THEN 1 ELSE 0 END) > 0",
@@ -454,7 +457,12 @@ def _answers_as_every_run(store: RunStore) -> None:
 
 _GROUPED = (
     "start_day, day, service_name, name, run_type, status, unfinished_reason, error_type,"
-    " model_name, langgraph_node"
+    " model_name, langgraph_node, trace_name"
+)
+# runs_v with each run's trace name (its root's).
+_NAMED = (
+    "(SELECT v.*, t.name AS trace_name FROM runs_v v LEFT JOIN traces t"
+    " ON t.trace_id = v.trace_id) AS named"
 )
 # runs_daily_v's columns: how its rows of a day and group (from the rollups of the day or of its
 # hours, and from runs) add up, and what counting every run of runs_v gives.
@@ -499,7 +507,7 @@ def assert_daily_view_counts_every_run(store: RunStore) -> None:
     counted = _daily_rows(
         store,
         f"SELECT {_GROUPED}, {root}, {', '.join(exact for _, exact in _DAILY.values())}"
-        f" FROM runs_v GROUP BY {_GROUPED}, {root}",
+        f" FROM {_NAMED} GROUP BY {_GROUPED}, {root}",
     )
     assert_same_rows(viewed, counted)
 

@@ -29,6 +29,7 @@ _HOUR_NS = 3_600 * 10**9
 _TABLES = ("runs_daily", "runs_hourly")
 _COLUMNS = (
     ("error_type", sa.Text()),
+    ("trace_name", sa.Text()),
     ("last_start_ns", sa.BigInteger()),
     ("error_example", sa.Text()),
     ("attempt_max", sa.Integer()),
@@ -43,8 +44,10 @@ _PARTIAL_INDEXES = (
 )
 _GROUPS = (
     "service_name, name, run_type, status, unfinished_reason, error_type, model_name,"
-    " langgraph_node"
+    " langgraph_node, trace_name"
 )
+# Runs with the name of their trace (its root's), as the rollups group them.
+_NAMED = "SELECT r.*, t.name AS trace_name FROM {} r LEFT JOIN traces t ON t.trace_id = r.trace_id"
 _IS_ROOT = {
     "sqlite": "CASE WHEN run_id IS NOT NULL AND parent_run_id IS NULL THEN 1 ELSE 0 END",
     "postgresql": "(run_id IS NOT NULL AND parent_run_id IS NULL)",
@@ -137,7 +140,7 @@ FROM (
         UNION ALL
         SELECT start_day, start_day * {_DAY_NS}, {_GROUPS}, {is_root}, {_RUN_MEASURES},
             {_COST_SUMS}, {_RUN_LATER}
-        FROM runs
+        FROM ({_NAMED.format("runs")}) AS named
         WHERE start_ns BETWEEN {_HOUR_FROM} * {_HOUR_NS} AND {_LAST_NS}
             AND start_day NOT IN ({_PRICED_MIDDAY})
         GROUP BY start_day, {_GROUPS}, {is_root}
@@ -145,7 +148,8 @@ FROM (
     UNION ALL
     SELECT v.start_day, {_prefixed(_GROUPS, "v")}, {is_root}, {_RUN_MEASURES}, sum(v.cost_usd),
         {_RUN_LATER}
-    FROM ({_COUNTED}) c JOIN runs_v v ON v.start_ns >= c.first_ns AND v.start_ns < c.end_ns
+    FROM ({_COUNTED}) c JOIN ({_NAMED.format("runs_v")}) v
+        ON v.start_ns >= c.first_ns AND v.start_ns < c.end_ns
     GROUP BY v.start_day, {_prefixed(_GROUPS, "v")}, {is_root}
 ) u"""
 
