@@ -182,9 +182,9 @@ def test_what_the_writer_knows_it_does_not_write_again(database_url: str) -> Non
 
 
 def test_a_reader_made_before_reads_the_new_tables(postgres: Any) -> None:
-    """Revisions 0008, 0009 and 0010 grant their tables to the roles that could read runs, so a
-    reader made by an older `runspan db create-reader` still lists services, slowest runs and
-    stats from the rollups."""
+    """Revisions 0008 to 0011 grant their tables and views to the roles that could read runs,
+    so a reader made by an older `runspan db create-reader` still lists services, slowest runs
+    and stats from the rollups, and asks runs_daily_v."""
     url = postgres_server.create_database(postgres.url)
     role = f"reader_{uuid.uuid4().hex[:8]}"
     try:
@@ -217,6 +217,8 @@ def test_a_reader_made_before_reads_the_new_tables(postgres: Any) -> None:
             assert served(store._fetch, DAY, None, None)
             every = store.sql("SELECT count(*) FROM runs").rows[0][0]
             assert sum(stat.runs for stat in store.stats("day")) == every
+            # And revision 0011's view.
+            assert store.sql("SELECT sum(runs) FROM runs_daily_v").rows[0][0] == every
     finally:
         postgres_server.drop_database(postgres.url, url)
         admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
