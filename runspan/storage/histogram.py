@@ -29,27 +29,28 @@ def plus(total: int | None, value: int | None) -> int | None:
     return total if value is None else int(value) + (total or 0)
 
 
-def add(into: Histogram, other: Mapping[Any, int]) -> None:
-    """Add ``other`` (from JSON its keys are text) into ``into``."""
+def add(into: dict[str, int], other: Mapping[str, int]) -> None:
+    """Add ``other`` into ``into``, keyed by the bucket's number as text, as JSON keeps it:
+    merging a month of rollups, converting each key would take most of the time."""
+    get = into.get
     for key, count in other.items():
-        number = int(key)
-        into[number] = into.get(number, 0) + count
+        into[key] = get(key, 0) + count
 
 
 def as_json(counts: Histogram) -> dict[str, int]:
     return {str(key): count for key, count in sorted(counts.items())}
 
 
-def percentile(counts: Histogram, p: int, least: float, greatest: float) -> float | None:
+def percentile(counts: Mapping[Any, int], p: int, least: float, greatest: float) -> float | None:
     """The nearest-rank ``p``-th percentile, as the middle of its bucket kept within
-    ``[least, greatest]``; ``None`` for no durations."""
+    ``[least, greatest]``; ``None`` for no durations. Keys are bucket numbers, or their text."""
     total = sum(counts.values())
     if not total:
         return None
     rank = max(1, -(-p * total // 100))  # the least rank with rank * 100 >= p * total
     seen = 0
-    for key in sorted(counts):
+    for key in sorted(counts, key=int):
         seen += counts[key]
         if seen >= rank:
-            return min(max(math.exp((key + 0.5) * LOG_RATIO), least), greatest)
+            return min(max(math.exp((int(key) + 0.5) * LOG_RATIO), least), greatest)
     return greatest

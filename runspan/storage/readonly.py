@@ -52,6 +52,8 @@ READ_OBJECTS = (
     "runs_hourly",
     "rolled_days",
     "rolled_hours",
+    "runs_daily_traces",
+    "runs_hourly_traces",
     "runs_daily_v",
     "runspan_schema_version",
 )

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Float, case, column, func, or_, select, text
 
-from runspan.storage.histogram import Histogram, add, percentile, plus
+from runspan.storage.histogram import add, percentile, plus
 from runspan.storage.records import GROUPS, RunFilter, Stat, day_text, model_matches, runs_v
 from runspan.storage.rollups import DAY, HOUR, Period
 from runspan.storage.schema import DAY_NS, model_prices
@@ -140,7 +140,7 @@ def _rollup_conditions(
 class _Group:
     runs: int = 0
     errors: int = 0
-    durations: Histogram = field(default_factory=dict)
+    durations: dict[str, int] = field(default_factory=dict)  # as histogram.add merges them
     least: float = math.inf
     greatest: float = -math.inf
     input_tokens: int | None = None
@@ -269,7 +269,7 @@ def _count_runs(fetch: Fetch, key: Any, conditions: list[Any], groups: dict[Any,
         group.tokens(row["input_tokens"], row["output_tokens"], row["total_tokens"])
         group.cost(row["cost_usd"])
         if row["bucket"] is not None:  # finished runs (a running one has no duration)
-            add(group.durations, {row["bucket"]: row["runs"]})
+            add(group.durations, {str(row["bucket"]): row["runs"]})
             group.least = min(group.least, row["least"])
             group.greatest = max(group.greatest, row["greatest"])
 

@@ -31,7 +31,9 @@ from runspan.storage.schema import (
     rolled_hours,
     runs,
     runs_daily,
+    runs_daily_traces,
     runs_hourly,
+    runs_hourly_traces,
     traces,
 )
 from runspan.storage.sqlfuncs import duration_bucket
@@ -70,6 +72,7 @@ class Period:
 
     length_ns: int
     table: Table  # the rollups
+    by_trace: Table  # the same split by trace name, without histograms
     rolled: Table  # which are rolled up, and which stale
     column: str  # periods since the epoch: start_day, start_hour
     lock_class: int
@@ -96,8 +99,8 @@ class Period:
             )
 
 
-DAY = Period(DAY_NS, runs_daily, rolled_days, "start_day", _LOCK_CLASS)
-HOUR = Period(HOUR_NS, runs_hourly, rolled_hours, "start_hour", _LOCK_CLASS + 1)
+DAY = Period(DAY_NS, runs_daily, runs_daily_traces, rolled_days, "start_day", _LOCK_CLASS)
+HOUR = Period(HOUR_NS, runs_hourly, runs_hourly_traces, rolled_hours, "start_hour", _LOCK_CLASS + 1)
 PERIODS = (DAY, HOUR)
 
 
@@ -124,7 +127,8 @@ def forget_before(connection: Connection, cutoff_ns: int) -> None:
     """The periods that ended by ``cutoff_ns`` lost every run (retention): their rollups go."""
     for period in PERIODS:
         first_kept = cutoff_ns // period.length_ns
-        connection.execute(delete(period.table).where(period.table.c[period.column] < first_kept))
+        for rollup in (period.table, period.by_trace):
+            connection.execute(delete(rollup).where(rollup.c[period.column] < first_kept))
         connection.execute(delete(period.rolled).where(period.rolled.c[period.column] < first_kept))
 
 
@@ -183,62 +187,89 @@ _SUMS = (
 )
 
 
-def summarize(column: str, number: int, counted: Any) -> list[dict[str, Any]]:
-    """Rollup rows, of period ``number`` in ``column``, from runs counted per group and bucket
-    (the rows of :func:`_counted`)."""
+_TRACE_NAME = DIMENSIONS.index("trace_name")
+
+
+def summarize(
+    column: str, number: int, counted: Any
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rollup rows, of period ``number`` in ``column``, from runs counted per group, trace name
+    and bucket (the rows of :func:`_counted`): per group with their histograms, and per group
+    and trace name without."""
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    named: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in counted:
         key = (*row[:_KEYS], bool(row[_KEYS]))
-        slot, count, duration_sum, least, most, tokens_in, tokens_out, tokens = row[
-            _KEYS + 1 : _KEYS + 9
-        ]
-        costs = row[_KEYS + 9 : _KEYS + 14]
-        last, example, attempt, ttft_count, ttft_sum, ttft_max = row[_KEYS + 14 :]
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = {
-                column: number,
-                **dict(zip(DIMENSIONS, key, strict=True)),
-                "runs": 0,
-                "finished": 0,
-                "duration_ms_sum": None,
-                "duration_ms_min": None,
-                "duration_ms_max": None,
-                "durations": {},
-                "input_tokens": None,
-                "output_tokens": None,
-                "total_tokens": None,
-                **dict.fromkeys(_SUMS, 0),
-                "last_start_ns": last,
-                "error_example": example,
-                "attempt_max": attempt,
-                "ttft_count": 0,
-                "ttft_ms_sum": None,
-                "ttft_ms_max": None,
-            }
-        group["runs"] += count
-        if slot is not None:  # finished runs: a running one has no duration
-            group["finished"] += count
-            group["duration_ms_sum"] = (group["duration_ms_sum"] or 0.0) + duration_sum
-            group["duration_ms_min"] = _least(group["duration_ms_min"], least)
-            group["duration_ms_max"] = _greatest(group["duration_ms_max"], most)
-            group["durations"][int(slot)] = count
-        group["input_tokens"] = plus(group["input_tokens"], tokens_in)
-        group["output_tokens"] = plus(group["output_tokens"], tokens_out)
-        group["total_tokens"] = plus(group["total_tokens"], tokens)
-        for name, value in zip(_SUMS, costs, strict=True):
-            group[name] += int(value or 0)
-        group["last_start_ns"] = _greatest(group["last_start_ns"], last)
-        group["error_example"] = _least(group["error_example"], example)
-        group["attempt_max"] = _greatest(group["attempt_max"], attempt)
-        if ttft_count:
-            group["ttft_count"] += ttft_count
-            group["ttft_ms_sum"] = (group["ttft_ms_sum"] or 0.0) + ttft_sum
-            group["ttft_ms_max"] = _greatest(group["ttft_ms_max"], ttft_max)
+        unnamed = key[:_TRACE_NAME] + key[_TRACE_NAME + 1 :]
+        for kept, wanted, dimensions in (
+            (groups, unnamed, _UNNAMED),
+            (named, key, DIMENSIONS),
+        ):
+            group = kept.get(wanted)
+            if group is None:
+                group = kept[wanted] = _new_group(column, number, dimensions, wanted)
+            _fold(group, row[_KEYS + 1 :])
     for group in groups.values():
         finished = group["finished"]
         group["durations"] = json.dumps(as_json(group["durations"])) if finished else None
-    return list(groups.values())
+    for group in named.values():
+        del group["durations"]
+    return list(groups.values()), list(named.values())
+
+
+_UNNAMED = tuple(name for name in DIMENSIONS if name != "trace_name")
+
+
+def _new_group(
+    column: str, number: int, dimensions: tuple[str, ...], key: tuple[Any, ...]
+) -> dict[str, Any]:
+    return {
+        column: number,
+        **dict(zip(dimensions, key, strict=True)),
+        "runs": 0,
+        "finished": 0,
+        "duration_ms_sum": None,
+        "duration_ms_min": None,
+        "duration_ms_max": None,
+        "durations": {},
+        "input_tokens": None,
+        "output_tokens": None,
+        "total_tokens": None,
+        **dict.fromkeys(_SUMS, 0),
+        "last_start_ns": None,
+        "error_example": None,
+        "attempt_max": None,
+        "ttft_count": 0,
+        "ttft_ms_sum": None,
+        "ttft_ms_max": None,
+    }
+
+
+def _fold(group: dict[str, Any], counted: Any) -> None:
+    """Add one row of :func:`_counted` (after its group's columns) into ``group``."""
+    slot, count, duration_sum, least, most, tokens_in, tokens_out, tokens = counted[:8]
+    costs = counted[8:13]
+    last, example, attempt, ttft_count, ttft_sum, ttft_max = counted[13:]
+    group["runs"] += count
+    if slot is not None:  # finished runs: a running one has no duration
+        group["finished"] += count
+        group["duration_ms_sum"] = (group["duration_ms_sum"] or 0.0) + duration_sum
+        group["duration_ms_min"] = _least(group["duration_ms_min"], least)
+        group["duration_ms_max"] = _greatest(group["duration_ms_max"], most)
+        durations = group["durations"]
+        durations[int(slot)] = durations.get(int(slot), 0) + count
+    group["input_tokens"] = plus(group["input_tokens"], tokens_in)
+    group["output_tokens"] = plus(group["output_tokens"], tokens_out)
+    group["total_tokens"] = plus(group["total_tokens"], tokens)
+    for name, value in zip(_SUMS, costs, strict=True):
+        group[name] += int(value or 0)
+    group["last_start_ns"] = _greatest(group["last_start_ns"], last)
+    group["error_example"] = _least(group["error_example"], example)
+    group["attempt_max"] = _greatest(group["attempt_max"], attempt)
+    if ttft_count:
+        group["ttft_count"] += ttft_count
+        group["ttft_ms_sum"] = (group["ttft_ms_sum"] or 0.0) + ttft_sum
+        group["ttft_ms_max"] = _greatest(group["ttft_ms_max"], ttft_max)
 
 
 def _least(kept: Any, value: Any) -> Any:
@@ -263,13 +294,15 @@ def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
             if not locked:
                 return False
         # A write first: on SQLite it takes the write lock, so what is read next stays as read.
-        connection.execute(delete(table).where(table.c[column] == number))
+        for rollup in (table, period.by_trace):
+            connection.execute(delete(rollup).where(rollup.c[column] == number))
         stale = connection.execute(
             select(rolled.c.stale).where(rolled.c[column] == number)
         ).scalar()
-        groups = summarize(column, number, _counted(connection, period, number))
+        groups, named = summarize(column, number, _counted(connection, period, number))
         if groups:
             connection.execute(insert(table), groups)
+            connection.execute(insert(period.by_trace), named)
         connection.execute(
             text(
                 f"INSERT INTO {rolled.name} ({column}, runs, rolled_ns) VALUES"

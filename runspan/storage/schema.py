@@ -261,11 +261,9 @@ def _rollup_columns(period: str) -> list[Any]:
         Column("cost_cache_read_tokens", BigInteger, nullable=False),
         Column("cost_cache_creation_tokens", BigInteger, nullable=False),
         Column("cost_output_tokens", BigInteger, nullable=False),
-        # Added by revision 0011, for the documented queries: the group's error type and trace
-        # name (its root's), its latest start, an error message of it, its most attempts, and its
-        # times to first token.
+        # Added by revision 0011, for the documented queries: the group's error type, its latest
+        # start, an error message of it, its most attempts, and its times to first token.
         Column("error_type", Text),
-        Column("trace_name", Text),
         Column("last_start_ns", BigInteger),
         Column("error_example", Text),
         Column("attempt_max", Integer),
@@ -289,6 +287,18 @@ def _rolled_columns(period: str) -> list[Column[Any]]:
 
 runs_daily = Table("runs_daily", metadata, *_rollup_columns("start_day"))
 runs_hourly = Table("runs_hourly", metadata, *_rollup_columns("start_hour"))
+
+
+# Added by revision 0011: the same groups split by the trace's name (its root's: the chain or
+# graph a run served), without the histograms, so that runs_daily_v can group by it while
+# `runspan stats` merges the histograms of fewer rows.
+def _trace_rollup_columns(period: str) -> list[Any]:
+    kept = [c for c in _rollup_columns(period) if getattr(c, "name", None) != "durations"]
+    return [*kept, Column("trace_name", Text)]
+
+
+runs_daily_traces = Table("runs_daily_traces", metadata, *_trace_rollup_columns("start_day"))
+runs_hourly_traces = Table("runs_hourly_traces", metadata, *_trace_rollup_columns("start_hour"))
 rolled_days = Table("rolled_days", metadata, *_rolled_columns("start_day"))
 rolled_hours = Table("rolled_hours", metadata, *_rolled_columns("start_hour"))
 

@@ -29,7 +29,6 @@ _HOUR_NS = 3_600 * 10**9
 _TABLES = ("runs_daily", "runs_hourly")
 _COLUMNS = (
     ("error_type", sa.Text()),
-    ("trace_name", sa.Text()),
     ("last_start_ns", sa.BigInteger()),
     ("error_example", sa.Text()),
     ("attempt_max", sa.Integer()),
@@ -128,12 +127,12 @@ FROM (
         {_COST} AS cost_usd, {_prefixed(_LATER, "r")}
     FROM (
         SELECT start_day, start_day * {_DAY_NS} AS start_ns, {rolled}
-        FROM runs_daily
+        FROM runs_daily_traces
         WHERE start_day < {_DAY_FROM} AND start_day NOT IN (
             SELECT start_day FROM rolled_days WHERE stale IS NOT NULL UNION {_PRICED_MIDDAY})
         UNION ALL
         SELECT start_hour / 24, start_hour * {_HOUR_NS}, {rolled}
-        FROM runs_hourly
+        FROM runs_hourly_traces
         WHERE start_hour >= {_DAY_FROM} * 24 AND start_hour < {_HOUR_FROM}
             AND start_hour NOT IN (SELECT start_hour FROM rolled_hours WHERE stale IS NOT NULL)
             AND start_hour / 24 NOT IN ({_PRICED_MIDDAY})
@@ -154,11 +153,48 @@ FROM (
 ) u"""
 
 
+def _by_trace(table: str, period: str) -> None:
+    """The rollups of ``period`` split by trace name too, without histograms."""
+    op.create_table(
+        table,
+        sa.Column(period, sa.BigInteger(), nullable=False),
+        sa.Column("service_name", sa.Text()),
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("run_type", sa.String(32)),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("unfinished_reason", sa.String(16)),
+        sa.Column("model_name", sa.Text()),
+        sa.Column("langgraph_node", sa.Text()),
+        sa.Column("is_root", sa.Boolean(), nullable=False),
+        sa.Column("runs", sa.BigInteger(), nullable=False),
+        sa.Column("finished", sa.BigInteger(), nullable=False),
+        sa.Column("duration_ms_sum", sa.Float()),
+        sa.Column("duration_ms_min", sa.Float()),
+        sa.Column("duration_ms_max", sa.Float()),
+        sa.Column("input_tokens", sa.BigInteger()),
+        sa.Column("output_tokens", sa.BigInteger()),
+        sa.Column("total_tokens", sa.BigInteger()),
+        sa.Column("cost_runs", sa.BigInteger(), nullable=False),
+        sa.Column("cost_uncached_input_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("cost_cache_read_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("cost_cache_creation_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("cost_output_tokens", sa.BigInteger(), nullable=False),
+        *(sa.Column(name, type_) for name, type_ in _COLUMNS),
+        sa.Column("trace_name", sa.Text()),
+    )
+    op.create_index(f"ix_{table}_{period}", table, [period])
+
+
+_BY_TRACE = (("runs_daily_traces", "start_day"), ("runs_hourly_traces", "start_hour"))
+
+
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     for table in _TABLES:
         for name, type_ in _COLUMNS:
             op.add_column(table, sa.Column(name, type_))
+    for table, period in _BY_TRACE:
+        _by_trace(table, period)
     # Rolled up without the new columns: to be rolled up again.
     for rolled in ("rolled_days", "rolled_hours"):
         op.execute(f"UPDATE {rolled} SET stale = 'revision-0011' WHERE runs IS NOT NULL")
@@ -173,13 +209,16 @@ def upgrade() -> None:
             postgresql_where=sa.text(predicate),
         )
     scale = importlib.import_module("runspan.storage.migrations.versions.0008_scale_indexes")
-    scale.grant_to_readers("runs_daily_v")
+    for table in ("runs_daily_traces", "runs_hourly_traces", "runs_daily_v"):
+        scale.grant_to_readers(table)
 
 
 def downgrade() -> None:
     for table, name, _column, _predicate in _PARTIAL_INDEXES:
         op.drop_index(name, table)
     op.execute("DROP VIEW IF EXISTS runs_daily_v")
+    for table, _period in _BY_TRACE:
+        op.drop_table(table)
     for table in _TABLES:
         with op.batch_alter_table(table) as batch:
             for name, _type in reversed(_COLUMNS):
