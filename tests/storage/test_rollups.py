@@ -127,6 +127,16 @@ def execute(url: str, sql: str, **parameters: Any) -> list[Any]:
         engine.dispose()
 
 
+def price_from_noon(url: str, day: int) -> None:
+    """A price for the local model that takes effect at noon of ``day``."""
+    execute(
+        url,
+        "INSERT INTO model_prices (model_pattern, input_usd_per_mtok, output_usd_per_mtok,"
+        " valid_from_ns) VALUES ('local-model%', 1.0, 2.0, :noon)",
+        noon=day * DAY_NS + 12 * HOUR_NS,
+    )
+
+
 def assert_same(rolled: list[Stat], counted: list[Stat]) -> None:
     """Counts, tokens and costs equal; percentiles within half a percent."""
     assert [stat.key for stat in rolled] == [stat.key for stat in counted]
@@ -230,13 +240,7 @@ def test_a_price_that_took_effect_during_a_day_prices_that_day_as_its_runs_start
     database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write(database_url, history(days=3, per_day=20))
-    noon = (TODAY - 2) * DAY_NS + 12 * HOUR_NS
-    execute(
-        database_url,
-        "INSERT INTO model_prices (model_pattern, input_usd_per_mtok, output_usd_per_mtok,"
-        " valid_from_ns) VALUES ('local-model%', 1.0, 2.0, :noon)",
-        noon=noon,
-    )
+    price_from_noon(database_url, TODAY - 2)
     roll_up(database_url)
     with RunStore(read_url) as store:
         assert TODAY - 2 not in served(store._fetch, DAY, None, None)
@@ -528,13 +532,7 @@ def test_the_daily_view_is_what_counting_every_run_gives_whatever_is_rolled_up(
 ) -> None:
     rows = history(days=3, per_day=30)
     write(database_url, rows)
-    noon = (TODAY - 2) * DAY_NS + 12 * HOUR_NS
-    execute(
-        database_url,
-        "INSERT INTO model_prices (model_pattern, input_usd_per_mtok, output_usd_per_mtok,"
-        " valid_from_ns) VALUES ('local-model%', 1.0, 2.0, :noon)",
-        noon=noon,
-    )
+    price_from_noon(database_url, TODAY - 2)
     assert any(row["error_type"] for row in rows)
     assert any(row["ttft_ms"] for row in rows)
     with RunStore(read_url) as store:
