@@ -188,6 +188,7 @@ _SUMS = (
 
 
 _TRACE_NAME = DIMENSIONS.index("trace_name")
+_UNNAMED = tuple(name for name in DIMENSIONS if name != "trace_name")  # runs_daily's groups
 
 
 def summarize(
@@ -215,9 +216,6 @@ def summarize(
     for group in named.values():
         del group["durations"]
     return list(groups.values()), list(named.values())
-
-
-_UNNAMED = tuple(name for name in DIMENSIONS if name != "trace_name")
 
 
 def _new_group(
