@@ -374,6 +374,8 @@ class Rollups:
                 if number not in done:
                     unrolled.append(number)
                 number += 1
-            if not unrolled:
-                self._looked_to[period] = first_open
+            # Every period before the first one found is rolled up (one that turns stale is
+            # found by the first query): the next walk starts there, not over them again (on
+            # PostgreSQL each step is a round trip, and catching up took minutes of them).
+            self._looked_to[period] = unrolled[0] if unrolled else first_open
         return sorted({*stale, *unrolled})

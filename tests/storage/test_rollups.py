@@ -294,6 +294,9 @@ def test_catching_up_the_writer_rests_four_times_as_long_as_each_visit_took(
     """A history stored before the rollups is rolled up a period a visit (here), and never
     for more than a fifth of the writer's time."""
     write(database_url, history(days=3, per_day=5))
+    # Stored before the rollups existed: no period is marked (late writes would mark them).
+    execute(database_url, "DELETE FROM rolled_hours")
+    execute(database_url, "DELETE FROM rolled_days")
     monkeypatch.setattr("runspan.storage.rollups._VISIT_SECONDS", 0.0)
     clock = [100.0]
 
@@ -315,6 +318,22 @@ def test_catching_up_the_writer_rests_four_times_as_long_as_each_visit_took(
         assert execute(database_url, rolled) == [(2,)]
     finally:
         exporter.shutdown()
+    # Visit after visit, a period each, every closed day and hour gets rolled up.
+    engine = create_engine(database_url)
+    rollups, visits = Rollups(), 0
+    while not rollups.visit(engine, NOW):
+        visits += 1
+    engine.dispose()
+    hours = execute(database_url, "SELECT count(*) FROM rolled_hours WHERE runs IS NOT NULL")
+    closed = execute(
+        database_url,
+        "SELECT count(DISTINCT start_ns / :hour) FROM runs WHERE start_ns < :closed",
+        hour=HOUR_NS,
+        closed=(NOW - 2 * HOUR_NS) // HOUR_NS * HOUR_NS,
+    )
+    assert execute(database_url, rolled) == [(3,)]
+    assert hours == closed
+    assert visits >= hours[0][0]  # one period a visit
 
 
 def test_a_day_is_rolled_up_only_once_it_has_been_over_for_two_hours(database_url: str) -> None:
