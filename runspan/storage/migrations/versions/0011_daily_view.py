@@ -118,6 +118,20 @@ def _view(dialect: str) -> str:
     # Only a group with a cost looks its price up.
     price_join = prices._PRICE_JOIN.replace("ON p.id = (", "ON r.cost_runs > 0 AND p.id = (")
     rolled = f"{_GROUPS}, is_root, {_MEASURES}, {_COST_COLUMNS}, {_LATER}"
+    # The runs of the stretches counted one by one (usually none), read stretch by stretch
+    # through the index of start times. PostgreSQL would otherwise join them by hashing every
+    # run that matches a query's filter (every root, every model call): a lateral subquery,
+    # kept apart by OFFSET 0, makes it look each stretch up.
+    if dialect == "postgresql":
+        counted_runs = (
+            f"({_COUNTED}) c CROSS JOIN LATERAL (SELECT * FROM ({_NAMED.format('runs_v')}) named"
+            " WHERE named.start_ns >= c.first_ns AND named.start_ns < c.end_ns OFFSET 0) v"
+        )
+    else:
+        counted_runs = (
+            f"({_COUNTED}) c JOIN ({_NAMED.format('runs_v')}) v"
+            " ON v.start_ns >= c.first_ns AND v.start_ns < c.end_ns"
+        )
     return f"""CREATE VIEW runs_daily_v AS
 SELECT u.start_day, {day_date.format("u.start_day")} AS day, {_prefixed(_GROUPS, "u")}, u.is_root,
     {_prefixed(_MEASURES, "u")}, u.cost_usd, {_prefixed(_LATER, "u")},
@@ -147,8 +161,7 @@ FROM (
     UNION ALL
     SELECT v.start_day, {_prefixed(_GROUPS, "v")}, {is_root}, {_RUN_MEASURES}, sum(v.cost_usd),
         {_RUN_LATER}
-    FROM ({_COUNTED}) c JOIN ({_NAMED.format("runs_v")}) v
-        ON v.start_ns >= c.first_ns AND v.start_ns < c.end_ns
+    FROM {counted_runs}
     GROUP BY v.start_day, {_prefixed(_GROUPS, "v")}, {is_root}
 ) u"""
 
