@@ -138,10 +138,31 @@ class RunStore:
         """Runs matching ``where``, newest first (or slowest first), at most ``limit``."""
         if not isinstance(limit, int) or limit < 1:
             raise QueryError(f"limit={limit!r}: use a positive integer")
+        where = where or RunFilter()
         if order == "slowest":
-            return self._slowest(where or RunFilter(), limit)
-        query = select(runs_v).where(*(where or RunFilter()).conditions())
+            return self._slowest(where, limit)
+        if where.name is not None:
+            return self._newest_of_name(where, limit)
+        query = select(runs_v).where(*where.conditions())
         query = query.order_by(_v.start_ns.desc()).limit(limit)
+        return [_run(row) for row in self._fetch(query)]
+
+    def _newest_of_name(self, where: RunFilter, limit: int) -> list[Run]:
+        """The newest runs of a name: the index of (name, start_day, status) gives its newest
+        days first, so the ids are found by day, then start time, and only a day's runs are
+        sorted. Ordered by start time alone, a planner reads either every run of the name
+        (SQLite: seconds for a name with millions) or the whole history newest first until
+        enough match (a rare status: 0.4 s at ten million runs)."""
+        ids = (
+            select(_v.id)
+            .where(*where.conditions())
+            .order_by(_v.start_day.desc(), _v.start_ns.desc())
+            .limit(limit)
+        )
+        found = [row["id"] for row in self._fetch(ids)]
+        if not found:
+            return []
+        query = select(runs_v).where(_v.id.in_(found)).order_by(_v.start_ns.desc())
         return [_run(row) for row in self._fetch(query)]
 
     def _slowest(self, where: RunFilter, limit: int) -> list[Run]:

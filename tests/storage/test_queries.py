@@ -121,6 +121,31 @@ class TestFilters:
         assert names(roots_only=True, run_type="chain") == ["late", "agent"]
         assert [r.name for r in reader.runs(order="slowest", limit=2)] == ["agent", "chat"]
 
+    def test_a_names_newest_runs_across_days(self, store: tuple[RunStore, SqlSpanExporter]) -> None:
+        """With a name (read day by day through its index), the newest runs of the name come
+        out as sorting all of them by start time gives: across days, within a day, with a
+        status, and with other names' runs newer still."""
+        reader, writer = store
+        rows = [
+            row(name=name, status=status, start_ns=T0 + day * DAY_NS + minute * 60 * 10**9 + n)
+            for day in range(4)
+            for minute in (1439, 3, 720, 0, 59)  # not in start order within a day
+            for n, (name, status) in enumerate(
+                (("chain", "ok"), ("chain", "error"), ("other", "ok"))
+            )
+        ]
+        put(writer, *rows)
+        for status in (None, "error"):
+            truth = sorted(
+                (r for r in rows if r["name"] == "chain" and status in (None, r["status"])),
+                key=lambda r: -r["start_ns"],
+            )
+            for limit in (1, 7, 100):
+                got = reader.runs(RunFilter(name="chain", status=status), limit=limit)
+                assert [(r.start_ns, r.status) for r in got] == [
+                    (r["start_ns"], r["status"]) for r in truth[:limit]
+                ], (status, limit)
+
     def test_filter_values_are_data_not_sql(self, store: tuple[RunStore, SqlSpanExporter]) -> None:
         """A filter value that looks like SQL matches nothing and changes nothing."""
         reader, writer = store
