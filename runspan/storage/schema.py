@@ -152,7 +152,6 @@ runs = Table(
     UniqueConstraint("trace_id", "span_id"),
     # The indexes, as the migrations create them (see the revisions for their reasons).
     Index(None, "run_id"),
-    Index(None, "parent_run_id"),
     Index(None, "start_ns"),
     Index(None, "end_ns"),
     Index(None, "name", "start_day", "status"),
@@ -192,6 +191,8 @@ def declare_partial_indexes() -> None:
             "model_name IS NOT NULL",
         ),
         (runs, "ix_runs_running", ("start_ns",), "status = 'running'"),
+        # Partial since revision 0012: a root is not looked up by its parent.
+        (runs, "ix_runs_parent_run_id", ("parent_run_id",), "parent_run_id IS NOT NULL"),
         # Added by revision 0011: LangGraph's paused threads and the invocations resuming them.
         (runs, "ix_runs_resumes", ("resumes_trace_id",), "resumes_trace_id IS NOT NULL"),
         (runs, "ix_runs_resuming", ("start_ns",), "resumes_trace_id IS NOT NULL"),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from langchain_core.runnables import RunnableLambda
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 
 import runspan
 from runspan.storage import (
@@ -21,7 +22,8 @@ from runspan.storage import (
 )
 from runspan.storage.engine import create_writer_engine, database_url_from
 from runspan.storage.migrate import VERSION_TABLE, head_revision, upgrade
-from runspan.storage.schema import declare_partial_indexes, declared, metadata
+from runspan.storage.records import RunFilter, runs_v
+from runspan.storage.schema import declare_partial_indexes, declared, metadata, runs
 
 _VIEWS = {"runs_v", "traces_v", "llm_calls"}
 
@@ -193,6 +195,33 @@ class TestSettings:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+        engine.dispose()
+
+    def test_sqlite_reads_the_newest_roots_by_start_time(self, tmp_path: Path) -> None:
+        """`runspan runs --roots` reads runs newest first until it has enough: the index of
+        parent run ids holds no roots for SQLite's planner to take for `IS NULL` (with them it
+        read and sorted every root of the history); a run's children are found through it."""
+        url = f"sqlite:///{tmp_path / 'x.db'}"
+        upgrade_database(url)
+        roots = (
+            select(runs_v.c.run_id)
+            .where(*RunFilter(roots_only=True).conditions())
+            .order_by(runs_v.c.start_ns.desc())
+            .limit(50)
+        )
+        children = select(runs.c.run_id).where(runs.c.parent_run_id == "a-run-id")
+        engine = create_engine(url)
+        with engine.connect() as connection:
+
+            def plan(query: Any) -> str:
+                sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+                return " ".join(
+                    row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")
+                )
+
+            assert "ix_runs_parent_run_id" not in plan(roots)
+            assert "ix_runs_start_ns" in plan(roots)
+            assert "ix_runs_parent_run_id" in plan(children)
         engine.dispose()
 
     def test_the_url_comes_from_the_environment(
