@@ -212,6 +212,12 @@ def reads(url: str, trace_id: str, now_ns: int) -> dict[str, float]:
             "runs --since 1h --slowest": lambda: store.runs(
                 RunFilter(since=now_ns - HOUR_NS), limit=20, order="slowest"
             ),
+            "runs --roots": lambda: store.runs(RunFilter(roots_only=True)),
+            # A model and a status no run of it has: read newest first to the start.
+            "runs --model --status (none match)": lambda: store.runs(
+                RunFilter(model="gpt-4o", status="error")
+            ),
+            "runs --tag (none match)": lambda: store.runs(RunFilter(tag=("no-such-tag",))),
             "traces (newest 50)": store.traces,
             "traces --user": lambda: store.traces(user="user-42"),
             "sessions (latest 50)": store.sessions,
