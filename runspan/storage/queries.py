@@ -55,6 +55,7 @@ from runspan.storage.records import (
     sessions_v,
     traces_v,
 )
+from runspan.storage.rollup_search import newest_runs
 from runspan.storage.rollup_stats import rolled_stats
 from runspan.storage.schema import (
     DAY_NS,
@@ -150,6 +151,9 @@ class RunStore:
             return self._slowest(where, limit)
         if where.name is not None:
             return self._newest_of_name(where, limit)
+        narrowed = newest_runs(self._fetch, where, limit)
+        if narrowed is not None:
+            return [_run(row) for row in narrowed]
         query = select(runs_v).where(*where.conditions())
         query = query.order_by(_v.start_ns.desc()).limit(limit)
         return [_run(row) for row in self._fetch(query)]

@@ -114,9 +114,16 @@ def _spans(numbers: Sequence[int]) -> list[tuple[int, int]]:
 def _rollup_conditions(
     where: RunFilter, priced: Any, period: Period, numbers: Sequence[int]
 ) -> list[Any]:
-    d = priced.c
-    number = d[period.column]
-    found: list[Any] = [or_(*(number.between(first, last) for first, last in _spans(numbers)))]
+    number = priced.c[period.column]
+    return [
+        or_(*(number.between(first, last) for first, last in _spans(numbers))),
+        *group_conditions(where, priced.c),
+    ]
+
+
+def group_conditions(where: RunFilter, d: Any) -> list[Any]:
+    """``where`` over a rollup's groups (``d``, its columns), its period aside."""
+    found: list[Any] = []
     for name, rolled_column in (
         ("name", d.name),
         ("run_type", d.run_type),

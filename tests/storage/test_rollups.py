@@ -23,6 +23,7 @@ from runspan.storage.histogram import bucket, percentile
 from runspan.storage.maintenance import prune
 from runspan.storage.records import RunFilter, Stat
 from runspan.storage.retention import Upkeep
+from runspan.storage.rollup_search import newest_runs, stretches
 from runspan.storage.rollup_stats import PRICE_JOIN, rolled_stats, served
 from runspan.storage.rollups import DAY, HOUR, Rollups
 from runspan.storage.rows import COLUMNS
@@ -578,3 +579,57 @@ def test_the_daily_view_is_what_counting_every_run_gives_whatever_is_rolled_up(
     with RunStore(read_url) as store:
         assert served(store._fetch, DAY, None, None) == [TODAY - 3, TODAY - 1]
         assert_daily_view_counts_every_run(store)
+
+
+def test_the_newest_runs_of_a_rare_filter_are_read_where_the_rollups_allow_a_match(
+    database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runspan runs --status ...` and the like (filters few runs match) read only the hours
+    that the rollups say can hold a match, and list what reading every run newest first lists:
+    with nothing rolled up, part of it, a late run in a rolled hour and in a rolled day, and
+    all of it. A filter nothing matches reads only the hours not rolled up yet."""
+    rows = history(days=3, per_day=30)
+    write(database_url, rows)
+    yesterday = (TODAY - 1) * DAY_NS
+    filters = [
+        RunFilter(status="error"),
+        RunFilter(status="unfinished", unfinished_reason="cancelled"),
+        RunFilter(node="act", status="error"),
+        RunFilter(model="gpt-4o", run_type="llm"),
+        RunFilter(run_type="tool", since=yesterday - 7 * HOUR_NS, until=yesterday + 9 * HOUR_NS),
+        RunFilter(status="interrupted"),  # none
+        RunFilter(status="error", skip_types=("tool",), roots_only=True),
+    ]
+
+    def same_as_every_run() -> None:
+        with RunStore(read_url) as store:
+            cases = [(where, limit) for where in filters for limit in (1, 4, 500)]
+            assert all(newest_runs(store._fetch, where, 1) is not None for where in filters)
+            narrowed = [store.runs(where, limit=limit) for where, limit in cases]
+            with monkeypatch.context() as patched:
+                patched.setattr("runspan.storage.queries.newest_runs", lambda *_: None)
+                for (where, limit), got in zip(cases, narrowed, strict=True):
+                    assert got == store.runs(where, limit=limit), (where, limit)
+
+    same_as_every_run()
+    roll_up(database_url, now_ns=yesterday + 5 * HOUR_NS)  # the days before, yesterday's 3 hours
+    same_as_every_run()
+    late = [trace(yesterday + HOUR_NS + 10**9, random.Random(5), tool_fails=True)]
+    late.append(trace((TODAY - 3) * DAY_NS + HOUR_NS, random.Random(6), tool_fails=True))
+    engine = create_engine(database_url)
+    with engine.begin() as connection:  # late runs make an hour and a day stale
+        write_rows(connection, [row for rows in late for row in rows])
+    engine.dispose()
+    same_as_every_run()
+    roll_up(database_url)
+    same_as_every_run()
+    with RunStore(read_url) as store:
+        starts = [row["start_ns"] for row in rows]
+        read = list(stretches(store._fetch, RunFilter(status="interrupted"), *minmax(starts)))
+    read_runs = [r for r in rows if any(low <= r["start_ns"] <= high for low, high in read)]
+    assert read_runs, "the hours not rolled up yet are read"
+    assert all(r["start_ns"] >= NOW - 3 * HOUR_NS for r in read_runs)  # not the days before
+
+
+def minmax(values: list[int]) -> tuple[int, int]:
+    return min(values), max(values)

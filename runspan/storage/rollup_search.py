@@ -1,0 +1,118 @@
+"""The newest runs of a filter the rollups can answer (a run type, a status, an unfinished
+reason, a LangGraph node, a model), read only where a match can be: a day or hour that the
+rollups hold as it is, and in which no group matches the filter, is skipped.
+
+Newest first through the index of start times, a filter few runs match reads the history back
+until it has enough, and all of it when nothing matches: 6 to 8 s at ten million runs. The
+rollups say in milliseconds which days and hours hold a match. What they do not hold as it is
+(the last hours, stale periods) is read whole, so the answer is what reading every run gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy import func, select
+
+from runspan.storage.records import RunFilter, runs_v
+from runspan.storage.rollup_stats import group_conditions, servable
+from runspan.storage.rollups import DAY, HOUR, Period
+from runspan.storage.schema import runs
+
+Fetch = Callable[[Any], list[Any]]
+_v = runs_v.c
+# Filters the rollups narrow to a few periods; without one of them, most hours match and the
+# newest runs are found at once through the index of start times.
+_NARROWING = ("run_type", "status", "unfinished_reason", "node", "model")
+
+
+def newest_runs(fetch: Fetch, where: RunFilter, limit: int) -> list[Any] | None:
+    """Rows of ``runs_v`` matching ``where``, newest first, at most ``limit``; ``None`` when
+    the rollups cannot narrow ``where`` (read newest first then)."""
+    if not servable(where) or all(getattr(where, name) is None for name in _NARROWING):
+        return None
+    if where.status == "running":  # their partial index finds them at once
+        return None
+    # Two queries: SQLite reads a lone min() or max() off the index, both together off the table.
+    oldest = fetch(select(func.min(runs.c.start_ns).label("ns")))[0]["ns"]
+    if oldest is None:
+        return []
+    newest = fetch(select(func.max(runs.c.start_ns).label("ns")))[0]["ns"]
+    first = max(oldest, where.since or 0)
+    last = newest if where.until is None else min(newest, where.until - 1)
+    found: list[Any] = []
+    for low, high in stretches(fetch, where, first, last):
+        found += fetch(
+            select(runs_v)
+            .where(*where.conditions(), _v.start_ns.between(low, high))
+            .order_by(_v.start_ns.desc())
+            .limit(limit - len(found))
+        )
+        if len(found) >= limit:
+            break
+    return found
+
+
+def stretches(fetch: Fetch, where: RunFilter, first: int, last: int) -> Iterator[tuple[int, int]]:
+    """The stretches of ``[first, last]`` (both ends in) that can hold a match, newest first:
+    what the rollups do not hold as it is, and each held hour with a matching group, except in
+    a held day with none."""
+    days, hours = _held(fetch, DAY, first, last), _held(fetch, HOUR, first, last)
+    matching_days = _matching(fetch, DAY, where, first // DAY.length_ns, last // DAY.length_ns)
+    ruled_out = days - matching_days
+    matching_hours: dict[int, set[int]] = {}  # by day, fetched when the walk reaches it
+    end = last  # what is left to walk: [first, end]
+    for hour in sorted(hours, reverse=True):
+        start = hour * HOUR.length_ns
+        if end >= start + HOUR.length_ns:  # hours not held, after this one
+            yield from _by_day(max(start + HOUR.length_ns, first), end, ruled_out)
+        end = start - 1
+        day = hour // 24
+        if day in ruled_out:
+            continue
+        if day not in matching_hours:
+            matching_hours[day] = _matching(fetch, HOUR, where, day * 24, day * 24 + 23)
+        if hour in matching_hours[day]:
+            yield max(start, first), min(start + HOUR.length_ns - 1, last)
+    if end >= first:
+        yield from _by_day(first, end, ruled_out)
+
+
+def _by_day(low: int, high: int, ruled_out: set[int]) -> Iterator[tuple[int, int]]:
+    """``[low, high]`` newest first, without the days ``ruled_out``, days in a row as one."""
+    top = None  # the newest end of the stretch being gathered
+    for day in range(high // DAY.length_ns, low // DAY.length_ns - 1, -1):
+        day_start = day * DAY.length_ns
+        if day in ruled_out:
+            if top is not None:
+                yield day_start + DAY.length_ns, top
+                top = None
+        elif top is None:
+            top = min(high, day_start + DAY.length_ns - 1)
+    if top is not None:
+        yield low, top
+
+
+def _held(fetch: Fetch, period: Period, first: int, last: int) -> set[int]:
+    """The periods within ``[first, last]`` whose rollups hold every run as it is."""
+    rolled = period.rolled
+    number = rolled.c[period.column]
+    query = select(number.label("number")).where(
+        rolled.c.runs.is_not(None),
+        rolled.c.stale.is_(None),
+        number.between(first // period.length_ns, last // period.length_ns),
+    )
+    return {row["number"] for row in fetch(query)}
+
+
+def _matching(fetch: Fetch, period: Period, where: RunFilter, low: int, high: int) -> set[int]:
+    """The periods numbered ``low`` to ``high`` with a group that matches ``where``."""
+    d = period.table.c
+    number = d[period.column]
+    query = (
+        select(number.label("number"))
+        .where(number.between(low, high), *group_conditions(where, d))
+        .distinct()
+    )
+    return {row["number"] for row in fetch(query)}
