@@ -118,6 +118,18 @@ def roll_up(url: str, now_ns: int = NOW) -> None:
         engine.dispose()
 
 
+def write_late_runs(url: str) -> None:
+    """Failed traces written now for yesterday's second hour and for the first day of
+    ``history(days=3)``: once rolled up, that hour and that day turn stale."""
+    yesterday = (TODAY - 1) * DAY_NS
+    late = [trace(yesterday + HOUR_NS + 10**9, random.Random(5), tool_fails=True)]
+    late.append(trace((TODAY - 3) * DAY_NS + HOUR_NS, random.Random(6), tool_fails=True))
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        write_rows(connection, [row for rows in late for row in rows])
+    engine.dispose()
+
+
 def execute(url: str, sql: str, **parameters: Any) -> list[Any]:
     engine = create_engine(url)
     try:
@@ -565,12 +577,7 @@ def test_the_daily_view_is_what_counting_every_run_gives_whatever_is_rolled_up(
         assert 1 <= len(hours) <= 3  # those of yesterday's first 3 hours that had runs
         assert all(hour < (TODAY - 1) * 24 + 3 for hour in hours)
         assert_daily_view_counts_every_run(store)
-    late = [trace(yesterday + HOUR_NS + 10**9, random.Random(5), tool_fails=True)]
-    late.append(trace((TODAY - 3) * DAY_NS + HOUR_NS, random.Random(6), tool_fails=True))
-    engine = create_engine(database_url)
-    with engine.begin() as connection:  # late runs make an hour and a day stale
-        write_rows(connection, [row for rows in late for row in rows])
-    engine.dispose()
+    write_late_runs(database_url)
     with RunStore(read_url) as store:
         assert (TODAY - 1) * 24 + 1 not in served(store._fetch, HOUR, yesterday, None)
         assert TODAY - 3 not in served(store._fetch, DAY, None, None)
@@ -614,12 +621,7 @@ def test_the_newest_runs_of_a_rare_filter_are_read_where_the_rollups_allow_a_mat
     same_as_every_run()
     roll_up(database_url, now_ns=yesterday + 5 * HOUR_NS)  # the days before, yesterday's 3 hours
     same_as_every_run()
-    late = [trace(yesterday + HOUR_NS + 10**9, random.Random(5), tool_fails=True)]
-    late.append(trace((TODAY - 3) * DAY_NS + HOUR_NS, random.Random(6), tool_fails=True))
-    engine = create_engine(database_url)
-    with engine.begin() as connection:  # late runs make an hour and a day stale
-        write_rows(connection, [row for rows in late for row in rows])
-    engine.dispose()
+    write_late_runs(database_url)
     same_as_every_run()
     roll_up(database_url)
     same_as_every_run()
