@@ -627,11 +627,8 @@ def test_the_newest_runs_of_a_rare_filter_are_read_where_the_rollups_allow_a_mat
     same_as_every_run()
     with RunStore(read_url) as store:
         starts = [row["start_ns"] for row in rows]
-        read = list(stretches(store._fetch, RunFilter(status="interrupted"), *minmax(starts)))
+        none = RunFilter(status="interrupted")
+        read = list(stretches(store._fetch, none, min(starts), max(starts)))
     read_runs = [r for r in rows if any(low <= r["start_ns"] <= high for low, high in read)]
     assert read_runs, "the hours not rolled up yet are read"
     assert all(r["start_ns"] >= NOW - 3 * HOUR_NS for r in read_runs)  # not the days before
-
-
-def minmax(values: list[int]) -> tuple[int, int]:
-    return min(values), max(values)
