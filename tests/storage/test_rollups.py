@@ -33,8 +33,10 @@ from runspan.storage.upsert import write_rows
 from tests.support import runspan_cli
 
 NOW = time.time_ns()
-TODAY = NOW // DAY_NS
 HOUR_NS = 3600 * 10**9
+# The tests' "today": until 3 a.m. UTC, the day before, so that its eve has been over for the
+# two hours a day waits to be rolled up (rollups.CLOSED_NS) whatever the hour they run at.
+TODAY = (NOW - 3 * HOUR_NS) // DAY_NS
 
 
 def trace(start_ns: int, rng: random.Random, *, tool_fails: bool = False) -> list[dict[str, Any]]:
