@@ -10,17 +10,16 @@ rollups say in milliseconds which days and hours hold a match. What they do not 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import func, select
 
 from runspan.storage.records import RunFilter, runs_v
-from runspan.storage.rollup_stats import group_conditions, servable
+from runspan.storage.rollup_stats import Fetch, group_conditions, servable
 from runspan.storage.rollups import DAY, HOUR, Period
 from runspan.storage.schema import runs
 
-Fetch = Callable[[Any], list[Any]]
 _v = runs_v.c
 # Filters the rollups narrow to a few periods; without one of them, most hours match and the
 # newest runs are found at once through the index of start times.
