@@ -8,8 +8,10 @@ database. Nothing acknowledged is lost.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
+from grpc import Server as GrpcServer
 from sqlalchemy import URL
 
 from runspan.logs import logger
@@ -35,6 +38,11 @@ from runspan.storage.engine import (
 
 # How long requests in flight may take to finish once a stop is asked for.
 STOP_GRACE_SECONDS = 10.0
+# A stop step slower than this is logged with its time, to tell which one held the stop up.
+_SLOW_STEP_SECONDS = 1.0
+# A process still stopping after this long prints every thread's stack on stderr (a service
+# manager kills it soon after: Kubernetes after 30 s, systemd after 90 s).
+STUCK_STOP_SECONDS = 25.0
 
 
 @dataclass(frozen=True)
@@ -118,15 +126,42 @@ def serve(
             ready(listening)
         stopping.wait()
     finally:
-        http.should_exit = True
-        stopped = grpc.stop(STOP_GRACE_SECONDS)
-        http_thread.join(STOP_GRACE_SECONDS)
-        stopped.wait(STOP_GRACE_SECONDS)
-        ingest.close()
-        store.close()
+        if stop is None:  # the process is ours: a stop that hangs shows where, then exits
+            faulthandler.dump_traceback_later(STUCK_STOP_SECONDS, exit=False, file=sys.stderr)
+        _stop(http, http_thread, grpc, ingest, store)
         for number, handler in previous.items():
             signal.signal(number, handler)
         logger.info("runspan serve: stopped; every acknowledged span is written")
+
+
+def _stop(
+    http: uvicorn.Server,
+    http_thread: threading.Thread,
+    grpc: GrpcServer,
+    ingest: Ingest,
+    store: RunStore,
+) -> None:
+    """Stop taking requests, let those in flight finish (for the grace period at most), then
+    write what is buffered. A step that takes long is logged, to tell which one held it up."""
+    since = time.monotonic()
+
+    def done(what: str) -> None:
+        nonlocal since
+        now = time.monotonic()
+        if now - since > _SLOW_STEP_SECONDS:
+            logger.warning("runspan serve: stopping %s took %.1f s", what, now - since)
+        since = now
+
+    http.should_exit = True
+    stopped = grpc.stop(STOP_GRACE_SECONDS)
+    http_thread.join(STOP_GRACE_SECONDS)
+    done("the HTTP server")
+    stopped.wait(STOP_GRACE_SECONDS)
+    done("the gRPC server")
+    ingest.close()
+    done("the writer")
+    store.close()
+    done("the reads")
 
 
 def _read_url(given: str | None, written: URL) -> URL:

@@ -43,7 +43,17 @@ class Served:
         """SIGTERM, as a service manager stops it; its exit status."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        status = self.process.wait(timeout)
+        try:
+            status = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # Past STUCK_STOP_SECONDS the server printed its threads' stacks: show them.
+            self.process.kill()
+            self.process.wait()
+            if self.reader is not None:
+                self.reader.join(10)
+            raise AssertionError(
+                f"runspan serve did not stop within {timeout} s: {''.join(self.stderr)}"
+            ) from None
         if self.reader is not None:
             self.reader.join(10)
         if self.process.stderr is not None:

@@ -456,3 +456,20 @@ def test_two_servers_on_one_postgresql_store_every_span_once(serve: Any, databas
     assert done.stdout.split() == ["SUCCESS"]
     names = _names(database_url)
     assert len(names) == len(set(names)) == 500
+
+
+def test_a_client_that_never_finishes_its_request_does_not_hold_the_stop(serve: Any) -> None:
+    """A client sends a request's headers and never its body. SIGTERM still stops runspan serve
+    after the grace period (not never), and it says which step held the stop up."""
+    import socket
+
+    served = serve()
+    host, port = served.http.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as stalled:
+        stalled.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: 1000\r\n\r\n0123456789"
+        )
+        time.sleep(0.5)  # the request has reached the app, which waits for the rest
+        assert served.stop() == 0, "".join(served.stderr)
+    assert "stopping the HTTP server took" in "".join(served.stderr)
