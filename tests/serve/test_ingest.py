@@ -470,6 +470,6 @@ def test_a_client_that_never_finishes_its_request_does_not_hold_the_stop(serve: 
             b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
             b"Content-Length: 1000\r\n\r\n0123456789"
         )
-        time.sleep(0.5)  # the request has reached the app, which waits for the rest
+        time.sleep(1.0)  # the request reaches the app, which waits for the rest
         assert served.stop() == 0, "".join(served.stderr)
     assert "stopping the HTTP server took" in "".join(served.stderr)
