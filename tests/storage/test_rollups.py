@@ -25,7 +25,7 @@ from runspan.storage.records import RunFilter, Stat
 from runspan.storage.retention import Upkeep
 from runspan.storage.rollup_search import newest_runs, stretches
 from runspan.storage.rollup_stats import PRICE_JOIN, rolled_stats, served
-from runspan.storage.rollups import DAY, HOUR, Rollups
+from runspan.storage.rollups import CLOSED_NS, DAY, HOUR, Rollups
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import DAY_NS
 from runspan.storage.sqlfuncs import duration_bucket
@@ -34,9 +34,10 @@ from tests.support import runspan_cli
 
 NOW = time.time_ns()
 HOUR_NS = 3600 * 10**9
-# The tests' "today": until 3 a.m. UTC, the day before, so that its eve has been over for the
-# two hours a day waits to be rolled up (rollups.CLOSED_NS) whatever the hour they run at.
-TODAY = (NOW - 3 * HOUR_NS) // DAY_NS
+# The tests' "today": the first day not closed (a day is rolled up CLOSED_NS, two hours, after
+# it ends), so until 2 a.m. UTC the day before. Then its eve is closed and it is not, whatever
+# the hour the tests run at.
+TODAY = (NOW - CLOSED_NS) // DAY_NS
 
 
 def trace(start_ns: int, rng: random.Random, *, tool_fails: bool = False) -> list[dict[str, Any]]:

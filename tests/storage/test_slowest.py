@@ -17,7 +17,7 @@ from runspan.storage.maintenance import prune, upgrade_database
 from runspan.storage.memo import WriterMemo
 from runspan.storage.migrate import upgrade
 from runspan.storage.rollup_stats import served
-from runspan.storage.rollups import DAY, Rollups
+from runspan.storage.rollups import CLOSED_NS, DAY, Rollups
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import DAY_NS
 from runspan.storage.slowest import PER_DAY
@@ -26,7 +26,7 @@ from runspan.testing import postgres as postgres_server
 
 # Until 3 a.m. UTC, the day before: its eve must have been over for the two hours a day waits
 # to be rolled up, whatever the hour the tests run at.
-TODAY = (time.time_ns() - 3 * 3600 * 10**9) // DAY_NS
+TODAY = (time.time_ns() - CLOSED_NS) // DAY_NS  # as test_rollups' today
 
 
 def history(days: int = 3, per_day: int = 450, seed: int = 3) -> list[dict[str, Any]]:
