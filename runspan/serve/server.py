@@ -38,6 +38,8 @@ from runspan.storage.engine import (
 
 # How long requests in flight may take to finish once a stop is asked for.
 STOP_GRACE_SECONDS = 10.0
+# How often the main thread looks for a stop signal taken by another thread.
+_SIGNAL_POLL_SECONDS = 0.2
 # A stop step slower than this is logged with its time, to tell which one held the stop up.
 _SLOW_STEP_SECONDS = 1.0
 # A process still stopping after this long prints every thread's stack on stderr (a service
@@ -124,7 +126,11 @@ def serve(
         listening = Listening(settings.host, grpc_port, http_port, safe_url(url))
         if ready is not None:
             ready(listening)
-        stopping.wait()
+        # Woken now and then: a SIGTERM the kernel hands to another thread (gRPC's, uvicorn's)
+        # runs its Python handler only when the main thread next runs bytecode, and a wait
+        # without a timeout would never return for it.
+        while not stopping.wait(_SIGNAL_POLL_SECONDS):
+            pass
     finally:
         if stop is None:  # the process is ours: a stop that hangs shows where, then exits
             faulthandler.dump_traceback_later(STUCK_STOP_SECONDS, exit=False, file=sys.stderr)

@@ -346,7 +346,7 @@ _CONCURRENT_SENDERS = """
             span = provider.get_tracer("t").start_span(f"batch {n} span {i}")
             span.end()
             spans.append(span)
-        exporter = OTLPSpanExporter(endpoint=sys.argv[1], insecure=True, timeout=60)
+        exporter = OTLPSpanExporter(endpoint=sys.argv[1], insecure=True, timeout=20)
         results.append(exporter.export(spans).name)
 
     threads = [threading.Thread(target=send, args=(n,)) for n in range(4)]
@@ -410,7 +410,7 @@ def test_sigterm_mid_ingest_loses_nothing_acknowledged(serve: Any, database_url:
     )
     time.sleep(2.0)
     assert served.stop() == 0
-    out, _ = client.communicate(timeout=60)
+    out, _ = client.communicate(timeout=20)
     acknowledged = [int(line) for line in out.split()]
     assert len(acknowledged) > 3
     stored = set(_names(database_url))
@@ -473,3 +473,27 @@ def test_a_client_that_never_finishes_its_request_does_not_hold_the_stop(serve: 
         time.sleep(1.0)  # the request reaches the app, which waits for the rest
         assert served.stop() == 0, "".join(served.stderr)
     assert "stopping the HTTP server took" in "".join(served.stderr)
+
+
+# runspan serve in this process's main thread; another thread takes the SIGTERM, as the kernel
+# may hand a signal sent to the process to any of its threads.
+_SIGTERM_TO_A_THREAD = """
+    import signal, sys, threading, time
+    from runspan.serve.server import ServeSettings, serve
+
+    def stop_from_another_thread(listening):
+        def send():
+            time.sleep(1.0)  # the main thread is waiting for a stop by now
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        threading.Thread(target=send).start()
+
+    serve(ServeSettings(database_url=sys.argv[1], grpc_port=0, http_port=0),
+          ready=stop_from_another_thread)
+    print("stopped")
+"""
+
+
+def test_a_sigterm_taken_by_another_thread_still_stops_it(tmp_path: Path) -> None:
+    """The signal runs its handler in the main thread, which must not wait for it blind."""
+    done = run_client(_SIGTERM_TO_A_THREAD, f"sqlite:///{tmp_path / 'runs.db'}", timeout=30)
+    assert done.stdout.split() == ["stopped"]
