@@ -111,7 +111,7 @@ def write(url: str, rows: list[dict[str, Any]]) -> None:
     engine.dispose()
 
 
-# The days before the tests' today. Until 3 a.m. UTC that today is the day before, whose runs
+# The days before the tests' today. Until 2 a.m. UTC that today is the day before, whose runs
 # are over an hour old after 1 a.m.: written then, they mark it stale, in rolled_days too.
 _ROLLED_DAYS = "SELECT {} FROM rolled_days WHERE start_day < :d ORDER BY start_day"
 

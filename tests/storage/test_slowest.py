@@ -24,9 +24,9 @@ from runspan.storage.slowest import PER_DAY
 from runspan.storage.upsert import write_rows
 from runspan.testing import postgres as postgres_server
 
-# Until 3 a.m. UTC, the day before: its eve must have been over for the two hours a day waits
-# to be rolled up, whatever the hour the tests run at.
-TODAY = (time.time_ns() - CLOSED_NS) // DAY_NS  # as test_rollups' today
+# Until 2 a.m. UTC, the day before: its eve must have been over for the two hours a day waits
+# to be rolled up (CLOSED_NS), whatever the hour the tests run at; as test_rollups' today.
+TODAY = (time.time_ns() - CLOSED_NS) // DAY_NS
 
 
 def history(days: int = 3, per_day: int = 450, seed: int = 3) -> list[dict[str, Any]]:
