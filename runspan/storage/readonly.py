@@ -55,6 +55,10 @@ READ_OBJECTS = (
     "runs_daily_traces",
     "runs_hourly_traces",
     "runs_daily_v",
+    "sessions",
+    "users_daily",
+    "users_daily_v",
+    "price_state",
     "runspan_schema_version",
 )
 _WRITABLE = ("runs", "traces", "model_prices", "feedback")

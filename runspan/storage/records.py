@@ -25,12 +25,8 @@ runs_v = table(
     column("cost_usd", Float()),
 )
 _v = runs_v.c
-# The traces_v view: traces with readable times and their cost.
-traces_v = table(
-    "traces_v",
-    *(column(c.name, c.type) for c in traces.columns),
-    column("cost_usd", Float()),
-)
+# The traces_v view: traces with readable times and their cost, exact at the current prices.
+traces_v = table("traces_v", *(column(c.name, c.type) for c in traces.columns))
 
 GroupBy = Literal["name", "model", "day", "node", "feedback"]
 GROUPS: dict[str, Any] = {

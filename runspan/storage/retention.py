@@ -19,6 +19,7 @@ from sqlalchemy import Engine, delete, select
 from runspan.logs import RateLimitedLog, logger
 from runspan.storage.rollups import Rollups, forget_before, mark_stale
 from runspan.storage.schema import DAY_NS, runs, slowest_runs, traces
+from runspan.storage.trace_costs import Repricer, count_groups, group_keys
 
 RETENTION_DAYS_ENV = "RUNSPAN_RETENTION_DAYS"
 # Traces deleted per transaction.
@@ -26,6 +27,9 @@ CHUNK_TRACES = 1000
 # How often the writer applies retention, and looks for days to roll up.
 UPKEEP_SECONDS = 3600.0
 ROLLUP_SECONDS = 300.0
+# How often the writer looks whether a price changed (one row read), to price the stored costs
+# again (runspan.storage.trace_costs).
+PRICE_CHECK_SECONDS = 10.0
 # Catching up, the writer rests this many times as long as a visit took before the next.
 _CATCH_UP_REST = 4.0
 # Chunks the writer deletes per visit: a backlog of old runs is worked off visit by visit,
@@ -70,12 +74,14 @@ def remove_before(engine: Engine, cutoff_ns: int, max_chunks: int | None = None)
                 )
             ).scalars()
             mark_stale(connection, [cutoff_ns - 1, *changed], kept_from_ns=cutoff_ns)
+            keys = group_keys(connection, chunk)
             removed_runs += connection.execute(
                 delete(runs).where(runs.c.trace_id.in_(chunk))
             ).rowcount
             removed_traces += connection.execute(
                 delete(traces).where(traces.c.trace_id.in_(chunk))
             ).rowcount
+            count_groups(connection, keys)  # the conversations and days left with fewer
             connection.execute(delete(slowest_runs).where(slowest_runs.c.trace_id.in_(chunk)))
     return Removed(removed_traces, removed_runs, done=False)
 
@@ -112,8 +118,9 @@ def retention_days_from(
 
 class Upkeep:
     """The writer's upkeep: now and then, in its own thread between batches (under the writer's
-    lock), roll up the days and hours that closed (runspan.storage.rollups) and remove what is
-    older than ``retention_days``. Never raises: a failure is logged, and tried again later."""
+    lock), roll up the days and hours that closed (runspan.storage.rollups), price the stored
+    costs again after a price changed (runspan.storage.trace_costs) and remove what is older
+    than ``retention_days``. Never raises: a failure is logged, and tried again later."""
 
     def __init__(
         self,
@@ -126,6 +133,8 @@ class Upkeep:
         self._monotonic, self._time_ns = monotonic, time_ns
         self._next_retention = self._next_rollup = 0.0
         self._rollups = Rollups()
+        self._repricer = Repricer(monotonic)
+        self._next_reprice = 0.0
         self._log = RateLimitedLog(interval=3600.0)
 
     def visit_if_due(self, engine: Engine) -> None:
@@ -148,6 +157,15 @@ class Upkeep:
                     self._next_rollup = now + spent + max(1.0, _CATCH_UP_REST * spent)
             except Exception:
                 self._log.exception("rollups", "runspan: could not roll up closed days and hours")
+
+        if now >= self._next_reprice:
+            self._next_reprice = now + PRICE_CHECK_SECONDS
+            try:
+                if not self._repricer.visit(engine):
+                    spent = self._monotonic() - now
+                    self._next_reprice = now + spent + max(1.0, _CATCH_UP_REST * spent)
+            except Exception:
+                self._log.exception("prices", "runspan: could not price the stored costs again")
 
     def _remove_old(self, engine: Engine) -> bool:
         """One visit; ``False`` if old runs are still left to remove."""

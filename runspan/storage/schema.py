@@ -92,10 +92,14 @@ traces = Table(
     # Added by revision 0005: the conversation and user of the trace's runs.
     Column("session_id", Text),
     Column("user_id", Text),
+    # Added by revision 0013: the sum of its runs' costs, as priced when the writer last wrote
+    # or repriced the trace (runspan.storage.trace_costs). traces_v's cost_usd is always exact.
+    Column("cost_usd", Float),
     Index(None, "start_ns"),
     Index(None, "duration_ms"),
     Index(None, "session_id", "start_ns"),
     Index(None, "user_id", "start_ns"),
+    Index(None, "cost_usd", "total_tokens"),
 )
 
 runs = Table(
@@ -357,6 +361,55 @@ feedback = Table(
     Index(None, "run_id"),
     Index(None, "key", "created_ns"),
     Index(None, "trace_id"),
+)
+
+# Added by revision 0013: the totals of each conversation (and user), and of each user's UTC
+# day, kept by the writer from ``traces`` (runspan.storage.trace_costs), which sessions_v and
+# users_daily_v read (their cost while it is priced at the current prices).
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_id", Text, nullable=False),
+    Column("user_id", Text),
+    Column("first_ns", BigInteger, nullable=False),
+    Column("last_ns", BigInteger, nullable=False),
+    Column("turns", BigInteger, nullable=False),
+    Column("runs", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger),
+    Column("output_tokens", BigInteger),
+    Column("total_tokens", BigInteger),
+    Column("cost_usd", Float),
+    Index(None, "session_id"),
+    Index(None, "cost_usd", "last_ns"),
+    Index(None, "last_ns"),
+)
+users_daily = Table(
+    "users_daily",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("start_day", BigInteger, nullable=False),
+    Column("turns", BigInteger, nullable=False),
+    Column("runs", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger),
+    Column("output_tokens", BigInteger),
+    Column("total_tokens", BigInteger),
+    Column("cost_usd", Float),
+    Index(None, "user_id", "start_day"),
+    Index(None, "start_day", "cost_usd"),
+)
+# Added by revision 0013: one row. ``epoch`` moves on with every change to model_prices (its
+# triggers); the stored costs and totals above are exact while ``priced_epoch`` equals it.
+# ``repricing_epoch`` and ``repriced_to`` are the progress of the writer's repricing.
+price_state = Table(
+    "price_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("priced_epoch", BigInteger, nullable=False),
+    Column("repricing_epoch", BigInteger),
+    Column("repriced_to", Text),
 )
 
 #: Run statuses as stored: ``running`` until the run ends; ``interrupted`` for a LangGraph run

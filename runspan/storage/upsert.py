@@ -32,6 +32,7 @@ from runspan.storage.rollups import mark_late
 from runspan.storage.rows import COLUMNS, RowValues, encode_json
 from runspan.storage.schema import runs, traces
 from runspan.storage.slowest import note_slowest
+from runspan.storage.trace_costs import count_groups, group_keys, hold_prices
 
 # Trace ids per statement when totals are recomputed, under every database's parameter limit.
 _TRACE_CHUNK = 500
@@ -138,7 +139,8 @@ def _insert_many(
 # The traces rows of the batch's trace ids, computed from what ``runs`` holds now and written in
 # the same statement, so that the totals never pass through Python. The root is the trace's
 # earliest span (one without a parent first, when two start in the same nanosecond); the
-# trace's name, status and end are its root's. Durations divide by a float as Python does.
+# trace's name, status and end are its root's. Durations divide by a float as Python does. Its
+# cost is runs_v's, where the price of a run is defined once.
 _TRACE_COLUMNS = (  # in the order of _TRACE_VALUES, after trace_id
     "trace_id",
     "root_run_id",
@@ -156,6 +158,7 @@ _TRACE_COLUMNS = (  # in the order of _TRACE_VALUES, after trace_id
     "total_tokens",
     "session_id",
     "user_id",
+    "cost_usd",
 )
 assert set(_TRACE_COLUMNS) == {c.name for c in traces.columns}, "traces columns changed"
 _TRACE_VALUES = """
@@ -164,7 +167,8 @@ _TRACE_VALUES = """
     CASE WHEN root.status = 'running' THEN NULL
         ELSE (root.end_ns - agg.start_ns) / CAST(1000000 AS DOUBLE PRECISION) END,
     root.status, agg.run_count, agg.error_count, agg.input_tokens, agg.output_tokens,
-    agg.total_tokens, agg.session_id, agg.user_id"""
+    agg.total_tokens, agg.session_id, agg.user_id,
+    (SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = {0}.trace_id)"""
 _TRACE_AGGREGATES = """min(start_ns) AS start_ns, count(*) AS run_count,
         sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS error_count,
         sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
@@ -176,7 +180,7 @@ _TRACES_ON_CONFLICT = "ON CONFLICT (trace_id) DO UPDATE SET " + ", ".join(
 _SQLITE_TRACE_TOTALS = text(
     f"""
 INSERT INTO traces ({", ".join(_TRACE_COLUMNS)})
-SELECT agg.trace_id, {_TRACE_VALUES}
+SELECT agg.trace_id, {_TRACE_VALUES.format("agg")}
 FROM (
     SELECT trace_id, {_TRACE_AGGREGATES}
     FROM runs WHERE trace_id IN :ids GROUP BY trace_id
@@ -194,7 +198,7 @@ WHERE true
 _PG_TRACE_TOTALS = text(
     f"""
 INSERT INTO traces ({", ".join(_TRACE_COLUMNS)})
-SELECT t.trace_id, {_TRACE_VALUES}
+SELECT t.trace_id, {_TRACE_VALUES.format("t")}
 FROM unnest(CAST(:ids AS VARCHAR[])) AS t(trace_id)
 CROSS JOIN LATERAL (
     SELECT {_TRACE_AGGREGATES}
@@ -343,6 +347,10 @@ def write_rows(
     note_slowest(connection, rows, memo)
     mark_late(connection, rows, time.time_ns())
     touched = sorted({row["trace_id"] for row in rows})
+    hold_prices(connection)
+    # A trace may leave a conversation or day as it changes: both are counted again.
+    keys = group_keys(connection, touched)
     for start in range(0, len(touched), _TRACE_CHUNK):
         pause()
         _refresh_traces(connection, touched[start : start + _TRACE_CHUNK])
+    count_groups(connection, keys | group_keys(connection, touched))

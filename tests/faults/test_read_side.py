@@ -30,6 +30,11 @@ WRITES_ANYWHERE = [
     "ALTER TABLE runs ADD COLUMN evil INTEGER",
     "ALTER TABLE runs RENAME TO evil",
     "SELECT 1; DELETE FROM runs",
+    # The stored costs: marked priced at a price that changed, or changed themselves.
+    "UPDATE price_state SET priced_epoch = epoch + 1, epoch = epoch + 1",
+    "UPDATE traces SET cost_usd = 0",
+    "DELETE FROM sessions",
+    "INSERT INTO users_daily (user_id, start_day, turns, runs, errors) VALUES ('x', 0, 1, 1, 0)",
 ]
 WRITES_SQLITE = [
     "REPLACE INTO model_prices (model_pattern, input_usd_per_mtok, output_usd_per_mtok,"
@@ -68,6 +73,13 @@ def _state(url: str, folder: Path | None) -> tuple[object, ...]:
     with engine.connect() as connection:
         runs = connection.execute(text("SELECT count(*), min(name) FROM runs")).one()
         prices = connection.execute(text("SELECT count(*) FROM model_prices")).scalar_one()
+        costs = connection.execute(
+            text(
+                "SELECT (SELECT epoch || '/' || priced_epoch FROM price_state),"
+                " (SELECT sum(cost_usd) FROM traces), (SELECT count(*) FROM sessions),"
+                " (SELECT count(*) FROM users_daily)"
+            )
+        ).one()
         if connection.dialect.name == "sqlite":
             schema = connection.execute(text("SELECT name, sql FROM sqlite_master")).all()
             settings = connection.execute(text("PRAGMA user_version")).all()
@@ -83,6 +95,7 @@ def _state(url: str, folder: Path | None) -> tuple[object, ...]:
     return (
         tuple(runs),
         prices,
+        tuple(costs),
         hashlib.sha256(schema_text.encode()).hexdigest(),
         (
             tuple(settings),

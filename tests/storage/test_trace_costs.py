@@ -1,0 +1,233 @@
+"""Stored costs and totals (traces.cost_usd, sessions, users_daily): what the writer keeps equals
+what runs_v prices live, through conversations, traces that change day or user, a price that
+changes, retention and the upgrade of a database made before them; on both databases."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from runspan.storage.engine import create_writer_engine, database_url_from
+from runspan.storage.maintenance import prune
+from runspan.storage.migrate import upgrade
+from runspan.storage.retention import Upkeep
+from runspan.storage.schema import DAY_NS
+from runspan.storage.trace_costs import REPRICE_CHUNK, Repricer
+from runspan.storage.upsert import write_rows
+from tests.storage.conftest import Stored
+from tests.storage.test_retention import trace_rows, write
+from tests.storage.test_sessions import _converse
+
+# Each trace's cost as runs_v prices its runs now, whatever is stored.
+_LIVE_TRACES = """SELECT t.*, (SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = t.trace_id)
+    AS live_cost FROM traces t"""
+_LIVE_SESSIONS = f"""SELECT session_id, user_id, min(start_ns), max(coalesce(end_ns, start_ns)),
+    count(*), sum(run_count), sum(error_count), sum(input_tokens), sum(output_tokens),
+    sum(total_tokens), sum(live_cost)
+FROM ({_LIVE_TRACES}) AS t WHERE session_id IS NOT NULL GROUP BY session_id, user_id"""
+_LIVE_USER_DAYS = f"""SELECT user_id, start_ns / {DAY_NS}, count(*), sum(run_count),
+    sum(error_count), sum(input_tokens), sum(output_tokens), sum(total_tokens), sum(live_cost)
+FROM ({_LIVE_TRACES}) AS t WHERE user_id IS NOT NULL GROUP BY user_id, start_ns / {DAY_NS}"""
+_SESSIONS_V = """SELECT session_id, user_id, first_ns, last_ns, turns, runs, errors, input_tokens,
+    output_tokens, total_tokens, cost_usd FROM {}"""
+_USERS_DAILY_V = """SELECT user_id, start_day, turns, runs, errors, input_tokens, output_tokens,
+    total_tokens, cost_usd FROM {}"""
+# gpt-4o-mini's seeded price, and one of yours for it from the epoch on.
+_SEEDED, _YOURS = (0.15, 0.60), (1.00, 2.00)
+
+
+def _rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as connection:
+        return sorted(
+            tuple(pytest.approx(v) if isinstance(v, float) else v for v in row)
+            for row in connection.execute(text(sql))
+        )
+
+
+def _priced(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        epoch, priced = connection.execute(
+            text("SELECT epoch, priced_epoch FROM price_state")
+        ).one()
+    return bool(epoch == priced)
+
+
+def _assert_stored_is_live(engine: Engine) -> None:
+    """The stored totals are those of runs_v's prices, and the views show them."""
+    assert _priced(engine)
+    traces = _rows(engine, f"SELECT trace_id, cost_usd, live_cost FROM ({_LIVE_TRACES}) AS t")
+    assert traces
+    assert all(stored == live for _, stored, live in traces)
+    assert _rows(engine, _SESSIONS_V.format("sessions")) == _rows(engine, _LIVE_SESSIONS)
+    assert _rows(engine, _USERS_DAILY_V.format("users_daily")) == _rows(engine, _LIVE_USER_DAYS)
+    _assert_views_are_live(engine)
+
+
+def _assert_views_are_live(engine: Engine) -> None:
+    traces = _rows(engine, "SELECT trace_id, cost_usd FROM traces_v")
+    assert traces == _rows(engine, f"SELECT trace_id, live_cost FROM ({_LIVE_TRACES}) AS t")
+    assert _rows(engine, _SESSIONS_V.format("sessions_v")) == _rows(engine, _LIVE_SESSIONS)
+    assert _rows(engine, _USERS_DAILY_V.format("users_daily_v")) == _rows(engine, _LIVE_USER_DAYS)
+
+
+def _session_cost(engine: Engine, table: str, session_id: str) -> float:
+    with engine.connect() as connection:
+        return float(
+            connection.execute(
+                text(f"SELECT cost_usd FROM {table} WHERE session_id = :s"), {"s": session_id}
+            ).scalar_one()
+        )
+
+
+def _reprice(engine: Engine) -> None:
+    """What the writer's upkeep does between batches, until it is done."""
+    clock = [0.0]
+    upkeep = Upkeep(monotonic=lambda: clock[0])
+    for _ in range(100):
+        upkeep.visit_if_due(engine)
+        if _priced(engine):
+            return
+        clock[0] += 60.0
+    raise AssertionError("the upkeep did not price the stored costs again")
+
+
+def test_the_writer_keeps_each_trace_conversation_and_user_day_priced(stored: Stored) -> None:
+    """Two users' conversations: every trace's stored cost, each conversation's and each user's
+    day's totals are what runs_v prices, and sessions_v reads them (gpt-4o-mini's seeded price:
+    340 input and 60 output tokens a conversation)."""
+    _converse(stored.handler, "trip-ann", "ann")
+    _converse(stored.handler, "trip-bob", "bob", turns=2)
+    stored.flush()
+    engine = create_engine(stored.url)
+    try:
+        _assert_stored_is_live(engine)
+        expected = (340 * _SEEDED[0] + 60 * _SEEDED[1]) / 1e6
+        assert _session_cost(engine, "sessions", "trip-ann") == pytest.approx(expected)
+        assert _session_cost(engine, "sessions_v", "trip-ann") == pytest.approx(expected)
+    finally:
+        engine.dispose()
+
+
+def test_a_trace_that_changes_day_or_user_leaves_its_old_totals(database_url: str) -> None:
+    """A trace's first run, stored on a day, with a conversation but no user; a later batch
+    brings an earlier run (the day before) that names the user: the trace counts once, on the
+    new day, and in the conversation as the user's."""
+    engine = create_engine(database_url)
+    try:
+        now = time.time_ns()
+        first, earlier = trace_rows(now, runs=2)
+        earlier.update(start_ns=now - DAY_NS, end_ns=now - DAY_NS + 1000, user_id="bob")
+        first.update(session_id="talk", user_id="ann")
+        write(database_url, [first])
+        with engine.begin() as connection:
+            write_rows(connection, [earlier])
+        _assert_stored_is_live(engine)
+        day_rows = _rows(engine, "SELECT user_id, start_day, turns FROM users_daily")
+        # The trace's user is the greatest its runs name (bob); ann's day is gone.
+        assert day_rows == [("bob", (now - DAY_NS) // DAY_NS, 1)]
+        assert _rows(engine, "SELECT session_id, user_id, turns FROM sessions") == [
+            ("talk", "bob", 1)
+        ]
+    finally:
+        engine.dispose()
+
+
+def test_a_price_change_is_priced_at_once_by_the_views_and_stored_by_the_writer(
+    stored: Stored,
+) -> None:
+    """A price of yours, then changed, then deleted (as a user would, with SQL): after each,
+    the views price live at once; the stored totals are priced again by the writer's upkeep."""
+    _converse(stored.handler, "trip-ann", "ann")
+    stored.flush()
+    engine = create_engine(stored.url)
+    tokens = (340, 60)
+
+    def cost(prices: tuple[float, float]) -> float:
+        return (tokens[0] * prices[0] + tokens[1] * prices[1]) / 1e6
+
+    changes = [
+        (
+            "INSERT INTO model_prices (model_pattern, input_usd_per_mtok, output_usd_per_mtok,"
+            " valid_from_ns, source) VALUES ('gpt-4o-mini%', 1.0, 2.0, 0, 'ours')",
+            _YOURS,
+        ),
+        (
+            "UPDATE model_prices SET output_usd_per_mtok = 4.0 WHERE source = 'ours'",
+            (_YOURS[0], 4.0),
+        ),
+        ("DELETE FROM model_prices WHERE source = 'ours'", _SEEDED),
+    ]
+    try:
+        for statement, prices in changes:
+            with engine.begin() as connection:
+                connection.execute(text(statement))
+            assert not _priced(engine)
+            _assert_views_are_live(engine)
+            assert _session_cost(engine, "sessions_v", "trip-ann") == pytest.approx(cost(prices))
+            _reprice(engine)
+            _assert_stored_is_live(engine)
+            assert _session_cost(engine, "sessions", "trip-ann") == pytest.approx(cost(prices))
+    finally:
+        engine.dispose()
+
+
+def test_retention_leaves_the_totals_of_what_is_kept(database_url: str) -> None:
+    """`runspan prune` removes a user's old traces: the conversation keeps its later turn, and
+    the old day is gone from the user's days."""
+    now = time.time_ns()
+    old, kept = trace_rows(now - 10 * DAY_NS), trace_rows(now)
+    for row in (*old, *kept):
+        row.update(session_id="long-talk", user_id="ann", total_tokens=5)
+    write(database_url, old, kept)
+    engine = create_engine(database_url)
+    try:
+        assert _rows(engine, "SELECT turns FROM sessions") == [(2,)]
+        prune(5 * 86_400, database_url)
+        _assert_stored_is_live(engine)
+        assert _rows(engine, "SELECT turns, total_tokens FROM sessions") == [(1, 15)]
+        assert _rows(engine, "SELECT start_day FROM users_daily") == [(now // DAY_NS,)]
+    finally:
+        engine.dispose()
+
+
+def test_an_upgraded_database_is_priced_live_then_stored(database_url: str) -> None:
+    """Traces stored at revision 0012: after the upgrade the views price them live, and the
+    writer's upkeep fills the stored costs and totals, in chunks (more traces than a chunk)."""
+    engine = create_writer_engine(database_url_from(database_url))
+    upgrade(engine, "0012")
+    now = time.time_ns()
+    with engine.begin() as connection:
+        for n in range(REPRICE_CHUNK + 5):
+            connection.execute(
+                text(
+                    "INSERT INTO runs (trace_id, span_id, name, span_kind, status, start_ns,"
+                    " end_ns, model_name, input_tokens, output_tokens, user_id, session_id)"
+                    " VALUES (:trace, 'aaaaaaaaaaaaaaaa', 'model', 'client', 'ok', :start,"
+                    " :start + 5, 'gpt-4o-mini', 1000, 100, 'ann', :session)"
+                ),
+                {"trace": f"{n:032x}", "start": now + n % 7, "session": f"s{n % 3}"},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO traces (trace_id, name, start_ns, end_ns, status, run_count,"
+                " error_count, input_tokens, output_tokens, total_tokens, user_id, session_id)"
+                " SELECT trace_id, name, start_ns, end_ns, status, 1, 0, input_tokens,"
+                " output_tokens, 1100, user_id, session_id FROM runs"
+            )
+        )
+    try:
+        upgrade(engine)
+        assert not _priced(engine)
+        _assert_views_are_live(engine)
+        with engine.connect() as connection:
+            total = connection.execute(text("SELECT sum(cost_usd) FROM traces_v")).scalar_one()
+        each = (1000 * _SEEDED[0] + 100 * _SEEDED[1]) / 1e6
+        assert total == pytest.approx(each * (REPRICE_CHUNK + 5))
+        assert not Repricer().visit(engine, seconds=0.0)  # one chunk: not done yet
+        _reprice(engine)
+        _assert_stored_is_live(engine)
+    finally:
+        engine.dispose()
