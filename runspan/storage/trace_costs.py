@@ -17,6 +17,7 @@ one writer at a time counts totals again, after the others' traces are committed
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +44,12 @@ _LIVE_COST = "(SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = traces.tr
 _TOTALS = """count(*), sum(run_count), sum(error_count), sum(input_tokens), sum(output_tokens),
     sum(total_tokens), sum(cost_usd)"""
 _TOTAL_COLUMNS = "turns, runs, errors, input_tokens, output_tokens, total_tokens, cost_usd"
+# Sent as the driver's own text: the writer asks for every batch, and SQLAlchemy's statement
+# layer cost more than running it (0.1 to 0.5 ms a call, an eighth of the writer's time).
+_GROUP_KEYS = (
+    "SELECT session_id, user_id, start_ns FROM traces WHERE trace_id {}"
+    " AND (session_id IS NOT NULL OR user_id IS NOT NULL)"
+)
 _COUNT_SESSIONS = text(
     f"""INSERT INTO sessions (session_id, user_id, first_ns, last_ns, {_TOTAL_COLUMNS})
 SELECT session_id, user_id, min(start_ns), max(coalesce(end_ns, start_ns)), {_TOTALS}
@@ -79,18 +86,20 @@ def group_keys(connection: Connection, trace_ids: Iterable[str]) -> set[GroupKey
     """The conversations and users' days that ``trace_ids`` count in, as stored now."""
     ids = list(trace_ids)
     keys: set[GroupKey] = set()
-    t = traces.c
+    postgres = connection.dialect.name == "postgresql"
     for start in range(0, len(ids), _KEY_CHUNK):
-        keys.update(
-            (row.session_id, row.user_id, row.start_ns)
-            for row in connection.execute(
-                select(t.session_id, t.user_id, t.start_ns).where(
-                    t.trace_id.in_(ids[start : start + _KEY_CHUNK]),
-                    t.session_id.is_not(None) | t.user_id.is_not(None),
-                )
-            )
-        )
+        chunk = ids[start : start + _KEY_CHUNK]
+        if postgres:
+            found = connection.exec_driver_sql(_GROUP_KEYS.format("= ANY(%s)"), (chunk,))
+        else:
+            found = connection.exec_driver_sql(_sqlite_group_keys(len(chunk)), tuple(chunk))
+        keys.update((session_id, user_id, start_ns) for session_id, user_id, start_ns in found)
     return keys
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_group_keys(count: int) -> str:
+    return _GROUP_KEYS.format(f"IN ({', '.join('?' * count)})")
 
 
 def count_groups(connection: Connection, keys: Iterable[GroupKey]) -> None:

@@ -140,7 +140,8 @@ def _insert_many(
 # the same statement, so that the totals never pass through Python. The root is the trace's
 # earliest span (one without a parent first, when two start in the same nanosecond); the
 # trace's name, status and end are its root's. Durations divide by a float as Python does. Its
-# cost is runs_v's, where the price of a run is defined once.
+# cost is runs_v's, where the price of a run is defined once; only a run that reported tokens
+# has a cost, and only those look their price up.
 _TRACE_COLUMNS = (  # in the order of _TRACE_VALUES, after trace_id
     "trace_id",
     "root_run_id",
@@ -168,7 +169,8 @@ _TRACE_VALUES = """
         ELSE (root.end_ns - agg.start_ns) / CAST(1000000 AS DOUBLE PRECISION) END,
     root.status, agg.run_count, agg.error_count, agg.input_tokens, agg.output_tokens,
     agg.total_tokens, agg.session_id, agg.user_id,
-    (SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = {0}.trace_id)"""
+    (SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = {0}.trace_id
+        AND (v.input_tokens IS NOT NULL OR v.output_tokens IS NOT NULL))"""
 _TRACE_AGGREGATES = """min(start_ns) AS start_ns, count(*) AS run_count,
         sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS error_count,
         sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
