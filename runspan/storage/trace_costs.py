@@ -40,7 +40,8 @@ _KEY_CHUNK = 500
 REPRICE_CHUNK = 2000
 REPRICE_SECONDS = 0.5
 
-_LIVE_COST = "(SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = traces.trace_id)"
+_LIVE_COST = """(SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = traces.trace_id
+    AND (v.input_tokens IS NOT NULL OR v.output_tokens IS NOT NULL))"""
 _TOTALS = """count(*), sum(run_count), sum(error_count), sum(input_tokens), sum(output_tokens),
     sum(total_tokens), sum(cost_usd)"""
 _TOTAL_COLUMNS = "turns, runs, errors, input_tokens, output_tokens, total_tokens, cost_usd"
@@ -78,7 +79,7 @@ def _lock(connection: Connection, number: int, *, shared: bool = False) -> None:
 
 
 def hold_prices(connection: Connection) -> None:
-    """Called by a writer before it prices traces, in that transaction (PostgreSQL)."""
+    """Called by a writer first in a transaction that prices traces (PostgreSQL)."""
     _lock(connection, _PRICING, shared=True)
 
 
@@ -167,10 +168,12 @@ class Repricer:
     def _chunk(self, engine: Engine) -> bool:
         """One transaction's worth; ``True`` once everything is priced."""
         with engine.begin() as connection:
-            # A write first: on SQLite it takes the write lock, so what is read next stays as
-            # read. On PostgreSQL, the writers pricing now finish first.
-            connection.execute(update(price_state).values(repriced_to=price_state.c.repriced_to))
+            # On PostgreSQL, the writers pricing now finish first, and no writer holds
+            # price_state's row then (a writer holds the lock shared before it may copy a price).
             _lock(connection, _PRICING)
+            # A write first: on SQLite it takes the write lock, so what is read next stays as
+            # read.
+            connection.execute(update(price_state).values(repriced_to=price_state.c.repriced_to))
             state = connection.execute(select(price_state)).one_or_none()
             if state is None or state.epoch == state.priced_epoch:
                 return True

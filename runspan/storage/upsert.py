@@ -316,9 +316,14 @@ def _record_span_names(
         names -= memo.names
         memo.stage_names(names)
     if names:
+        # In one order in every process: two PostgreSQL writers inserting the same names in
+        # different orders would each wait for the other's.
         connection.execute(
             _SPAN_NAMES,
-            [{"service": service, "name": name, "kind": kind} for service, name, kind in names],
+            [
+                {"service": service, "name": name, "kind": kind}
+                for service, name, kind in sorted(names)
+            ],
         )
 
 
@@ -336,6 +341,8 @@ def write_rows(
     caller tells it when the transaction commits)."""
     if not rows:
         return
+    # First: before any price it copies moves price_state on (runspan.storage.trace_costs).
+    hold_prices(connection)
     if connection.dialect.name == "postgresql":
         _pg_insert_runs(connection, rows, pause)
     else:
@@ -349,7 +356,6 @@ def write_rows(
     note_slowest(connection, rows, memo)
     mark_late(connection, rows, time.time_ns())
     touched = sorted({row["trace_id"] for row in rows})
-    hold_prices(connection)
     # A trace may leave a conversation or day as it changes: both are counted again.
     keys = group_keys(connection, touched)
     for start in range(0, len(touched), _TRACE_CHUNK):

@@ -4,6 +4,7 @@ changes, retention and the upgrade of a database made before them; on both datab
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -231,3 +232,73 @@ def test_an_upgraded_database_is_priced_live_then_stored(database_url: str) -> N
         _assert_stored_is_live(engine)
     finally:
         engine.dispose()
+
+
+def test_writers_and_a_repricer_at_once_stay_exact(database_url: str) -> None:
+    """Two writers store conversations while prices change and a third process's upkeep
+    reprices: nothing fails (no deadlock between the locks), and once repriced, every stored
+    total is what runs_v prices."""
+    write(database_url)  # the schema
+    engines = [create_engine(database_url) for _ in range(3)]
+    failures: list[BaseException] = []
+    now = time.time_ns()
+
+    def writer(number: int) -> None:
+        try:
+            for batch in range(15):
+                rows = []
+                for turn in range(4):
+                    for row in trace_rows(now - turn * DAY_NS // 3):
+                        row.update(
+                            session_id=f"talk-{turn % 3}",
+                            user_id=f"user-{number}",
+                            model_name="gpt-4o-mini",
+                            input_tokens=100 + batch,
+                            output_tokens=10,
+                        )
+                        rows.append(row)
+                with engines[number].begin() as connection:
+                    write_rows(connection, rows)
+                    if batch % 5 == 0:  # as the writer copies an imported price, after its runs
+                        connection.execute(
+                            text(
+                                "INSERT INTO model_prices (model_pattern, input_usd_per_mtok,"
+                                " output_usd_per_mtok, valid_from_ns, source)"
+                                " VALUES (:pattern, 1.0, 1.0, 0, 'copied')"
+                            ),
+                            {"pattern": f"model-{number}-{batch}%"},
+                        )
+        except BaseException as error:  # reported by the main thread
+            failures.append(error)
+
+    def repricer() -> None:
+        try:
+            for round_ in range(6):
+                with engines[2].begin() as connection:
+                    connection.execute(
+                        text(
+                            "INSERT INTO model_prices (model_pattern, input_usd_per_mtok,"
+                            " output_usd_per_mtok, valid_from_ns, source)"
+                            " VALUES ('gpt-4o-mini%', :p, 1.0, :v, 'ours')"
+                        ),
+                        {"p": 1.0 + round_, "v": round_},
+                    )
+                Repricer().visit(engines[2], seconds=0.05)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in (0, 1)]
+    threads.append(threading.Thread(target=repricer))
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not failures, failures
+        assert not any(thread.is_alive() for thread in threads)
+        _reprice(engines[2])
+        _assert_stored_is_live(engines[2])
+        assert len(_rows(engines[2], "SELECT session_id FROM sessions")) == 6
+    finally:
+        for engine in engines:
+            engine.dispose()

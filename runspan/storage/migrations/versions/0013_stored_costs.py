@@ -49,7 +49,9 @@ _TOTALS = ("turns", "runs", "errors", "input_tokens", "output_tokens", "total_to
 # stored one while it is priced at the current prices (a subquery without correlation, which
 # both databases run once per statement), else the same priced live from runs_v.
 _PRICED = "(SELECT epoch = priced_epoch FROM price_state WHERE id = 1)"
-_LIVE_COST = "(SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = {0}.trace_id)"
+# Only a run that reported tokens has a cost: the others do not look their price up.
+_LIVE_COST = """(SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = {0}.trace_id
+    AND (v.input_tokens IS NOT NULL OR v.output_tokens IS NOT NULL))"""
 _SAME = {"sqlite": "{0} IS {1}", "postgresql": "{0} IS NOT DISTINCT FROM {1}"}
 _TRIGGERED = ("INSERT", "UPDATE", "DELETE")
 _TOTAL_COLUMNS = "turns, runs, errors, input_tokens, output_tokens, total_tokens"
@@ -188,6 +190,13 @@ FROM traces WHERE user_id IS NOT NULL GROUP BY user_id, start_ns / {_DAY_NS}""")
         " SELECT 1, 1, CASE WHEN EXISTS (SELECT 1 FROM traces) THEN 0 ELSE 1 END"
     )
     _create_triggers(dialect)
+    if dialect == "postgresql":
+        # A trace has a few runs, however many runs there are. PostgreSQL keeps the number of
+        # distinct trace ids it last sampled while the table grows, so its estimate of a
+        # trace's runs grew with it: past 400,000 runs it chose to walk the index of start
+        # times for a trace's root, and one batch of the writer took 96 s. A share of the rows
+        # (a tenth) grows with the table.
+        op.execute("ALTER TABLE runs ALTER COLUMN trace_id SET (n_distinct = -0.1)")
     for statement in _views(dialect):
         op.execute(statement)
     scale = importlib.import_module("runspan.storage.migrations.versions.0008_scale_indexes")
@@ -213,6 +222,8 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS model_prices_changed ON model_prices")
         op.execute("DROP TRIGGER IF EXISTS model_prices_truncated ON model_prices")
         op.execute("DROP FUNCTION IF EXISTS runspan_prices_changed()")
+    if dialect == "postgresql":
+        op.execute("ALTER TABLE runs ALTER COLUMN trace_id RESET (n_distinct)")
     for table in ("price_state", "users_daily", "sessions"):
         op.drop_table(table)
     op.drop_index("ix_traces_cost_usd_total_tokens", table_name="traces")
