@@ -240,7 +240,13 @@ def create_writer_engine(url: URL) -> Engine:
         pool_pre_ping=True,
         pool_size=2,
         max_overflow=2,
-        connect_args={"connect_timeout": 10, "application_name": "runspan"},
+        # No JIT: the writer's statements take milliseconds, and while a new table has no
+        # statistics the planner overestimated them and compiled one for a second.
+        connect_args={
+            "connect_timeout": 10,
+            "application_name": "runspan",
+            "options": "-c jit=off",
+        },
     )
 
 
@@ -295,7 +301,9 @@ def create_reader_engine(url: URL) -> Engine:
         connect_args={
             "connect_timeout": 10,
             "application_name": "runspan-cli",
-            "options": "-c default_transaction_read_only=on",
+            # No JIT either: runspan's reads take milliseconds, and compiling one that the
+            # planner overestimates takes a second.
+            "options": "-c default_transaction_read_only=on -c jit=off",
             # Every statement prepared: the extended query protocol, which refuses a text of
             # several statements (see runspan.storage.readonly).
             "prepare_threshold": 0,

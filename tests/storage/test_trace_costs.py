@@ -302,3 +302,23 @@ def test_writers_and_a_repricer_at_once_stay_exact(database_url: str) -> None:
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_postgres_counts_a_traces_runs_as_a_share_of_the_table(database_url: str) -> None:
+    """PostgreSQL's estimate of a trace's runs must not grow with the table (revision 0013): a
+    stale absolute count made the writer walk every run for a trace's root."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL's planner statistics")
+    write(database_url)  # the schema
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            options = connection.execute(
+                text(
+                    "SELECT attoptions FROM pg_attribute"
+                    " WHERE attrelid = 'runs'::regclass AND attname = 'trace_id'"
+                )
+            ).scalar_one()
+        assert options == ["n_distinct=-0.1"]
+    finally:
+        engine.dispose()

@@ -49,9 +49,6 @@ _TOTALS = ("turns", "runs", "errors", "input_tokens", "output_tokens", "total_to
 # stored one while it is priced at the current prices (a subquery without correlation, which
 # both databases run once per statement), else the same priced live from runs_v.
 _PRICED = "(SELECT epoch = priced_epoch FROM price_state WHERE id = 1)"
-# Only a run that reported tokens has a cost: the others do not look their price up.
-_LIVE_COST = """(SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = {0}.trace_id
-    AND (v.input_tokens IS NOT NULL OR v.output_tokens IS NOT NULL))"""
 _SAME = {"sqlite": "{0} IS {1}", "postgresql": "{0} IS NOT DISTINCT FROM {1}"}
 _TRIGGERED = ("INSERT", "UPDATE", "DELETE")
 _TOTAL_COLUMNS = "turns, runs, errors, input_tokens, output_tokens, total_tokens"
@@ -61,6 +58,50 @@ _SUMS = """count(*), sum(run_count), sum(error_count), sum(input_tokens), sum(ou
 
 def _cost(stored: str, live: str) -> str:
     return f"CASE WHEN {_PRICED} THEN {stored} ELSE {live} END AS cost_usd"
+
+
+# What each view prices live: a trace, a conversation and user, a user's day; each a query over
+# its parameters ({0}, {1}; {same} matches a user, who may be NULL). On PostgreSQL each is a
+# function declared cheap: as a subquery in the view, the planner counted it for every row
+# (though it runs only while unpriced), and so compiled the query (JIT) for a second each time.
+# Only a run that reported tokens has a cost: the others do not look their price up.
+_TRACE_COST = """SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = {0}
+    AND (v.input_tokens IS NOT NULL OR v.output_tokens IS NOT NULL)"""
+_PER_TRACE = f"sum(({_TRACE_COST.format('l.trace_id')}))"
+_LIVE = {  # kind: (PostgreSQL's function, its parameters, the query)
+    "trace": ("runspan_trace_cost", ("wanted_trace text",), _TRACE_COST),
+    "session": (
+        "runspan_session_cost",
+        ("wanted_session text", "wanted_user text"),
+        f"SELECT {_PER_TRACE} FROM traces l WHERE l.session_id = {{0}} AND {{same}}",
+    ),
+    "user_day": (
+        "runspan_user_day_cost",
+        ("wanted_user text", "wanted_day bigint"),
+        f"SELECT {_PER_TRACE} FROM traces l WHERE l.user_id = {{0}}"
+        f" AND l.start_ns >= {{1}} * {_DAY_NS} AND l.start_ns < ({{1}} + 1) * {_DAY_NS}",
+    ),
+}
+
+
+def _live(dialect: str, kind: str, *arguments: str) -> str:
+    """The live cost of ``kind``, of the view's ``arguments``."""
+    function, _, query = _LIVE[kind]
+    if dialect == "postgresql":
+        return f"{function}({', '.join(arguments)})"
+    return (
+        "(" + query.format(*arguments, same=_SAME[dialect].format("l.user_id", arguments[-1])) + ")"
+    )
+
+
+def _create_functions() -> None:
+    for function, parameters, query in _LIVE.values():
+        names = [parameter.split()[0] for parameter in parameters]
+        body = query.format(*names, same=_SAME["postgresql"].format("l.user_id", names[-1]))
+        op.execute(
+            f"CREATE FUNCTION {function}({', '.join(parameters)}) RETURNS double precision"
+            f" LANGUAGE sql STABLE COST 1 SET search_path FROM CURRENT AS $$ {body} $$"
+        )
 
 
 def _views(dialect: str) -> list[str]:
@@ -74,32 +115,18 @@ def _views(dialect: str) -> list[str]:
     traces_v = f"""CREATE VIEW traces_v AS
 SELECT {columns}, {time.format("t.start_ns")} AS start_time,
     {time.format("t.end_ns")} AS end_time, {date.format("t.start_ns")} AS day,
-    {_cost("t.cost_usd", _LIVE_COST.format("t"))}
+    {_cost("t.cost_usd", _live(dialect, "trace", "t.trace_id"))}
 FROM traces t"""
-    same_user = _SAME[dialect].format("l.user_id", "s.user_id")
     totals = ", ".join(f"s.{name}" for name in _TOTALS)
     sessions_v = f"""CREATE VIEW sessions_v AS
 SELECT s.session_id, s.user_id, s.first_ns, s.last_ns, {time.format("s.first_ns")} AS first_time,
     {time.format("s.last_ns")} AS last_time, {totals},
-    {
-        _cost(
-            "s.cost_usd",
-            f"(SELECT sum({_LIVE_COST.format('l')}) FROM traces l"
-            f" WHERE l.session_id = s.session_id AND {same_user})",
-        )
-    }
+    {_cost("s.cost_usd", _live(dialect, "session", "s.session_id", "s.user_id"))}
 FROM sessions s"""
     totals = ", ".join(f"u.{name}" for name in _TOTALS)
     users_daily_v = f"""CREATE VIEW users_daily_v AS
 SELECT u.user_id, u.start_day, {day_date.format("u.start_day")} AS day, {totals},
-    {
-        _cost(
-            "u.cost_usd",
-            f"(SELECT sum({_LIVE_COST.format('l')}) FROM traces l WHERE l.user_id = u.user_id"
-            f" AND l.start_ns >= u.start_day * {_DAY_NS}"
-            f" AND l.start_ns < (u.start_day + 1) * {_DAY_NS})",
-        )
-    }
+    {_cost("u.cost_usd", _live(dialect, "user_day", "u.user_id", "u.start_day"))}
 FROM users_daily u"""
     return [traces_v, sessions_v, users_daily_v]
 
@@ -197,6 +224,7 @@ FROM traces WHERE user_id IS NOT NULL GROUP BY user_id, start_ns / {_DAY_NS}""")
         # times for a trace's root, and one batch of the writer took 96 s. A share of the rows
         # (a tenth) grows with the table.
         op.execute("ALTER TABLE runs ALTER COLUMN trace_id SET (n_distinct = -0.1)")
+        _create_functions()
     for statement in _views(dialect):
         op.execute(statement)
     scale = importlib.import_module("runspan.storage.migrations.versions.0008_scale_indexes")
@@ -222,6 +250,8 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS model_prices_changed ON model_prices")
         op.execute("DROP TRIGGER IF EXISTS model_prices_truncated ON model_prices")
         op.execute("DROP FUNCTION IF EXISTS runspan_prices_changed()")
+        for function, parameters, _query in _LIVE.values():
+            op.execute(f"DROP FUNCTION IF EXISTS {function}({', '.join(parameters)})")
     if dialect == "postgresql":
         op.execute("ALTER TABLE runs ALTER COLUMN trace_id RESET (n_distinct)")
     for table in ("price_state", "users_daily", "sessions"):
