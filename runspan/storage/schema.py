@@ -366,6 +366,18 @@ feedback = Table(
 # Added by revision 0013: the totals of each conversation (and user), and of each user's UTC
 # day, kept by the writer from ``traces`` (runspan.storage.trace_costs), which sessions_v and
 # users_daily_v read (their cost while it is priced at the current prices).
+def _totals_columns() -> list[Column[Any]]:
+    return [
+        Column("turns", BigInteger, nullable=False),  # traces
+        Column("runs", BigInteger, nullable=False),
+        Column("errors", BigInteger, nullable=False),
+        Column("input_tokens", BigInteger),
+        Column("output_tokens", BigInteger),
+        Column("total_tokens", BigInteger),
+        Column("cost_usd", Float),
+    ]
+
+
 sessions = Table(
     "sessions",
     metadata,
@@ -373,13 +385,7 @@ sessions = Table(
     Column("user_id", Text),
     Column("first_ns", BigInteger, nullable=False),
     Column("last_ns", BigInteger, nullable=False),
-    Column("turns", BigInteger, nullable=False),
-    Column("runs", BigInteger, nullable=False),
-    Column("errors", BigInteger, nullable=False),
-    Column("input_tokens", BigInteger),
-    Column("output_tokens", BigInteger),
-    Column("total_tokens", BigInteger),
-    Column("cost_usd", Float),
+    *_totals_columns(),
     Index(None, "session_id"),
     Index(None, "cost_usd", "last_ns"),
     Index(None, "last_ns"),
@@ -389,13 +395,7 @@ users_daily = Table(
     metadata,
     Column("user_id", Text, nullable=False),
     Column("start_day", BigInteger, nullable=False),
-    Column("turns", BigInteger, nullable=False),
-    Column("runs", BigInteger, nullable=False),
-    Column("errors", BigInteger, nullable=False),
-    Column("input_tokens", BigInteger),
-    Column("output_tokens", BigInteger),
-    Column("total_tokens", BigInteger),
-    Column("cost_usd", Float),
+    *_totals_columns(),
     Index(None, "user_id", "start_day"),
     Index(None, "start_day", "cost_usd"),
 )
