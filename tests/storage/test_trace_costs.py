@@ -4,6 +4,7 @@ changes, retention and the upgrade of a database made before them; on both datab
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -21,6 +22,7 @@ from runspan.storage.upsert import write_rows
 from tests.storage.conftest import Stored
 from tests.storage.test_retention import trace_rows, write
 from tests.storage.test_sessions import _converse
+from tests.support import runspan_cli
 
 # Each trace's cost as runs_v prices its runs now, whatever is stored.
 _LIVE_TRACES = """SELECT t.*, (SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = t.trace_id)
@@ -168,6 +170,20 @@ def test_a_price_change_is_priced_at_once_by_the_views_and_stored_by_the_writer(
             assert not _priced(engine)
             _assert_views_are_live(engine)
             assert _session_cost(engine, "sessions_v", "trip-ann") == pytest.approx(cost(prices))
+            # As `runspan sql` reads (on PostgreSQL, a role that can only read).
+            shown = runspan_cli(
+                stored.read_url,
+                "sql",
+                "SELECT cost_usd FROM sessions_v UNION ALL"
+                " SELECT sum(cost_usd) FROM users_daily_v UNION ALL"
+                " SELECT sum(cost_usd) FROM traces_v",
+                "--format",
+                "json",
+            )
+            assert shown.returncode == 0, shown.stderr
+            assert [row["cost_usd"] for row in json.loads(shown.stdout)] == [
+                pytest.approx(cost(prices))
+            ] * 3
             _reprice(engine)
             _assert_stored_is_live(engine)
             assert _session_cost(engine, "sessions", "trip-ann") == pytest.approx(cost(prices))
