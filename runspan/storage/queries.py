@@ -305,10 +305,11 @@ class RunStore:
             raise QueryError(f"limit={limit!r}: use a positive integer")
         s = sessions_v.c
         query = select(*(s[f] for f in SESSION_FIELDS))
-        chosen = latest_session_ids(self._fetch, limit=limit, user=user, since=since)
-        if chosen is not None:  # else too many to name: every session is read
-            query = query.where(s.session_id.in_(chosen))
         if user is not None:
+            # sessions_v has no index by user: a user's latest traces name their sessions.
+            chosen = latest_session_ids(self._fetch, limit=limit, user=user, since=since)
+            if chosen is not None:  # else too many to name: every session is read
+                query = query.where(s.session_id.in_(chosen))
             query = query.where(s.user_id == user)
         if since is not None:
             query = query.where(s.last_ns >= since)
