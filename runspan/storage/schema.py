@@ -363,6 +363,7 @@ feedback = Table(
     Index(None, "trace_id"),
 )
 
+
 # Added by revision 0013: the totals of each conversation (and user), and of each user's UTC
 # day, kept by the writer from ``traces`` (runspan.storage.trace_costs), which sessions_v and
 # users_daily_v read (their cost while it is priced at the current prices).
