@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text, true, update
 
 from runspan.storage.schema import DAY_NS, price_state, sessions, traces, users_daily
 
@@ -180,9 +180,10 @@ class Repricer:
             state = connection.execute(select(price_state)).one_or_none()
             if state is None or state.epoch == state.priced_epoch:
                 return True
-            phase, after = "traces", ""
+            phase, after = "traces", None  # a step's progress: "step:last done", or "step"
             if state.repricing_epoch == state.epoch and state.repriced_to:
-                phase, _, after = state.repriced_to.partition(":")
+                phase, started, done = state.repriced_to.partition(":")
+                after = done if started else None
             progress = _STEPS[phase](connection, after)
             if progress is None:  # the last step is done: priced at this epoch
                 connection.execute(
@@ -198,19 +199,24 @@ class Repricer:
             return False
 
 
-def _next_ids(connection: Connection, column: Any, after: str) -> list[str]:
+def _next_ids(connection: Connection, column: Any, after: str | None) -> list[str]:
+    query = select(column).where(column.is_not(None))
+    if after is not None:
+        query = query.where(column > after)
     return list(
-        connection.execute(
-            select(column).where(column > after).distinct().order_by(column).limit(REPRICE_CHUNK)
-        ).scalars()
+        connection.execute(query.distinct().order_by(column).limit(REPRICE_CHUNK)).scalars()
     )
 
 
-def _price_traces(connection: Connection, after: str) -> str | None:
+def _after(column: Any, after: str | None) -> Any:
+    return true() if after is None else column > after
+
+
+def _price_traces(connection: Connection, after: str | None) -> str | None:
     # In order of start: a trace's runs were stored about when it started, so the runs read
     # by one chunk lie together in the database.
     t = traces.c
-    after_ns = int(after) if after else -1
+    after_ns = int(after) if after is not None else -1
     chunk = (
         select(t.start_ns)
         .where(t.start_ns > after_ns)
@@ -220,7 +226,7 @@ def _price_traces(connection: Connection, after: str) -> str | None:
     )
     last_ns = connection.execute(select(func.max(chunk.c.start_ns))).scalar()
     if last_ns is None:
-        return "sessions:"
+        return "sessions"
     connection.execute(
         text(
             f"UPDATE traces SET cost_usd = {_LIVE_COST}"
@@ -231,31 +237,31 @@ def _price_traces(connection: Connection, after: str) -> str | None:
     return f"traces:{last_ns}"
 
 
-def _count_sessions(connection: Connection, after: str) -> str | None:
+def _count_sessions(connection: Connection, after: str | None) -> str | None:
     _lock(connection, _COUNTING)
     ids = _next_ids(connection, traces.c.session_id, after)
     s = sessions.c
     if not ids:  # and any left of conversations whose traces are gone
-        connection.execute(delete(sessions).where(s.session_id > after))
-        return "users:"
-    connection.execute(delete(sessions).where(s.session_id > after, s.session_id <= ids[-1]))
+        connection.execute(delete(sessions).where(_after(s.session_id, after)))
+        return "users"
+    connection.execute(delete(sessions).where(_after(s.session_id, after), s.session_id <= ids[-1]))
     connection.execute(_COUNT_SESSIONS, {"ids": ids})
     return f"sessions:{ids[-1]}"
 
 
-def _count_users(connection: Connection, after: str) -> str | None:
+def _count_users(connection: Connection, after: str | None) -> str | None:
     _lock(connection, _COUNTING)
     ids = _next_ids(connection, traces.c.user_id, after)
     u = users_daily.c
     if not ids:
-        connection.execute(delete(users_daily).where(u.user_id > after))
+        connection.execute(delete(users_daily).where(_after(u.user_id, after)))
         return None
-    connection.execute(delete(users_daily).where(u.user_id > after, u.user_id <= ids[-1]))
+    connection.execute(delete(users_daily).where(_after(u.user_id, after), u.user_id <= ids[-1]))
     connection.execute(_COUNT_USERS, {"ids": ids})
     return f"users:{ids[-1]}"
 
 
-_STEPS: dict[str, Callable[[Connection, str], str | None]] = {
+_STEPS: dict[str, Callable[[Connection, str | None], str | None]] = {
     "traces": _price_traces,
     "sessions": _count_sessions,
     "users": _count_users,

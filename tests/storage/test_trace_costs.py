@@ -338,3 +338,27 @@ def test_postgres_counts_a_traces_runs_as_a_share_of_the_table(database_url: str
         assert options == ["n_distinct=-0.1"]
     finally:
         engine.dispose()
+
+
+def test_an_empty_session_and_user_are_repriced_too(database_url: str) -> None:
+    """A conversation and user named by an empty string (metadata may say so) are counted and
+    priced again like any other: repricing starts below every name."""
+    rows = trace_rows(time.time_ns())
+    for row in rows:
+        row.update(session_id="", user_id="", model_name="gpt-4o-mini", input_tokens=1000)
+    write(database_url, rows)
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO model_prices (model_pattern, input_usd_per_mtok,"
+                    " output_usd_per_mtok, valid_from_ns, source)"
+                    " VALUES ('gpt-4o-mini%', 9.0, 9.0, 0, 'ours')"
+                )
+            )
+        _reprice(engine)
+        _assert_stored_is_live(engine)
+        assert _session_cost(engine, "sessions", "") == pytest.approx(3 * 1000 * 9.0 / 1e6)
+    finally:
+        engine.dispose()
