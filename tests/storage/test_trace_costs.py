@@ -362,3 +362,35 @@ def test_an_empty_session_and_user_are_repriced_too(database_url: str) -> None:
         assert _session_cost(engine, "sessions", "") == pytest.approx(3 * 1000 * 9.0 / 1e6)
     finally:
         engine.dispose()
+
+
+def test_revision_0013_undone_and_done_again_keeps_every_cost(database_url: str) -> None:
+    """Downgraded to 0012, traces_v and sessions_v price live as they did; upgraded again, the
+    stored totals are rebuilt and priced by the writer's upkeep."""
+    from alembic import command
+
+    from runspan.storage.migrate import _config, _migration_engine
+
+    now = time.time_ns()
+    rows = trace_rows(now)
+    for row in rows:
+        row.update(session_id="talk", user_id="ann", model_name="gpt-4o-mini", input_tokens=100)
+    write(database_url, rows)
+    engine = create_writer_engine(database_url_from(database_url))
+    expected = 3 * 100 * _SEEDED[0] / 1e6
+    try:
+        migrator = _migration_engine(engine)
+        with migrator.begin() as connection:
+            config = _config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0012")
+        if migrator is not engine:
+            migrator.dispose()
+        assert _session_cost(engine, "sessions_v", "talk") == pytest.approx(expected)
+        upgrade(engine)
+        assert not _priced(engine)
+        assert _session_cost(engine, "sessions_v", "talk") == pytest.approx(expected)
+        _reprice(engine)
+        _assert_stored_is_live(engine)
+    finally:
+        engine.dispose()

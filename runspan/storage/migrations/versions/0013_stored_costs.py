@@ -257,8 +257,9 @@ def downgrade() -> None:
     for table in ("price_state", "users_daily", "sessions"):
         op.drop_table(table)
     op.drop_index("ix_traces_cost_usd_total_tokens", table_name="traces")
-    with op.batch_alter_table("traces") as batch:
-        batch.drop_column("cost_usd")
+    # Not a batch copy: renaming the copy back on SQLite fails while runs_daily_v reads traces.
+    # (SQLite drops a column since 3.35.)
+    op.execute("ALTER TABLE traces DROP COLUMN cost_usd")
     initial = importlib.import_module("runspan.storage.migrations.versions.0001_initial")
     sessions = importlib.import_module(
         "runspan.storage.migrations.versions.0005_sessions_and_users"
