@@ -54,6 +54,8 @@ READ_OBJECTS = (
     "rolled_hours",
     "runs_daily_traces",
     "runs_hourly_traces",
+    "runs_daily_tags",
+    "runs_hourly_tags",
     "runs_daily_v",
     "sessions",
     "users_daily",

@@ -1,6 +1,7 @@
-"""The newest runs of a filter the rollups can answer (a run type, a status, an unfinished
-reason, a LangGraph node, a model), read only where a match can be: a day or hour that the
-rollups hold as it is, and in which no group matches the filter, is skipped.
+"""The newest runs of a filter the rollups can narrow (a run type, a status, an unfinished
+reason, a LangGraph node, a model, a tag), read only where a match can be: a day or hour that
+the rollups hold as it is, and in which no group matches the filter or no run carries the tag,
+is skipped. The rest of the filter (text, metadata, durations) is applied to what is read.
 
 Newest first through the index of start times, a filter few runs match reads the history back
 until it has enough, and all of it when nothing matches: 6 to 8 s at ten million runs. The
@@ -16,20 +17,24 @@ from typing import Any
 from sqlalchemy import func, select
 
 from runspan.storage.records import RunFilter, runs_v
-from runspan.storage.rollup_stats import Fetch, group_conditions, servable
+from runspan.storage.rollup_stats import Fetch, group_conditions
 from runspan.storage.rollups import DAY, HOUR, Period
 from runspan.storage.schema import runs
 
 _v = runs_v.c
 # Filters the rollups narrow to a few periods; without one of them, most hours match and the
 # newest runs are found at once through the index of start times.
-_NARROWING = ("run_type", "status", "unfinished_reason", "node", "model")
+_NARROWING = ("run_type", "status", "unfinished_reason", "node", "model", "tag")
+# Filters with an index of their own, which finds their runs at once.
+_INDEXED = ("trace_id", "session", "user")
 
 
 def newest_runs(fetch: Fetch, where: RunFilter, limit: int) -> list[Any] | None:
     """Rows of ``runs_v`` matching ``where``, newest first, at most ``limit``; ``None`` when
     the rollups cannot narrow ``where`` (read newest first then)."""
-    if not servable(where) or all(getattr(where, name) is None for name in _NARROWING):
+    if any(getattr(where, name) is not None for name in _INDEXED):
+        return None
+    if all(getattr(where, name) is None for name in _NARROWING):
         return None
     if where.status == "running":  # their partial index finds them at once
         return None
@@ -41,7 +46,7 @@ def newest_runs(fetch: Fetch, where: RunFilter, limit: int) -> list[Any] | None:
     first = max(oldest, where.since or 0)
     last = newest if where.until is None else min(newest, where.until - 1)
     found: list[Any] = []
-    for low, high in stretches(fetch, where, first, last):
+    for low, high in _joined(stretches(fetch, where, first, last)):
         found += fetch(
             select(runs_v)
             .where(*where.conditions(), _v.start_ns.between(low, high))
@@ -53,10 +58,25 @@ def newest_runs(fetch: Fetch, where: RunFilter, limit: int) -> list[Any] | None:
     return found
 
 
+def _joined(found: Iterator[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """Stretches (newest first) that touch joined into one, read by one query, not an hour
+    each (every hour of a long stretch can match: a common tag, tags not kept)."""
+    joined: tuple[int, int] | None = None
+    for low, high in found:
+        if joined is not None and high + 1 == joined[0]:
+            joined = (low, joined[1])
+            continue
+        if joined is not None:
+            yield joined
+        joined = (low, high)
+    if joined is not None:
+        yield joined
+
+
 def stretches(fetch: Fetch, where: RunFilter, first: int, last: int) -> Iterator[tuple[int, int]]:
     """The stretches of ``[first, last]`` (both ends in) that can hold a match, newest first:
-    what the rollups do not hold as it is, and each held hour with a matching group, except in
-    a held day with none."""
+    what the rollups do not hold as it is, and each held hour with a matching group and tags,
+    except in a held day with none."""
     days, hours = _held(fetch, DAY, first, last), _held(fetch, HOUR, first, last)
     matching_days = _matching(fetch, DAY, where, first // DAY.length_ns, last // DAY.length_ns)
     ruled_out = days - matching_days
@@ -106,7 +126,8 @@ def _held(fetch: Fetch, period: Period, first: int, last: int) -> set[int]:
 
 
 def _matching(fetch: Fetch, period: Period, where: RunFilter, low: int, high: int) -> set[int]:
-    """The periods numbered ``low`` to ``high`` with a group that matches ``where``."""
+    """The periods numbered ``low`` to ``high`` with a group that matches ``where``, and whose
+    runs carry its tags (or whose tags were not kept)."""
     d = period.table.c
     number = d[period.column]
     query = (
@@ -114,4 +135,25 @@ def _matching(fetch: Fetch, period: Period, where: RunFilter, low: int, high: in
         .where(number.between(low, high), *group_conditions(where, d))
         .distinct()
     )
-    return {row["number"] for row in fetch(query)}
+    found = {row["number"] for row in fetch(query)}
+    wanted = set(where.tags())
+    if not wanted or not found:
+        return found
+    return found & _tagged(fetch, period, wanted, low, high)
+
+
+def _tagged(fetch: Fetch, period: Period, wanted: set[str], low: int, high: int) -> set[int]:
+    """The periods numbered ``low`` to ``high`` whose runs carry every tag ``wanted``, or whose
+    tags were not kept (too many, or rolled up before they were)."""
+    rolled, kept = period.rolled.c, period.tags.c
+    unknown = select(rolled[period.column].label("number")).where(
+        rolled[period.column].between(low, high), rolled.tags.is_(None) | (rolled.tags < 0)
+    )
+    found = {row["number"] for row in fetch(unknown)}
+    carried: dict[int, set[str]] = {}
+    query = select(kept[period.column].label("number"), kept.tag).where(
+        kept[period.column].between(low, high), kept.tag.in_(sorted(wanted))
+    )
+    for row in fetch(query):
+        carried.setdefault(row["number"], set()).add(row["tag"])
+    return found | {number for number, tags in carried.items() if tags == wanted}

@@ -31,8 +31,10 @@ from runspan.storage.schema import (
     rolled_hours,
     runs,
     runs_daily,
+    runs_daily_tags,
     runs_daily_traces,
     runs_hourly,
+    runs_hourly_tags,
     runs_hourly_traces,
     traces,
 )
@@ -48,6 +50,8 @@ LATE_NS = HOUR_NS
 CLOSED_NS = 2 * HOUR_NS
 # A visit rolls periods up until it has spent this long (then comes back a second later).
 _VISIT_SECONDS = 0.5
+#: A period's distinct tags are kept up to this many; beyond, a tag filter reads the period.
+MAX_TAGS = 500
 # PostgreSQL: writers in other processes roll up the same period one at a time.
 _LOCK_CLASS = 0x72756E73  # "runs"
 
@@ -74,6 +78,7 @@ class Period:
     table: Table  # the rollups
     by_trace: Table  # the same split by trace name, without histograms
     rolled: Table  # which are rolled up, and which stale
+    tags: Table  # the distinct tags of a period's runs
     column: str  # periods since the epoch: start_day, start_hour
     lock_class: int
 
@@ -99,8 +104,18 @@ class Period:
             )
 
 
-DAY = Period(DAY_NS, runs_daily, runs_daily_traces, rolled_days, "start_day", _LOCK_CLASS)
-HOUR = Period(HOUR_NS, runs_hourly, runs_hourly_traces, rolled_hours, "start_hour", _LOCK_CLASS + 1)
+DAY = Period(
+    DAY_NS, runs_daily, runs_daily_traces, rolled_days, runs_daily_tags, "start_day", _LOCK_CLASS
+)
+HOUR = Period(
+    HOUR_NS,
+    runs_hourly,
+    runs_hourly_traces,
+    rolled_hours,
+    runs_hourly_tags,
+    "start_hour",
+    _LOCK_CLASS + 1,
+)
 PERIODS = (DAY, HOUR)
 
 
@@ -127,7 +142,7 @@ def forget_before(connection: Connection, cutoff_ns: int) -> None:
     """The periods that ended by ``cutoff_ns`` lost every run (retention): their rollups go."""
     for period in PERIODS:
         first_kept = cutoff_ns // period.length_ns
-        for rollup in (period.table, period.by_trace):
+        for rollup in (period.table, period.by_trace, period.tags):
             connection.execute(delete(rollup).where(rollup.c[period.column] < first_kept))
         connection.execute(delete(period.rolled).where(period.rolled.c[period.column] < first_kept))
 
@@ -279,6 +294,29 @@ def _greatest(kept: Any, value: Any) -> Any:
     return value if kept is None else kept if value is None else max(kept, value)
 
 
+# A period's distinct tags, exactly those json_array_contains can find: the strings of a
+# top-level array.
+_TAGS = {
+    "sqlite": "SELECT DISTINCT j.value FROM runs, json_each(runs.tags) AS j"
+    " WHERE runs.start_ns >= :low AND runs.start_ns < :high AND runs.tags IS NOT NULL"
+    " AND j.type = 'text' LIMIT :limit",
+    "postgresql": "SELECT DISTINCT e.value #>> '{}' FROM runs, jsonb_array_elements("
+    "CASE WHEN jsonb_typeof(runs.tags) = 'array' THEN runs.tags END) AS e(value)"
+    " WHERE runs.start_ns >= :low AND runs.start_ns < :high"
+    " AND jsonb_typeof(e.value) = 'string' LIMIT :limit",
+}
+
+
+def _tags(connection: Connection, period: Period, number: int) -> list[str]:
+    """The distinct tags of period ``number``'s runs, at most ``MAX_TAGS`` + 1."""
+    low = number * period.length_ns
+    found = connection.execute(
+        text(_TAGS[connection.dialect.name]),
+        {"low": low, "high": low + period.length_ns, "limit": MAX_TAGS + 1},
+    )
+    return sorted(found.scalars())
+
+
 def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
     """Roll period ``number`` up from ``runs``, in a transaction of its own; ``False`` if
     another writer is rolling it up right now."""
@@ -292,7 +330,7 @@ def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
             if not locked:
                 return False
         # A write first: on SQLite it takes the write lock, so what is read next stays as read.
-        for rollup in (table, period.by_trace):
+        for rollup in (table, period.by_trace, period.tags):
             connection.execute(delete(rollup).where(rollup.c[column] == number))
         stale = connection.execute(
             select(rolled.c.stale).where(rolled.c[column] == number)
@@ -301,13 +339,21 @@ def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
         if groups:
             connection.execute(insert(table), groups)
             connection.execute(insert(period.by_trace), named)
+        tags = _tags(connection, period, number)
+        if tags and len(tags) <= MAX_TAGS:
+            connection.execute(insert(period.tags), [{column: number, "tag": tag} for tag in tags])
         connection.execute(
             text(
-                f"INSERT INTO {rolled.name} ({column}, runs, rolled_ns) VALUES"
-                f" (:number, :runs, :rolled_ns) ON CONFLICT ({column}) DO UPDATE SET"
-                " runs = excluded.runs, rolled_ns = excluded.rolled_ns"
+                f"INSERT INTO {rolled.name} ({column}, runs, rolled_ns, tags) VALUES"
+                f" (:number, :runs, :rolled_ns, :tags) ON CONFLICT ({column}) DO UPDATE SET"
+                " runs = excluded.runs, rolled_ns = excluded.rolled_ns, tags = excluded.tags"
             ),
-            {"number": number, "runs": sum(group["runs"] for group in groups), "rolled_ns": now_ns},
+            {
+                "number": number,
+                "runs": sum(group["runs"] for group in groups),
+                "rolled_ns": now_ns,
+                "tags": len(tags) if len(tags) <= MAX_TAGS else -1,
+            },
         )
         if stale is not None:
             connection.execute(
@@ -318,12 +364,15 @@ def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
 
 
 class Rollups:
-    """What a writer's visits roll up: stale periods, then the closed periods never rolled up,
-    oldest first. Remembers how far it has looked, so that a visit with nothing to do costs a
-    few lookups."""
+    """What a writer's visits roll up: stale periods and the closed periods never rolled up,
+    oldest first, then those rolled up before their tags were kept. Remembers how far it has
+    looked, so that a visit with nothing to do costs a few lookups."""
 
     def __init__(self) -> None:
         self._looked_to = dict.fromkeys(PERIODS, 0)  # before it: all rolled up
+        # Whether every rolled period has its tags: a roll-up always keeps them, so once true
+        # it stays true.
+        self._all_tagged = dict.fromkeys(PERIODS, False)
 
     def visit(self, engine: Engine, now_ns: int) -> bool:
         """Roll up what is due for at most ``_VISIT_SECONDS``; ``False`` if some is left."""
@@ -349,7 +398,7 @@ class Rollups:
                 ).scalars()
             )
             if looked_to >= first_open:
-                return stale
+                return stale or self._untagged(connection, period, first_open)
             done = set(
                 connection.execute(
                     select(column).where(rolled.c.runs.is_not(None), column >= looked_to)
@@ -378,4 +427,22 @@ class Rollups:
             # found by the first query): the next walk starts there, not over them again (on
             # PostgreSQL each step is a round trip, and catching up took minutes of them).
             self._looked_to[period] = unrolled[0] if unrolled else first_open
-        return sorted({*stale, *unrolled})
+            due = sorted({*stale, *unrolled})
+            return due or self._untagged(connection, period, first_open)
+
+    def _untagged(self, connection: Connection, period: Period, first_open: int) -> list[int]:
+        """Periods rolled up before revision 0014 kept tags: rolled up again, after the rest,
+        so that a tag filter can rule them out (until then it reads them)."""
+        if self._all_tagged[period]:
+            return []
+        rolled, column = period.rolled, period.rolled.c[period.column]
+        found = list(
+            connection.execute(
+                select(column)
+                .where(rolled.c.runs.is_not(None), rolled.c.tags.is_(None), column < first_open)
+                .order_by(column)
+                .limit(100)
+            ).scalars()
+        )
+        self._all_tagged[period] = not found
+        return found

@@ -287,6 +287,10 @@ def _rolled_columns(period: str) -> list[Column[Any]]:
         Column("runs", BigInteger),
         Column("rolled_ns", BigInteger),
         Column("stale", String(32)),
+        # Added by revision 0014: how many distinct tags the period's runs carry, each a row of
+        # its ``*_tags`` table; -1 when there were too many to keep, NULL when rolled up before
+        # tags were kept. Either way, a tag filter cannot rule the period out.
+        Column("tags", Integer),
     ]
 
 
@@ -306,6 +310,19 @@ runs_daily_traces = Table("runs_daily_traces", metadata, *_trace_rollup_columns(
 runs_hourly_traces = Table("runs_hourly_traces", metadata, *_trace_rollup_columns("start_hour"))
 rolled_days = Table("rolled_days", metadata, *_rolled_columns("start_day"))
 rolled_hours = Table("rolled_hours", metadata, *_rolled_columns("start_hour"))
+
+
+# Added by revision 0014: the distinct tags of each rolled period's runs, so that a tag filter
+# reads only the periods whose runs carry it (`runspan runs --tag`).
+def _tag_columns(period: str) -> list[Column[Any]]:
+    return [
+        Column(period, BigInteger, primary_key=True, autoincrement=False),
+        Column("tag", Text, primary_key=True),
+    ]
+
+
+runs_daily_tags = Table("runs_daily_tags", metadata, *_tag_columns("start_day"))
+runs_hourly_tags = Table("runs_hourly_tags", metadata, *_tag_columns("start_hour"))
 
 model_prices = Table(
     "model_prices",

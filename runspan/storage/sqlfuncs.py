@@ -51,7 +51,8 @@ def _member_postgresql(element: json_member_text, compiler: SQLCompiler, **kw: A
 
 
 class json_array_contains(FunctionElement[bool]):
-    """Whether a JSON array of strings holds a string: ``json_array_contains(col, value)``."""
+    """Whether a JSON array holds a string: ``json_array_contains(col, value)``. Only strings
+    count: a number or a nested list is not a tag, on either database."""
 
     type = Boolean()
     inherit_cache = True
@@ -62,7 +63,7 @@ def _contains_sqlite(element: json_array_contains, compiler: SQLCompiler, **kw: 
     array, value = list(element.clauses)
     return (
         f"EXISTS (SELECT 1 FROM json_each({compiler.process(array, **kw)})"
-        f" WHERE json_each.value = {compiler.process(value, **kw)})"
+        f" WHERE json_each.type = 'text' AND json_each.value = {compiler.process(value, **kw)})"
     )
 
 

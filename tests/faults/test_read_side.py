@@ -35,6 +35,9 @@ WRITES_ANYWHERE = [
     "UPDATE traces SET cost_usd = 0",
     "DELETE FROM sessions",
     "INSERT INTO users_daily (user_id, start_day, turns, runs, errors) VALUES ('x', 0, 1, 1, 0)",
+    # The tags a tag filter rules periods out by.
+    "INSERT INTO runs_daily_tags (start_day, tag) VALUES (0, 'evil')",
+    "UPDATE rolled_hours SET tags = 0",
 ]
 WRITES_SQLITE = [
     "REPLACE INTO model_prices (model_pattern, input_usd_per_mtok, output_usd_per_mtok,"
@@ -77,7 +80,8 @@ def _state(url: str, folder: Path | None) -> tuple[object, ...]:
             text(
                 "SELECT (SELECT epoch || '/' || priced_epoch FROM price_state),"
                 " (SELECT sum(cost_usd) FROM traces), (SELECT count(*) FROM sessions),"
-                " (SELECT count(*) FROM users_daily)"
+                " (SELECT count(*) FROM users_daily), (SELECT count(*) FROM runs_daily_tags),"
+                " (SELECT count(tags) FROM rolled_hours)"
             )
         ).one()
         if connection.dialect.name == "sqlite":

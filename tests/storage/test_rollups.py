@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Float, create_engine, literal, null, select, text
 
 from runspan.storage import RunStore, SqlSpanExporter
+from runspan.storage.engine import create_writer_engine, database_url_from
 from runspan.storage.histogram import bucket, percentile
 from runspan.storage.maintenance import prune
 from runspan.storage.records import RunFilter, Stat
@@ -272,10 +273,20 @@ def test_a_price_that_took_effect_during_a_day_prices_that_day_as_its_runs_start
 
 
 def test_retention_takes_the_rollups_of_the_days_it_empties(database_url: str) -> None:
-    write(database_url, history(days=5, per_day=10))
+    rows = history(days=5, per_day=10)
+    for row in rows:
+        row["tags"] = '["kept"]'
+    write(database_url, rows)
     roll_up(database_url)
     cutoff = (TODAY - 3) * DAY_NS + 6 * HOUR_NS
     prune((NOW - cutoff) / 1e9, database_url, now_ns=NOW)
+    for table, column, first_kept in (
+        ("runs_daily_tags", "start_day", TODAY - 3),
+        ("runs_hourly_tags", "start_hour", cutoff // HOUR_NS),
+    ):
+        counted = f"SELECT count(*) FROM {table} WHERE {column} < :n"
+        assert execute(database_url, counted, n=first_kept)[0][0] == 0, table
+        assert execute(database_url, counted, n=first_kept + 1)[0][0] == 1, table
     days = execute(database_url, _ROLLED_DAYS.format("start_day, stale"), d=TODAY)
     # Days before the cutoff's are gone; the cutoff's lost runs and is stale.
     assert [day for day, _ in days] == [TODAY - 3, TODAY - 2, TODAY - 1]
@@ -640,3 +651,132 @@ def test_the_newest_runs_of_a_rare_filter_are_read_where_the_rollups_allow_a_mat
     read_runs = [r for r in rows if any(low <= r["start_ns"] <= high for low, high in read)]
     assert read_runs, "the hours not rolled up yet are read"
     assert all(r["start_ns"] >= NOW - 3 * HOUR_NS for r in read_runs)  # not the days before
+
+
+def _migrate(url: str, revision: str) -> None:
+    """Take the database at ``url`` to ``revision``, up or down, as `runspan db` would."""
+    from alembic import command
+
+    from runspan.storage.migrate import _config, _migration_engine
+
+    engine = create_writer_engine(database_url_from(url))
+    migrator = _migration_engine(engine)
+    try:
+        with migrator.begin() as connection:
+            config = _config()
+            config.attributes["connection"] = connection
+            move = command.upgrade if revision == "head" else command.downgrade
+            move(config, revision)
+    finally:
+        migrator.dispose()
+        engine.dispose()
+
+
+def _tagged_history() -> list[dict[str, Any]]:
+    """``history(days=3)`` with tags as LangChain gives them: each step of a sequence is
+    ``seq:step:N``; the roots of the day before yesterday carry ``beta``; one run of yesterday
+    carries an odd tag, a number and a nested list (neither of which is a tag to filter by)."""
+    rows = history(days=3, per_day=30)
+    for index, row in enumerate(rows):
+        tags = [f"seq:step:{index % 3 + 1}"]
+        if row["parent_run_id"] is None and row["start_ns"] // DAY_NS == TODAY - 2:
+            tags.append("beta")
+        row["tags"] = json.dumps(tags)
+    odd = next(r for r in rows if r["start_ns"] // DAY_NS == TODAY - 1)
+    odd["tags"] = json.dumps(['it\'s 100% "odd"', 7, ["nested"]])
+    return rows
+
+
+_TAG_FILTERS = [
+    RunFilter(tag="beta"),
+    RunFilter(tag=("beta", "seq:step:1")),
+    RunFilter(tag="beta", status="error"),
+    RunFilter(tag="seq:step:2", min_duration_ms=300.0),
+    RunFilter(tag='it\'s 100% "odd"'),
+    RunFilter(tag="7"),  # a number, not a tag: none
+    RunFilter(tag='["nested"]'),  # none
+    RunFilter(tag="no-such-tag"),  # none
+]
+
+
+def _assert_tag_filters_list_what_every_run_gives(
+    read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with RunStore(read_url) as store:
+        cases = [(where, limit) for where in _TAG_FILTERS for limit in (2, 500)]
+        assert all(newest_runs(store._fetch, where, 1) is not None for where in _TAG_FILTERS)
+        narrowed = [store.runs(where, limit=limit) for where, limit in cases]
+        with monkeypatch.context() as patched:
+            patched.setattr("runspan.storage.queries.newest_runs", lambda *_: None)
+            for (where, limit), got in zip(cases, narrowed, strict=True):
+                assert got == store.runs(where, limit=limit), (where, limit)
+    assert len(narrowed[_TAG_FILTERS.index(RunFilter(tag="beta")) * 2 + 1]) == 30
+
+
+def _read_by_tag(read_url: str, tag: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs that a filter by ``tag`` reads."""
+    with RunStore(read_url) as store:
+        starts = [row["start_ns"] for row in rows]
+        read = list(stretches(store._fetch, RunFilter(tag=tag), min(starts), max(starts)))
+    return [r for r in rows if any(low <= r["start_ns"] <= high for low, high in read)]
+
+
+def test_a_tag_filter_reads_only_the_days_and_hours_whose_runs_carry_the_tag(
+    database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runspan runs --tag` lists what reading every run newest first lists, with nothing
+    rolled up, part of it, late runs and all of it; then a tag nothing carries reads only the
+    hours not rolled up yet, and a tag of one day reads that day and those hours."""
+    rows = _tagged_history()
+    write(database_url, rows)
+    yesterday = (TODAY - 1) * DAY_NS
+    _assert_tag_filters_list_what_every_run_gives(read_url, monkeypatch)
+    roll_up(database_url, now_ns=yesterday + 5 * HOUR_NS)
+    _assert_tag_filters_list_what_every_run_gives(read_url, monkeypatch)
+    write_late_runs(database_url)
+    _assert_tag_filters_list_what_every_run_gives(read_url, monkeypatch)
+    roll_up(database_url)
+    _assert_tag_filters_list_what_every_run_gives(read_url, monkeypatch)
+    unrolled = NOW - 3 * HOUR_NS
+    assert all(r["start_ns"] >= unrolled for r in _read_by_tag(read_url, "no-such-tag", rows))
+    beta = {r["start_ns"] // DAY_NS for r in _read_by_tag(read_url, "beta", rows)}
+    assert beta - {NOW // DAY_NS, (NOW - 3 * HOUR_NS) // DAY_NS} == {TODAY - 2}
+
+
+def test_periods_whose_tags_are_not_kept_are_read_then_rolled_up_with_them(
+    database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A period with more distinct tags than are kept, or rolled up before tags were (revision
+    0014 undone and done again), cannot be ruled out by a tag: it is read. The writer's visits
+    roll the second kind up again, after what is due."""
+    rows = _tagged_history()
+    write(database_url, rows)
+    monkeypatch.setattr("runspan.storage.rollups.MAX_TAGS", 3)
+    roll_up(database_url)
+    monkeypatch.undo()
+    kept = execute(database_url, _ROLLED_DAYS.format("start_day, tags"), d=TODAY)
+    # Three steps; beta the day before yesterday and the odd tag yesterday make four.
+    assert kept == [(TODAY - 3, 3), (TODAY - 2, -1), (TODAY - 1, -1)]
+    _assert_tag_filters_list_what_every_run_gives(read_url, monkeypatch)
+    read = {r["start_ns"] // DAY_NS for r in _read_by_tag(read_url, "no-such-tag", rows)}
+    assert {TODAY - 2, TODAY - 1} <= read
+    assert TODAY - 3 not in read
+
+    _migrate(database_url, "0013")
+    _migrate(database_url, "head")  # the rolled periods, without their tags
+    assert execute(database_url, "SELECT count(*) FROM rolled_days WHERE tags IS NULL")[0][0] >= 3
+    _assert_tag_filters_list_what_every_run_gives(read_url, monkeypatch)
+    read = {r["start_ns"] // DAY_NS for r in _read_by_tag(read_url, "no-such-tag", rows)}
+    assert {TODAY - 3, TODAY - 2, TODAY - 1} <= read
+    roll_up(database_url)
+    kept = execute(database_url, _ROLLED_DAYS.format("start_day, tags"), d=TODAY)
+    assert kept == [(TODAY - 3, 3), (TODAY - 2, 4), (TODAY - 1, 4)]  # 7 and ["nested"] are not tags
+    assert not execute(
+        database_url, "SELECT 1 FROM rolled_days WHERE runs IS NOT NULL AND tags IS NULL"
+    )
+    assert not execute(
+        database_url, "SELECT 1 FROM rolled_hours WHERE runs IS NOT NULL AND tags IS NULL"
+    )
+    _assert_tag_filters_list_what_every_run_gives(read_url, monkeypatch)
+    read = _read_by_tag(read_url, "no-such-tag", rows)
+    assert all(r["start_ns"] >= NOW - 3 * HOUR_NS for r in read)
