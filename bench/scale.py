@@ -107,6 +107,8 @@ def history(total: int, days: int, now_ns: int, seed: int = 7) -> Iterator[list[
                 inputs=json.dumps({"question": question, "context": "x" * 120}),
                 outputs=json.dumps({"answer": "Pack a light raincoat and comfortable shoes."}),
                 attributes="{}",
+                # As LangChain tags them: a sequence's steps by number, the root by release.
+                tags=json.dumps(["release:2026.11"] if index == 0 else [f"seq:step:{index}"]),
                 session_id=session,
                 user_id=user,
             )
