@@ -741,6 +741,12 @@ def test_a_tag_filter_reads_only_the_days_and_hours_whose_runs_carry_the_tag(
     assert all(r["start_ns"] >= unrolled for r in _read_by_tag(read_url, "no-such-tag", rows))
     beta = {r["start_ns"] // DAY_NS for r in _read_by_tag(read_url, "beta", rows)}
     assert beta - {NOW // DAY_NS, (NOW - 3 * HOUR_NS) // DAY_NS} == {TODAY - 2}
+    shown = runspan_cli(read_url, "runs", "--tag", "beta", "--tag", "seq:step:1", "--json")
+    assert shown.returncode == 0, shown.stderr
+    carrying = [r for r in rows if all(t in json.loads(r["tags"]) for t in ("beta", "seq:step:1"))]
+    assert len(carrying) == 30
+    listed = sorted(carrying, key=lambda r: r["start_ns"], reverse=True)
+    assert [run["run_id"] for run in json.loads(shown.stdout)] == [r["run_id"] for r in listed]
 
 
 def test_periods_whose_tags_are_not_kept_are_read_then_rolled_up_with_them(
