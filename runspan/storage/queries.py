@@ -103,7 +103,12 @@ class RunStore:
             if engine is not None
             else create_reader_engine(read_database_url_from(database_url))
         )
-        check_schema(self.engine)
+        try:
+            check_schema(self.engine)
+        except Exception:
+            if engine is None:  # its kept connection goes with it
+                self.engine.dispose()
+            raise
 
     def close(self) -> None:
         self.engine.dispose()

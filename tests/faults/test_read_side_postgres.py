@@ -197,6 +197,31 @@ def test_the_reader_reads(database: Database) -> None:
     assert "on" in again.stdout.split()
 
 
+def test_a_kept_connection_carries_nothing_from_one_read_to_the_next(
+    database: Database, tmp_path: Path
+) -> None:
+    """In one process (`runspan serve`, a notebook) the reader's connection is kept between
+    reads: what a statement left in its session (a setting, an advisory lock, a large object)
+    is gone before the next read, on the same connection."""
+    from runspan.storage import RunStore
+
+    with RunStore(database.reader) as store:
+        backend = store.sql("SELECT pg_backend_pid() AS pid").rows
+        before = _state(database, tmp_path)
+        for statement in LEAVE_NOTHING:
+            store.sql(statement)
+            assert store.sql("SELECT pg_backend_pid() AS pid").rows == backend  # kept
+            shown = store.sql("SHOW default_transaction_read_only").rows
+            assert [tuple(row) for row in shown] == [("on",)], statement
+            assert _state(database, tmp_path) == before, statement
+            app = create_engine(database.owner)
+            with app.connect() as session:
+                taken = session.execute(text("SELECT pg_try_advisory_lock(42)")).scalar_one()
+                assert taken is True, statement
+            app.dispose()
+        assert len(store.runs(limit=100)) == 22
+
+
 @pytest.mark.parametrize("who", ["owner", "admin"])
 def test_any_other_role_is_refused_with_the_remedy(database: Database, who: str) -> None:
     """The application's role (it owns the tables) and a superuser are refused before the
