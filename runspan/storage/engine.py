@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import NullPool, Pool, StaticPool
+from sqlalchemy.pool import Pool, StaticPool
 
 from runspan.storage.errors import ConfigurationError, DatabaseNotFoundError
 
@@ -291,7 +291,10 @@ def create_reader_engine(url: URL) -> Engine:
         engine = create_engine(
             url,  # what messages name; connections come from the creator, read-only
             creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
-            poolclass=NullPool,
+            # Kept, as on PostgreSQL: a new connection reads the whole schema again, 3 ms on
+            # runspan's, and a read of the newest runs is several statements.
+            pool_size=2,
+            max_overflow=8,
         )
         event.listen(engine, "connect", _set_sqlite_read_only)
         return engine

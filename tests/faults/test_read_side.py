@@ -131,6 +131,25 @@ def test_runspan_sql_refuses_every_kind_of_write(demo_database: str, tmp_path: P
     assert _state(demo_database, folder) == before
 
 
+def test_one_store_refuses_every_write_on_the_connection_it_keeps(
+    demo_database: str, tmp_path: Path
+) -> None:
+    """In one process (`runspan serve`, a notebook) the store keeps its connection between
+    statements: after every refused write, the next read is on that connection, and the
+    database is as it was."""
+    is_sqlite = demo_database.startswith("sqlite")
+    folder = Path(demo_database.removeprefix("sqlite:///")).parent if is_sqlite else None
+    statements = WRITES_ANYWHERE + (WRITES_SQLITE if is_sqlite else WRITES_POSTGRES)
+    before = _state(demo_database, folder)
+    with RunStore(demo_database) as store:
+        for statement in statements:
+            with pytest.raises(QueryError):
+                store.sql(statement.format(dir=folder or tmp_path))
+            assert len(store.runs(limit=100)) == 22, statement
+        assert store.engine.pool.checkedin() == 1  # one connection, kept throughout
+    assert _state(demo_database, folder) == before
+
+
 @pytest.mark.parametrize(
     "hostile",
     [
