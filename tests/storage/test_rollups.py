@@ -607,6 +607,25 @@ def test_the_daily_view_is_what_counting_every_run_gives_whatever_is_rolled_up(
         assert_daily_view_counts_every_run(store)
 
 
+def _assert_narrowed_as_every_run(
+    read_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    filters: list[RunFilter],
+    limits: tuple[int, ...],
+) -> list[list[Any]]:
+    """Each filter, at each limit, lists through the rollups what reading every run newest
+    first lists; returns the lists, filter by filter and limit by limit."""
+    with RunStore(read_url) as store:
+        cases = [(where, limit) for where in filters for limit in limits]
+        assert all(newest_runs(store._fetch, where, 1) is not None for where in filters)
+        narrowed = [store.runs(where, limit=limit) for where, limit in cases]
+        with monkeypatch.context() as patched:
+            patched.setattr("runspan.storage.queries.newest_runs", lambda *_: None)
+            for (where, limit), got in zip(cases, narrowed, strict=True):
+                assert got == store.runs(where, limit=limit), (where, limit)
+    return narrowed
+
+
 def test_the_newest_runs_of_a_rare_filter_are_read_where_the_rollups_allow_a_match(
     database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -628,14 +647,7 @@ def test_the_newest_runs_of_a_rare_filter_are_read_where_the_rollups_allow_a_mat
     ]
 
     def same_as_every_run() -> None:
-        with RunStore(read_url) as store:
-            cases = [(where, limit) for where in filters for limit in (1, 4, 500)]
-            assert all(newest_runs(store._fetch, where, 1) is not None for where in filters)
-            narrowed = [store.runs(where, limit=limit) for where, limit in cases]
-            with monkeypatch.context() as patched:
-                patched.setattr("runspan.storage.queries.newest_runs", lambda *_: None)
-                for (where, limit), got in zip(cases, narrowed, strict=True):
-                    assert got == store.runs(where, limit=limit), (where, limit)
+        _assert_narrowed_as_every_run(read_url, monkeypatch, filters, (1, 4, 500))
 
     same_as_every_run()
     roll_up(database_url, now_ns=yesterday + 5 * HOUR_NS)  # the days before, yesterday's 3 hours
@@ -702,14 +714,7 @@ _TAG_FILTERS = [
 def _assert_tag_filters_list_what_every_run_gives(
     read_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with RunStore(read_url) as store:
-        cases = [(where, limit) for where in _TAG_FILTERS for limit in (2, 500)]
-        assert all(newest_runs(store._fetch, where, 1) is not None for where in _TAG_FILTERS)
-        narrowed = [store.runs(where, limit=limit) for where, limit in cases]
-        with monkeypatch.context() as patched:
-            patched.setattr("runspan.storage.queries.newest_runs", lambda *_: None)
-            for (where, limit), got in zip(cases, narrowed, strict=True):
-                assert got == store.runs(where, limit=limit), (where, limit)
+    narrowed = _assert_narrowed_as_every_run(read_url, monkeypatch, _TAG_FILTERS, (2, 500))
     assert len(narrowed[_TAG_FILTERS.index(RunFilter(tag="beta")) * 2 + 1]) == 30
 
 
