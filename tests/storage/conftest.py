@@ -12,6 +12,25 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from runspan import RunIdGenerator, TracingCallbackHandler
 from runspan.storage import RunStore, StorageSpanProcessor
+from runspan.storage.engine import create_writer_engine, database_url_from
+
+
+def migrate_down(url: str, revision: str) -> None:
+    """Take the database at ``url`` back to ``revision``, as Alembic's downgrade does."""
+    from alembic import command
+
+    from runspan.storage.migrate import _config, _migration_engine
+
+    engine = create_writer_engine(database_url_from(url))
+    migrator = _migration_engine(engine)
+    try:
+        with migrator.begin() as connection:
+            config = _config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+    finally:
+        migrator.dispose()
+        engine.dispose()
 
 
 @dataclass

@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Float, create_engine, literal, null, select, text
 
-from runspan.storage import RunStore, SqlSpanExporter
-from runspan.storage.engine import create_writer_engine, database_url_from
+from runspan.storage import RunStore, SqlSpanExporter, upgrade_database
 from runspan.storage.histogram import bucket, percentile
 from runspan.storage.maintenance import prune
 from runspan.storage.records import RunFilter, Stat
@@ -31,6 +30,7 @@ from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import DAY_NS
 from runspan.storage.sqlfuncs import duration_bucket
 from runspan.storage.upsert import write_rows
+from tests.storage.conftest import migrate_down
 from tests.support import runspan_cli
 
 NOW = time.time_ns()
@@ -665,25 +665,6 @@ def test_the_newest_runs_of_a_rare_filter_are_read_where_the_rollups_allow_a_mat
     assert all(r["start_ns"] >= NOW - 3 * HOUR_NS for r in read_runs)  # not the days before
 
 
-def _migrate(url: str, revision: str) -> None:
-    """Take the database at ``url`` to ``revision``, up or down, as `runspan db` would."""
-    from alembic import command
-
-    from runspan.storage.migrate import _config, _migration_engine
-
-    engine = create_writer_engine(database_url_from(url))
-    migrator = _migration_engine(engine)
-    try:
-        with migrator.begin() as connection:
-            config = _config()
-            config.attributes["connection"] = connection
-            move = command.upgrade if revision == "head" else command.downgrade
-            move(config, revision)
-    finally:
-        migrator.dispose()
-        engine.dispose()
-
-
 def _tagged_history() -> list[dict[str, Any]]:
     """``history(days=3)`` with tags as LangChain gives them: each step of a sequence is
     ``seq:step:N``; the roots of the day before yesterday carry ``beta``; one run of yesterday
@@ -773,8 +754,8 @@ def test_periods_whose_tags_are_not_kept_are_read_then_rolled_up_with_them(
     assert {TODAY - 2, TODAY - 1} <= read
     assert TODAY - 3 not in read
 
-    _migrate(database_url, "0013")
-    _migrate(database_url, "head")  # the rolled periods, without their tags
+    migrate_down(database_url, "0013")
+    upgrade_database(database_url)  # the rolled periods, without their tags
     assert execute(database_url, "SELECT count(*) FROM rolled_days WHERE tags IS NULL")[0][0] >= 3
     _assert_tag_filters_list_what_every_run_gives(read_url, monkeypatch)
     read = {r["start_ns"] // DAY_NS for r in _read_by_tag(read_url, "no-such-tag", rows)}

@@ -19,7 +19,7 @@ from runspan.storage.retention import Upkeep
 from runspan.storage.schema import DAY_NS
 from runspan.storage.trace_costs import REPRICE_CHUNK, Repricer
 from runspan.storage.upsert import write_rows
-from tests.storage.conftest import Stored
+from tests.storage.conftest import Stored, migrate_down
 from tests.storage.test_retention import trace_rows, write
 from tests.storage.test_sessions import _converse
 from tests.support import runspan_cli
@@ -367,10 +367,6 @@ def test_an_empty_session_and_user_are_repriced_too(database_url: str) -> None:
 def test_revision_0013_undone_and_done_again_keeps_every_cost(database_url: str) -> None:
     """Downgraded to 0012, traces_v and sessions_v price live as they did; upgraded again, the
     stored totals are rebuilt and priced by the writer's upkeep."""
-    from alembic import command
-
-    from runspan.storage.migrate import _config, _migration_engine
-
     now = time.time_ns()
     rows = trace_rows(now)
     for row in rows:
@@ -379,13 +375,7 @@ def test_revision_0013_undone_and_done_again_keeps_every_cost(database_url: str)
     engine = create_writer_engine(database_url_from(database_url))
     expected = 3 * 100 * _SEEDED[0] / 1e6
     try:
-        migrator = _migration_engine(engine)
-        with migrator.begin() as connection:
-            config = _config()
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0012")
-        if migrator is not engine:
-            migrator.dispose()
+        migrate_down(database_url, "0012")
         assert _session_cost(engine, "sessions_v", "talk") == pytest.approx(expected)
         upgrade(engine)
         assert not _priced(engine)
