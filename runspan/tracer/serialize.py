@@ -1,8 +1,11 @@
 """Any Python object to JSON text, without raising.
 
-The fast path is ``json.dumps`` with a ``default`` that turns LangChain and library objects into
-plain data; the C encoder does the walking. Only when that fails (a cycle, extreme nesting) does a
-careful Python walk take over, marking cycles and cutting depth instead of failing.
+The fast path is a compiled encoder with a ``default`` that turns LangChain and library objects
+into plain data: ``orjson`` where it is installed (LangSmith, which langchain-core requires,
+brings it on CPython), else the standard library's C encoder. Only when that fails (a cycle,
+extreme nesting, an integer beyond 64 bits) does a careful Python walk take over, marking cycles
+and cutting depth instead of failing. NaN and the infinities, which JSON has no word for, are
+written as ``null`` on every path, as JavaScript's ``JSON.stringify`` writes them.
 """
 
 from __future__ import annotations
@@ -131,7 +134,7 @@ def _walk(value: Any, ancestors: set[int], depth: int) -> Any:
         return value
     if isinstance(value, float):
         # NaN and the infinities are not JSON: databases and OTLP receivers reject them.
-        return value if math.isfinite(value) else str(value)
+        return value if math.isfinite(value) else None
     if depth >= _MAX_DEPTH:
         return "[runspan: nested too deep]"
     marker = id(value)
@@ -198,6 +201,28 @@ def _build_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
     return encode
 
 
+def _orjson_encoder() -> Callable[[Any], str] | None:
+    """``orjson``'s encoder, if it is installed: 2-3 times the standard library's speed on the
+    content of a run (measured in BENCHMARKS.md), and it keeps no state between calls."""
+    try:
+        import orjson  # noqa: PLC0415 - optional: only its absence is handled here
+    except ImportError:
+        return None
+    dumps = orjson.dumps
+    # Dates and dataclasses go through `plain`, as on the standard library's path, so that the
+    # text does not depend on which encoder wrote it; keys that are not strings are written as
+    # strings, as json writes them. (Subclasses of str, int, dict and list are encoded as
+    # their base type by both.)
+    option = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    option |= orjson.OPT_NON_STR_KEYS
+
+    def encode(value: Any) -> str:
+        return dumps(value, default=plain, option=option).decode()
+
+    return encode
+
+
+_fast = _orjson_encoder()
 _encoders = _Encoders()
 _careful = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), default=_safe_repr, allow_nan=False
@@ -206,6 +231,14 @@ _careful = json.JSONEncoder(
 
 def to_json(value: Any) -> str:
     """``value`` as compact JSON text; any object serializes, nothing raises."""
+    if _fast is not None:
+        try:
+            return _fast(value)
+        except TypeError:
+            # What orjson refuses (more than 254 levels, an integer beyond 64 bits, a lone
+            # surrogate, a cycle) goes the standard library's way, which writes the first three
+            # as they are.
+            pass
     try:
         return _encoders.encode(value)
     except (ValueError, RecursionError, TypeError):

@@ -18,6 +18,7 @@ from langchain_core.runnables import RunnableLambda
 from pydantic import BaseModel
 
 from runspan.testing import SpanCapture
+from runspan.tracer import serialize
 from tests.support import fake_chat
 
 
@@ -54,6 +55,13 @@ def hostile_value() -> dict[str, Any]:
     }
 
 
+def _nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def _identity_attrs(capture: SpanCapture, value: Any) -> dict[str, Any]:
     RunnableLambda(lambda x: x).invoke(value, config={"callbacks": [capture.handler]})
     [span] = capture.spans
@@ -83,6 +91,38 @@ class TestSerialization:
         assert data["cycle"] == {"name": "loop", "self": "[runspan: cycle]"}
         assert data["bad_repr"] == "<unrepresentable BadRepr>"
         assert json.loads(attrs["output.value"]) == data
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            hostile_value(),
+            {"int keys": {1: "a", 2.5: "b", False: "c", None: "d"}, "nested": [[[{"x": ()}]]]},
+            [HumanMessage(content="é ✓ 𝄞"), AIMessage(content=[{"type": "text", "text": "t"}])],
+            {"big": 10**30, "floats": [0.1, 1e16, -0.0, 1.5e-7], "deep": _nested(300)},
+            "plain text",
+        ],
+        ids=["hostile", "keys", "messages", "numbers", "text"],
+    )
+    def test_the_text_does_not_depend_on_the_encoder(
+        self, value: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """orjson (where installed) and the standard library's encoder write the same JSON: a
+        run's content reads the same on every platform."""
+        if serialize._fast is None:
+            pytest.skip("orjson is not installed: only the standard library's encoder runs")
+        fast = serialize.to_json(value)
+        monkeypatch.setattr(serialize, "_fast", None)
+        assert json.loads(serialize.to_json(value)) == json.loads(fast)
+
+    @pytest.mark.parametrize("encoder", ["installed", "standard library"])
+    def test_nan_and_infinities_are_null(
+        self, encoder: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """JSON has no NaN: it is written as null (as JSON.stringify does), by either encoder."""
+        if encoder != "installed":
+            monkeypatch.setattr(serialize, "_fast", None)
+        value = {"score": float("nan"), "range": [float("-inf"), 1.0, float("inf")]}
+        assert json.loads(serialize.to_json(value)) == {"score": None, "range": [None, 1.0, None]}
 
     def test_chat_messages_with_tool_calls(self, capture: SpanCapture) -> None:
         """Messages keep their role, content and tool calls."""
