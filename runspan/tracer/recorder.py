@@ -48,6 +48,8 @@ from runspan.tracer.spans import SpanStarter, record, starter_for
 
 #: Passed for an input or output a callback did not report, or that GenAI attributes carry.
 NOT_GIVEN = object()
+#: The most distinct lists of tags whose redacted tuples a handler keeps to share.
+MAX_SHARED_TAGS = 1024
 
 
 class RunRecorder:
@@ -60,6 +62,9 @@ class RunRecorder:
         self._starter_provider: TracerProvider | None = None
         self._runs = RunRegistry(settings.max_live_traces)
         self._max_age_ns = int(settings.max_run_age_seconds * 1e9)
+        # Distinct lists of tags, each with its redacted tuple (see _tags); bounded, since an
+        # app may put a request id in its tags.
+        self._shared_tags: dict[tuple[Any, ...], tuple[str, ...]] = {}
 
     def _spans(self) -> SpanStarter:
         """The span starter for the provider in use; without one, the global provider, which
@@ -169,9 +174,7 @@ class RunRecorder:
     ) -> str | None:
         """Record a run's tags, metadata and input; return its LangGraph node, if any."""
         if tags:
-            # Redacted like content: a key passed as a tag must not be stored either.
-            hook = self.settings.redact
-            attributes[TAGS] = tuple(redact(str(tag), hook) for tag in tags)
+            attributes[TAGS] = self._tags(tags)
         node = None
         if metadata:
             # LangChain's ls_* and lc_* keys describe the model (already in gen_ai.*) and
@@ -186,6 +189,29 @@ class RunRecorder:
         if inputs is not NOT_GIVEN:  # model, tool and retriever runs bring GenAI content instead
             attributes.update(input_attributes(inputs, self.settings))
         return node
+
+    def _tags(self, tags: list[str]) -> tuple[str, ...]:
+        """A run's tags, redacted like content: a key passed as a tag must not be stored either.
+
+        Without a redaction hook of the user's, the same tags share one tuple: LangChain gives
+        every step of a sequence the same ``seq:step:N``, and a tuple made per span is one more
+        object that lives until the span is written, bringing the garbage collector's next pass
+        closer (see BENCHMARKS.md). A hook may do anything, so with one every span's tags go
+        through it."""
+        hook = self.settings.redact
+        if hook is None:
+            try:
+                shared = self._shared_tags.get(tuple(tags))
+            except TypeError:  # a tag that cannot be a key: the tuple is made for this span
+                shared = None
+            else:
+                if shared is None:
+                    shared = tuple(redact(str(tag), None) for tag in tags)
+                    if len(self._shared_tags) < MAX_SHARED_TAGS:
+                        self._shared_tags[tuple(tags)] = shared
+            if shared is not None:
+                return shared
+        return tuple(redact(str(tag), hook) for tag in tags)
 
     def _end(
         self,

@@ -47,8 +47,11 @@ _MAX_ATTRIBUTES = 128
 _MAX_EVENTS = 128
 _MAX_LINKS = 128
 _PRIMITIVES = (str, bool, int, float)
-# SpanContext builds a new empty TraceState whenever it is given none; share one.
+# SpanContext builds a new empty TraceState whenever it is given none; share one. The flags too:
+# an object made per trace would live as long as its spans (see RunRecorder._tags).
 _NO_TRACE_STATE = TraceState()
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
 
 def _valid_value(value: object) -> AttributeValue | None:
@@ -286,7 +289,7 @@ class SdkSpanStarter:
             sampling = self._sampler.should_sample(root_context, trace_id, name, kind, attributes)
             decision = sampling.decision
             sampled = decision is Decision.RECORD_AND_SAMPLE
-            flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+            flags = _SAMPLED if sampled else _NOT_SAMPLED
             trace_state = sampling.trace_state or _NO_TRACE_STATE
             recording = sampled or decision is Decision.RECORD_ONLY
             if recording and sampling.attributes:

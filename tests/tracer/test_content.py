@@ -209,6 +209,45 @@ class TestRedaction:
         assert "withheld" in attrs["input.value"]
         capture.provider.shutdown()
 
+    def test_tags_are_redacted_on_every_run(self, capture: SpanCapture) -> None:
+        """A key passed as a tag is redacted, on the first run with those tags and on those
+        after it (which share the redacted tags); other tags are kept as they are."""
+        secret = "sk-proj-abcdefghijklmnopqrstuvwxyz0123"
+        chain = RunnableLambda(lambda x: x, name="first") | RunnableLambda(lambda x: x)
+        for _ in range(3):
+            chain.invoke("x", config={"callbacks": [capture.handler], "tags": ["team:a", secret]})
+        tags = [span.attributes["langchain.tags"] for span in capture.spans]  # type: ignore[index]
+        assert len(tags) == 9
+        for found in tags:  # the steps add their seq:step:N
+            assert {"team:a", "[REDACTED]"} <= set(found)
+        assert secret not in repr(tags)
+
+    def test_a_hook_sees_the_tags_of_every_run(self) -> None:
+        """With a hook of the user's, every run's tags go through it (a hook may do anything)."""
+        seen: list[str] = []
+        capture = SpanCapture(redact=lambda text: seen.append(text) or text.upper())
+        for _ in range(3):
+            RunnableLambda(lambda x: x).invoke(
+                "x", config={"callbacks": [capture.handler], "tags": ["blue"]}
+            )
+        assert seen.count("blue") == 3
+        assert [span.attributes["langchain.tags"] for span in capture.spans] == [("BLUE",)] * 3  # type: ignore[index]
+        capture.provider.shutdown()
+
+    def test_the_shared_tags_are_bounded(
+        self, capture: SpanCapture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An app that puts a request id in its tags: every run keeps its own tags, and the
+        handler holds at most MAX_SHARED_TAGS lists of them."""
+        monkeypatch.setattr("runspan.tracer.recorder.MAX_SHARED_TAGS", 3)
+        for request in range(10):
+            RunnableLambda(lambda x: x).invoke(
+                "x", config={"callbacks": [capture.handler], "tags": [f"request:{request}", 7]}
+            )
+        tags = [span.attributes["langchain.tags"] for span in capture.spans]  # type: ignore[index]
+        assert tags == [(f"request:{request}", "7") for request in range(10)]
+        assert len(capture.handler._shared_tags) == 3
+
 
 class TestCaptureOff:
     def test_capture_content_false(self) -> None:
