@@ -7,8 +7,9 @@ the exact nearest-rank figure (or of the group's least and greatest duration, wh
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 RATIO = 1.01
@@ -35,6 +36,20 @@ def add(into: dict[str, int], other: Mapping[str, int]) -> None:
     get = into.get
     for key, count in other.items():
         into[key] = get(key, 0) + count
+
+
+def _loads() -> Callable[[str], dict[str, int]]:
+    try:
+        import orjson  # noqa: PLC0415 - optional (see runspan.tracer.serialize)
+    except ImportError:
+        return json.loads
+    # A histogram's keys are text and its counts fit in 64 bits: orjson reads it as json does
+    # (general JSON it does not: it reads integers over 64 bits as floats), three times faster.
+    return orjson.loads
+
+
+#: A rollup's histogram from its JSON text.
+loads = _loads()
 
 
 def as_json(counts: Histogram) -> dict[str, int]:

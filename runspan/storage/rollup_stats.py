@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import Float, case, column, func, or_, select, text
+from sqlalchemy import Float, Text, case, column, func, or_, select, text
 
-from runspan.storage.histogram import add, percentile, plus
+from runspan.storage.histogram import add, loads, percentile, plus
 from runspan.storage.records import GROUPS, RunFilter, Stat, day_text, model_matches, runs_v
 from runspan.storage.rollups import DAY, HOUR, Period
 from runspan.storage.schema import DAY_NS, model_prices
@@ -44,11 +44,17 @@ LEFT JOIN model_prices p ON p.id = (
 
 @functools.cache
 def _priced(period: Period) -> Any:
-    """The rollups of ``period`` with each row's cost."""
+    """The rollups of ``period`` with each row's cost. The durations come as JSON text, which
+    :func:`~runspan.storage.histogram.loads` reads (a month is a thousand histograms of a few
+    hundred buckets each, and decoding them was the larger part of ``runspan stats``)."""
     table = period.table
+    picked = ", ".join(
+        "CAST(r.durations AS TEXT) AS durations" if c.name == "durations" else f"r.{c.name}"
+        for c in table.c
+    )
     return (
         text(
-            f"""SELECT r.*, CASE WHEN p.id IS NULL OR r.cost_runs = 0 THEN NULL ELSE (
+            f"""SELECT {picked}, CASE WHEN p.id IS NULL OR r.cost_runs = 0 THEN NULL ELSE (
         r.cost_uncached_input_tokens * p.input_usd_per_mtok
         + r.cost_cache_read_tokens * coalesce(p.cache_read_usd_per_mtok, p.input_usd_per_mtok)
         + r.cost_cache_creation_tokens
@@ -58,7 +64,10 @@ def _priced(period: Period) -> Any:
 FROM (SELECT d.*, d.{period.column} * {period.length_ns} AS start_ns FROM {table.name} d) r
 {PRICE_JOIN}"""
         )
-        .columns(*(column(c.name, c.type) for c in table.c), column("cost_usd", Float()))
+        .columns(
+            *(column(c.name, Text() if c.name == "durations" else c.type) for c in table.c),
+            column("cost_usd", Float()),
+        )
         .subquery("priced")
     )
 
@@ -227,7 +236,7 @@ def _add_rollups(
         if row["status"] == "error":
             group.errors += row["runs"]
         if row["durations"]:
-            add(group.durations, row["durations"])
+            add(group.durations, loads(row["durations"]))
             group.least = min(group.least, row["duration_ms_min"])
             group.greatest = max(group.greatest, row["duration_ms_max"])
         group.tokens(row["input_tokens"], row["output_tokens"], row["total_tokens"])
