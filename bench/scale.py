@@ -19,6 +19,10 @@ traces in conversations (session and user). PostgreSQL is a throwaway cluster (f
 ``--postgres-url`` names one; it is read, as ``runspan sql`` reads it, through a reader role. ::
 
     python bench/scale.py [--runs 10000000] [--days 90] [--skip-postgres] [--skip-sqlite]
+
+A history loaded before (``--folder`` keeps the SQLite file; a PostgreSQL database lives as
+long as its cluster) is read again, without loading or writing, with ``--read URL``: its end is
+its newest trace's start, and that trace is the one ``show`` reads.
 """
 
 from __future__ import annotations
@@ -296,6 +300,18 @@ def measure(
     reads(reader(url), trace_id, now_ns)
 
 
+def read_again(url: str) -> None:
+    """Every read, on a history loaded by an earlier run."""
+    with RunStore(url) as store:
+        newest = store.sql("SELECT trace_id, start_ns FROM traces ORDER BY start_ns DESC LIMIT 1")
+        runs = store.sql("SELECT count(*) FROM runs").rows[0][0]
+    if not newest.rows:
+        raise SystemExit(f"{url}: no traces to read")
+    trace_id, now_ns = newest.rows[0]
+    print(f"Reads, {runs:,} runs (median of 5)")
+    reads(url, trace_id, now_ns)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000_000)
@@ -306,7 +322,13 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--folder", type=Path, default=None, help="where the SQLite file goes")
+    parser.add_argument(
+        "--read", metavar="URL", help="only read the history an earlier run loaded at URL"
+    )
     args = parser.parse_args()
+    if args.read:
+        read_again(args.read)
+        return
     folder = args.folder or Path(tempfile.mkdtemp(prefix="runspan-scale-"))
     if not args.skip_sqlite:
         path = folder / "scale.db"

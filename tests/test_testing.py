@@ -34,3 +34,44 @@ class TestCaptureSpans:
         with capture_spans(capture_content=False) as capture:
             RunnableLambda(lambda x: x).invoke("secret", config={"callbacks": [capture.handler]})
             assert "input.value" not in (capture.span("RunnableLambda").attributes or {})
+
+
+def test_a_killed_benchmark_stops_its_throwaway_cluster() -> None:
+    """`kill` of a script inside ``postgres.serving()`` (the benchmarks) stops the cluster it
+    started: pg_ctl's server would otherwise outlive the script, holding its port and files."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from sqlalchemy import create_engine, text
+
+    from runspan.testing import postgres
+
+    if postgres._binaries() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI must run the PostgreSQL tests: no PostgreSQL binaries")
+        pytest.skip("no PostgreSQL binaries (initdb) here")
+    script = (
+        "import time\nfrom runspan.testing import postgres\n"
+        "with postgres.serving(fsync=False) as url:\n    print(url, flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if k != postgres.URL_ENV}
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=environ
+    )
+    try:
+        assert child.stdout is not None
+        url = child.stdout.readline().strip()
+        engine = create_engine(url, connect_args={"connect_timeout": 5})
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+        engine.dispose()
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 128 + signal.SIGTERM
+        with pytest.raises(Exception, match=r"refused|connect"):
+            create_engine(url, connect_args={"connect_timeout": 5}).connect()
+    finally:
+        child.kill()
+        child.wait()

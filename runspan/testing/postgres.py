@@ -13,9 +13,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -208,12 +210,24 @@ def start(*, fsync: bool = False) -> PostgresServer:
 @contextmanager
 def serving(url: str | None = None, *, fsync: bool = True) -> Iterator[str]:
     """The URL of a server to create databases on: ``url`` if given, else a cluster started
-    for the block (fsync on by default: for benchmarks) and stopped after it."""
+    for the block (fsync on by default: for benchmarks) and stopped after it, also when the
+    process is killed (SIGTERM) meanwhile."""
     if url is not None:
         yield url
         return
     server = start(fsync=fsync)
+    # Python's default for SIGTERM ends the process without running finally blocks, and a
+    # cluster that pg_ctl started outlives it: leave through them instead. (Only the main thread
+    # can set a handler.)
+    handled = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _leave) if handled else None
     try:
         yield server.url
     finally:
         server.stop()
+        if handled:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _leave(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
