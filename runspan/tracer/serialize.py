@@ -2,10 +2,11 @@
 
 The fast path is a compiled encoder with a ``default`` that turns LangChain and library objects
 into plain data: ``orjson`` where it is installed (LangSmith, which langchain-core requires,
-brings it on CPython), else the standard library's C encoder. Only when that fails (a cycle,
-extreme nesting, an integer beyond 64 bits) does a careful Python walk take over, marking cycles
-and cutting depth instead of failing. NaN and the infinities, which JSON has no word for, are
-written as ``null`` on every path, as JavaScript's ``JSON.stringify`` writes them.
+brings it on CPython), and what it refuses the standard library's C encoder, which writes the
+same text. Only when that fails too (a cycle, extreme nesting) does a careful Python walk take
+over, marking cycles and cutting depth instead of failing. NaN and the infinities, which JSON
+has no word for, are written as ``null`` on every path, as JavaScript's ``JSON.stringify``
+writes them.
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ def _converter_for(value: Any) -> Callable[[Any], Any]:
         return _mapping
     if isinstance(value, (set, frozenset)):
         return _set
+    # Subclasses that the standard library's encoder writes as their base type and orjson
+    # hands over (named tuples are the common case).
+    if isinstance(value, tuple):
+        return list
+    if isinstance(value, float):
+        return float
     if isinstance(value, (bytes, bytearray, memoryview)):
         return lambda v: f"<{len(v)} bytes>"
     if isinstance(value, (dt.datetime, dt.date, dt.time)):

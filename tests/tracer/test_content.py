@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from langchain_core.documents import Document
@@ -53,6 +53,23 @@ def hostile_value() -> dict[str, Any]:
         "cycle": cycle,
         "bad_repr": BadRepr(),
     }
+
+
+class _Pair(NamedTuple):
+    left: int
+    right: list[float]
+
+
+class _Ratio(float):
+    pass
+
+
+class _Name(str):
+    pass
+
+
+class _Count(int):
+    pass
 
 
 def _nested(depth: int) -> Any:
@@ -100,8 +117,9 @@ class TestSerialization:
             [HumanMessage(content="é ✓ 𝄞"), AIMessage(content=[{"type": "text", "text": "t"}])],
             {"big": 10**30, "floats": [0.1, 1e16, -0.0, 1.5e-7], "deep": _nested(300)},
             "plain text",
+            {"named": _Pair(1, [2.5]), "float": _Ratio(0.5), "text": _Name("n"), "int": _Count(3)},
         ],
-        ids=["hostile", "keys", "messages", "numbers", "text"],
+        ids=["hostile", "keys", "messages", "numbers", "text", "subclasses"],
     )
     def test_the_text_does_not_depend_on_the_encoder(
         self, value: Any, monkeypatch: pytest.MonkeyPatch
