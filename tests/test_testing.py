@@ -58,20 +58,21 @@ def test_a_killed_benchmark_stops_its_throwaway_cluster() -> None:
         "    time.sleep(120)\n"
     )
     environ = {k: v for k, v in os.environ.items() if k != postgres.URL_ENV}
-    child = subprocess.Popen(
+    # As a context manager, Popen closes the child's stdout pipe at the end: left to the garbage
+    # collector, it warns in whichever test runs next.
+    with subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=environ
-    )
-    try:
-        assert child.stdout is not None
-        url = child.stdout.readline().strip()
-        engine = create_engine(url, connect_args={"connect_timeout": 5})
-        with engine.connect() as connection:
-            assert connection.execute(text("SELECT 1")).scalar() == 1
-        engine.dispose()
-        child.send_signal(signal.SIGTERM)
-        assert child.wait(timeout=60) == 128 + signal.SIGTERM
-        with pytest.raises(Exception, match=r"refused|connect"):
-            create_engine(url, connect_args={"connect_timeout": 5}).connect()
-    finally:
-        child.kill()
-        child.wait()
+    ) as child:
+        try:
+            assert child.stdout is not None
+            url = child.stdout.readline().strip()
+            engine = create_engine(url, connect_args={"connect_timeout": 5})
+            with engine.connect() as connection:
+                assert connection.execute(text("SELECT 1")).scalar() == 1
+            engine.dispose()
+            child.send_signal(signal.SIGTERM)
+            assert child.wait(timeout=60) == 128 + signal.SIGTERM
+            with pytest.raises(Exception, match=r"refused|connect"):
+                create_engine(url, connect_args={"connect_timeout": 5}).connect()
+        finally:
+            child.kill()
