@@ -384,3 +384,54 @@ def test_revision_0013_undone_and_done_again_keeps_every_cost(database_url: str)
         _assert_stored_is_live(engine)
     finally:
         engine.dispose()
+
+
+def test_runs_v_prices_the_same_runs_the_same_before_and_after_revision_0015(
+    database_url: str,
+) -> None:
+    """Revision 0015 looks a price up only for runs with tokens; every run's cost is what it
+    was: model runs with and without cached tokens, a model with no price, runs without tokens
+    (a chain, a model call that reported none), a price that took effect in the middle."""
+    now = time.time_ns()
+    rows = trace_rows(now - 3 * DAY_NS, runs=7)
+    usage: list[dict[str, Any]] = [
+        {"model_name": "gpt-4o-mini", "input_tokens": 100, "output_tokens": 20},
+        {"model_name": "gpt-4o-mini", "input_tokens": 300, "cache_read_tokens": 200},
+        {"model_name": "no-such-model", "input_tokens": 50, "output_tokens": 5},
+        {"model_name": "gpt-4o-mini"},  # a model call that reported no tokens
+        {"model_name": "gpt-4o-mini", "output_tokens": 40},
+        {"model_name": "gpt-4o-mini", "input_tokens": 10, "cache_creation_tokens": 4},
+    ]
+    for row, used in zip(rows[1:], usage, strict=True):
+        row.update(run_type="llm", **used)
+        row["total_tokens"] = (row["input_tokens"] or 0) + (row["output_tokens"] or 0) or None
+    write(database_url, rows)
+    engine = create_writer_engine(database_url_from(database_url))
+    read = text("SELECT span_id, cost_usd FROM runs_v ORDER BY span_id")
+    try:
+        with engine.begin() as connection:  # a price of yours from the fourth run's start on
+            connection.execute(
+                text(
+                    "INSERT INTO model_prices (model_pattern, input_usd_per_mtok,"
+                    " output_usd_per_mtok, valid_from_ns, source)"
+                    " VALUES ('gpt-4o-mini%', 1, 2, :start, 'ours')"
+                ),
+                {"start": rows[4]["start_ns"]},
+            )
+        with engine.connect() as connection:
+            after = connection.execute(read).all()
+        migrate_down(database_url, "0014")
+        with engine.connect() as connection:
+            before = connection.execute(read).all()
+        upgrade(engine)
+        with engine.connect() as connection:
+            again = connection.execute(read).all()
+    finally:
+        engine.dispose()
+    assert after == before == again
+    costs = dict(after)
+    assert costs[rows[0]["span_id"]] is None  # the chain
+    assert costs[rows[3]["span_id"]] is None  # no price for its model
+    assert costs[rows[4]["span_id"]] is None  # no tokens
+    assert costs[rows[5]["span_id"]] == pytest.approx(40 * 2 / 1e6)  # yours, from its start
+    assert costs[rows[1]["span_id"]] == pytest.approx((100 * _SEEDED[0] + 20 * _SEEDED[1]) / 1e6)
