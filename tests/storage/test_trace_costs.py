@@ -409,7 +409,7 @@ def test_runs_v_prices_the_same_runs_the_same_before_and_after_revision_0015(
     engine = create_writer_engine(database_url_from(database_url))
     read = text("SELECT span_id, cost_usd FROM runs_v ORDER BY span_id")
     try:
-        with engine.begin() as connection:  # a price of yours from the fourth run's start on
+        with engine.begin() as connection:  # a price of yours from the fifth run's start on
             connection.execute(
                 text(
                     "INSERT INTO model_prices (model_pattern, input_usd_per_mtok,"
