@@ -48,9 +48,11 @@ class _SlicedExporter(SpanExporter):
 
     def __init__(self) -> None:
         self.slices = TimeSlices()
+        self.holding = threading.Event()
         self.release = threading.Event()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.holding.set()
         self.release.wait(30)
         return SpanExportResult.SUCCESS
 
@@ -67,7 +69,10 @@ def test_an_exporter_is_behind_once_its_queue_holds_a_backlog() -> None:
     try:
         for n in range(50):
             tracer.start_span(f"span {n}").end()
-        assert not exporter.slices.behind()  # 40 or 50 queued of 400
+        # The worker holds its first batch (10 spans) before the backlog grows: had it first run
+        # once 100 were queued, it would have taken them all as one catch-up batch.
+        assert exporter.holding.wait(10)
+        assert not exporter.slices.behind()  # 40 queued of 400
         for n in range(100):
             tracer.start_span(f"span {n}").end()
         assert exporter.slices.behind()  # over 100 queued
