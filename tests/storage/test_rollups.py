@@ -607,6 +607,37 @@ def test_the_daily_view_is_what_counting_every_run_gives_whatever_is_rolled_up(
         assert_daily_view_counts_every_run(store)
 
 
+def test_the_daily_view_answers_the_same_before_and_after_revision_0016(
+    database_url: str,
+) -> None:
+    """Revision 0016 moves the stretches runs_daily_v counts from runs into a function on
+    PostgreSQL: the view's rows are what they were, with a stale day and hour and a day in
+    which a price took effect among them."""
+    write(database_url, history(days=3, per_day=30))
+    roll_up(database_url)
+    write_late_runs(database_url)  # a stale day and a stale hour
+    price_from_noon(database_url, TODAY - 2)
+    read = (
+        f"SELECT {_GROUPED}, is_root, runs, duration_ms_sum, cost_usd, last_time FROM runs_daily_v"
+    )
+
+    def daily() -> list[tuple[Any, ...]]:  # not through RunStore: it reads only the head
+        rows = execute(database_url, read)
+        return sorted(
+            (tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in rows),
+            key=repr,
+        )
+
+    counted = f"{read} WHERE start_day IN (:stale, :noon)"
+    stretches = execute(database_url, counted, stale=TODAY - 3, noon=TODAY - 2)
+    assert stretches  # what the function counts is among the rows compared
+    after = daily()
+    migrate_down(database_url, "0015")
+    before = daily()
+    upgrade_database(database_url)
+    assert daily() == before == after
+
+
 def _assert_narrowed_as_every_run(
     read_url: str,
     monkeypatch: pytest.MonkeyPatch,
