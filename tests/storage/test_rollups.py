@@ -628,9 +628,10 @@ def test_the_daily_view_answers_the_same_before_and_after_revision_0016(
             key=repr,
         )
 
-    counted = f"{read} WHERE start_day IN (:stale, :noon)"
-    stretches = execute(database_url, counted, stale=TODAY - 3, noon=TODAY - 2)
-    assert stretches  # what the function counts is among the rows compared
+    stale = "SELECT count(*) FROM rolled_days WHERE stale IS NOT NULL"
+    assert execute(database_url, stale)[0][0]  # a stretch the view counts from runs
+    if database_url.startswith("postgresql"):  # and there, the function counts it
+        assert execute(database_url, "SELECT count(*) FROM runspan_daily_counted()")[0][0]
     after = daily()
     migrate_down(database_url, "0015")
     before = daily()

@@ -11,7 +11,8 @@ session with JIT on, as psql's and most tools' are, the documented queries over 
 That part is now a set-returning function declared to return a few rows, which the planner does
 not look into. Its own query still runs, with the same text, when the view is read, so the
 answer is the same; and the function runs it without JIT. runspan's own readers had JIT off
-already. SQLite has no JIT: its view is unchanged.
+already. SQLite has no JIT: its view is unchanged. A later revision that makes runs_daily_v
+again on PostgreSQL has to keep that part in the function (or make it again).
 
 Revision ID: 0016
 Revises: 0015
