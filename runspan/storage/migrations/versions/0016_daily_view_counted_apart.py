@@ -45,11 +45,13 @@ def _split(view: str) -> tuple[str, str]:
 
 
 def _column_types(query: str) -> list[str]:
-    """The types of ``query``'s columns, as PostgreSQL resolves them (typmods included)."""
+    """The types of ``query``'s columns, as PostgreSQL resolves them (typmods included), read
+    off a view made and dropped in the migration's transaction (not a temporary one: a
+    database may deny its roles temporary objects)."""
     connection = op.get_bind()
     count = len(connection.execute(text(f"SELECT * FROM ({query}) q LIMIT 0")).keys())
     names = ", ".join(f"c{i}" for i in range(1, count + 1))
-    connection.execute(text(f"CREATE TEMPORARY VIEW runspan_counted_shape ({names}) AS {query}"))
+    connection.execute(text(f"CREATE VIEW runspan_counted_shape ({names}) AS {query}"))
     types = list(
         connection.execute(
             text(
