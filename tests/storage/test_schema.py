@@ -9,7 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from langchain_core.runnables import RunnableLambda
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import create_engine, inspect, make_url, select, text
 
 import runspan
 from runspan.storage import (
@@ -24,6 +24,8 @@ from runspan.storage.engine import create_writer_engine, database_url_from
 from runspan.storage.migrate import VERSION_TABLE, head_revision, upgrade
 from runspan.storage.records import RunFilter, runs_v
 from runspan.storage.schema import declare_partial_indexes, declared, metadata, runs
+from runspan.testing import postgres as postgres_server
+from tests.support import runspan_cli
 
 _VIEWS = {"runs_v", "traces_v", "llm_calls"}
 
@@ -293,6 +295,37 @@ class TestConfigure:
         with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
             runspan.configure(database_url="oracle://scott:tiger@db/runs")
         assert runspan.configured_provider() is None
+
+
+def test_a_postgresql_database_without_temporary_objects_is_migrated(
+    postgres: postgres_server.PostgresServer,
+) -> None:
+    """A hardened database may deny its roles temporary objects: `runspan db upgrade` still
+    makes every revision, as a role that may only connect and create in its schema."""
+    admin = postgres_server.create_database(postgres.url, owner=None)
+    name = make_url(admin).database
+    role = f"migrator_{name}"[:63]
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        for statement in (
+            f'CREATE ROLE "{role}" LOGIN',
+            f'REVOKE TEMPORARY ON DATABASE "{name}" FROM PUBLIC',
+            f'GRANT CONNECT, CREATE ON DATABASE "{name}" TO "{role}"',
+            f'GRANT ALL ON SCHEMA public TO "{role}"',
+        ):
+            connection.execute(text(statement))
+    url = make_url(admin).set(username=role).render_as_string(hide_password=False)
+    try:
+        done = runspan_cli(url, "db", "upgrade")
+        assert done.returncode == 0, done.stderr
+        assert f"is at schema {head_revision()}" in done.stdout
+    finally:
+        engine.dispose()
+        postgres_server.drop_database(postgres.url, admin)
+        server = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+        with server.connect() as connection:
+            connection.execute(text(f'DROP ROLE "{role}"'))
+        server.dispose()
 
 
 def test_the_revisions_read_without_alembic_are_alembics() -> None:
