@@ -200,15 +200,16 @@ class RunRecorder:
         through it."""
         hook = self.settings.redact
         if hook is None:
+            key = tuple(tags)
             try:
-                shared = self._shared_tags.get(tuple(tags))
+                shared = self._shared_tags.get(key)
             except TypeError:  # a tag that cannot be a key: the tuple is made for this span
                 shared = None
             else:
                 if shared is None:
                     shared = tuple(redact(str(tag), None) for tag in tags)
                     if len(self._shared_tags) < MAX_SHARED_TAGS:
-                        self._shared_tags[tuple(tags)] = shared
+                        self._shared_tags[key] = shared
             if shared is not None:
                 return shared
         return tuple(redact(str(tag), hook) for tag in tags)
