@@ -24,9 +24,10 @@ from runspan.storage.trace_costs import Repricer, count_groups, group_keys
 RETENTION_DAYS_ENV = "RUNSPAN_RETENTION_DAYS"
 # Traces deleted per transaction.
 CHUNK_TRACES = 1000
-# How often the writer applies retention, and looks for days to roll up.
+# How often the writer applies retention, and looks for days and hours to roll up (an hour
+# is rolled up ten minutes after it ends: within a minute of that).
 UPKEEP_SECONDS = 3600.0
-ROLLUP_SECONDS = 300.0
+ROLLUP_SECONDS = 60.0
 # How often the writer looks whether a price changed (one row read), to price the stored costs
 # again (runspan.storage.trace_costs).
 PRICE_CHECK_SECONDS = 10.0

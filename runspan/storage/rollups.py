@@ -1,16 +1,21 @@
 """Rollups: the runs of each closed UTC day (``runs_daily``) and hour (``runs_hourly``) counted
 per group, so that questions over weeks (``runspan stats``) read a few rows a day instead of
-every run; the hours serve the edges of a period that starts or ends mid-day.
+every run; the hours serve the edges of a period that starts or ends mid-day, and the day not
+rolled up yet.
 
-A period is rolled up from ``runs`` whole, once it has been over for ``CLOSED_NS``, by whichever
-writer gets to it first (between its batches, for at most half a second a visit). A rollup is
-recomputed, never added to: a span written twice, or a running row finished later, cannot be
-counted twice. A run written for a period over for ``LATE_NS`` or more (a run that ended long
-after it started, spans sent late to ``runspan serve``) marks its period stale with a new token;
-reads count a stale period from ``runs``, and the writer rolls it up again. The token is cleared
-only if no other write marked the period again meanwhile, so a late run is never lost between
-the two. The hour between ``LATE_NS`` and ``CLOSED_NS`` covers a batch's commit and clocks a
-little apart.
+A period is rolled up from ``runs`` whole, once it has been over for its ``closed_ns`` (ten
+minutes for an hour, two hours for a day), by whichever writer gets to it first (between its
+batches, for at most half a second a visit). Every read counts what no rollup holds from
+``runs``, so the hour's is short: at hundreds of runs a second, an hour is a million runs. A
+rollup is recomputed, never added to: a span written twice, or a running row finished later,
+cannot be counted twice. A run written for a period over for its ``late_ns`` or more (a run
+that ended long after it started, spans sent late to ``runspan serve``) marks its period stale
+with a new token; reads count a stale period from ``runs``, and the writer rolls it up again.
+The token is cleared only if no other write marked the period again meanwhile, so a late run is
+never lost between the two. The time between ``late_ns`` and ``closed_ns`` covers a batch's
+commit and clocks a little apart. A period marked stale again and again (long runs ending one
+after another) is rolled up again at most every ``_REROLL_FACTOR`` times as long as its last
+rollup took, and never within ``_REROLL_MIN_SECONDS``: reads stay exact meanwhile.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +49,13 @@ if TYPE_CHECKING:
     from runspan.storage.rows import RowValues
 
 HOUR_NS = 3600 * 10**9
-#: A run written this long after its period ended marks the period stale.
-LATE_NS = HOUR_NS
-#: A period is rolled up this long after it ended.
-CLOSED_NS = 2 * HOUR_NS
+MINUTE_NS = 60 * 10**9
 # A visit rolls periods up until it has spent this long (then comes back a second later).
 _VISIT_SECONDS = 0.5
+# A stale period rolled up again waits this many times as long as its last rollup took (a
+# writer keeps most of its time for the app's spans), and at least this long.
+_REROLL_FACTOR = 20
+_REROLL_MIN_SECONDS = 60.0
 #: A period's distinct tags are kept up to this many; beyond, a tag filter reads the period.
 MAX_TAGS = 500
 # PostgreSQL: writers in other processes roll up the same period one at a time.
@@ -81,13 +87,19 @@ class Period:
     tags: Table  # the distinct tags of a period's runs
     column: str  # periods since the epoch: start_day, start_hour
     lock_class: int
+    late_ns: int  # a run written this long after the period ended marks it stale
+    closed_ns: int  # the period is rolled up this long after it ended
 
     def of(self, start_ns: int) -> int:
         return start_ns // self.length_ns
 
     def first_open(self, now_ns: int) -> int:
         """The first period not yet closed: those before it can be rolled up."""
-        return (now_ns - CLOSED_NS) // self.length_ns
+        return (now_ns - self.closed_ns) // self.length_ns
+
+    def first_not_late(self, now_ns: int) -> int:
+        """The first period a run written now is not late for: runs before it mark theirs."""
+        return (now_ns - self.late_ns) // self.length_ns
 
     def mark(self, connection: Connection, numbers: Iterable[int]) -> None:
         """Mark ``numbers`` stale, in the caller's transaction, with a new token (a rollup
@@ -104,8 +116,18 @@ class Period:
             )
 
 
+# A day waits longer than an hour: its hours serve it meanwhile, and a long run that makes it
+# stale costs a whole day's rollup again.
 DAY = Period(
-    DAY_NS, runs_daily, runs_daily_traces, rolled_days, runs_daily_tags, "start_day", _LOCK_CLASS
+    DAY_NS,
+    runs_daily,
+    runs_daily_traces,
+    rolled_days,
+    runs_daily_tags,
+    "start_day",
+    _LOCK_CLASS,
+    late_ns=HOUR_NS,
+    closed_ns=2 * HOUR_NS,
 )
 HOUR = Period(
     HOUR_NS,
@@ -115,17 +137,20 @@ HOUR = Period(
     runs_hourly_tags,
     "start_hour",
     _LOCK_CLASS + 1,
+    late_ns=5 * MINUTE_NS,
+    closed_ns=10 * MINUTE_NS,
 )
 PERIODS = (DAY, HOUR)
 
 
 def mark_late(connection: Connection, rows: Sequence[RowValues], now_ns: int) -> None:
-    """Mark stale, in the caller's transaction, the periods of ``rows`` over for ``LATE_NS``."""
-    late_before = (now_ns - LATE_NS) // HOUR_NS * HOUR_NS  # hours end first
+    """Mark stale, in the caller's transaction, the periods of ``rows`` over for their
+    ``late_ns``."""
+    late_before = max(p.first_not_late(now_ns) * p.length_ns for p in PERIODS)
     late = [row["start_ns"] for row in rows if row["start_ns"] < late_before]
     if late:
         for period in PERIODS:
-            ended = (now_ns - LATE_NS) // period.length_ns
+            ended = period.first_not_late(now_ns)
             period.mark(connection, [n for n in map(period.of, late) if n < ended])
 
 
@@ -368,19 +393,33 @@ class Rollups:
     oldest first, then those rolled up before their tags were kept. Remembers how far it has
     looked, so that a visit with nothing to do costs a few lookups."""
 
-    def __init__(self) -> None:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
         self._looked_to = dict.fromkeys(PERIODS, 0)  # before it: all rolled up
         # Whether every rolled period has its tags: a roll-up always keeps them, so once true
         # it stays true.
         self._all_tagged = dict.fromkeys(PERIODS, False)
+        # The periods this writer rolled up lately, and until when they rest from it: only
+        # those, so it stays small.
+        self._resting: dict[tuple[str, int], float] = {}
 
     def visit(self, engine: Engine, now_ns: int) -> bool:
         """Roll up what is due for at most ``_VISIT_SECONDS``; ``False`` if some is left."""
-        deadline = time.monotonic() + _VISIT_SECONDS
+        now = self._monotonic()
+        deadline = now + _VISIT_SECONDS
+        self._resting = {key: until for key, until in self._resting.items() if until > now}
         for period in PERIODS:
             for number in self.due(engine, period, now_ns):
-                roll_up(engine, period, number, now_ns)  # one at least: every visit progresses
-                if time.monotonic() > deadline:
+                key = (period.column, number)
+                if key in self._resting:
+                    continue  # stale again right after its rollup: reads count it meanwhile
+                started = self._monotonic()
+                # One at least: every visit progresses.
+                if roll_up(engine, period, number, now_ns):
+                    ended = self._monotonic()
+                    rest = max(_REROLL_MIN_SECONDS, _REROLL_FACTOR * (ended - started))
+                    self._resting[key] = ended + rest
+                if self._monotonic() > deadline:
                     return False
         return True
 

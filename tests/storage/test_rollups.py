@@ -25,7 +25,7 @@ from runspan.storage.records import RunFilter, Stat
 from runspan.storage.retention import Upkeep
 from runspan.storage.rollup_search import newest_runs, stretches
 from runspan.storage.rollup_stats import PRICE_JOIN, rolled_stats, served
-from runspan.storage.rollups import CLOSED_NS, DAY, HOUR, Rollups
+from runspan.storage.rollups import DAY, HOUR, Rollups, mark_late
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import DAY_NS
 from runspan.storage.sqlfuncs import duration_bucket
@@ -35,10 +35,13 @@ from tests.support import runspan_cli
 
 NOW = time.time_ns()
 HOUR_NS = 3600 * 10**9
-# The tests' "today": the first day not closed (a day is rolled up CLOSED_NS, two hours, after
+# The tests' "today": the first day not closed (a day is rolled up DAY.closed_ns, two hours, after
 # it ends), so until 2 a.m. UTC the day before. Then its eve is closed and it is not, whatever
 # the hour the tests run at.
-TODAY = (NOW - CLOSED_NS) // DAY_NS
+TODAY = (NOW - DAY.closed_ns) // DAY_NS
+# Where the hours not rolled up yet start: the open hour, and the one before it for the ten
+# minutes after it ends.
+UNROLLED_NS = HOUR.first_open(NOW) * HOUR_NS
 
 
 def trace(start_ns: int, rng: random.Random, *, tool_fails: bool = False) -> list[dict[str, Any]]:
@@ -361,7 +364,7 @@ def test_catching_up_the_writer_rests_four_times_as_long_as_each_visit_took(
         database_url,
         "SELECT count(DISTINCT start_ns / :hour) FROM runs WHERE start_ns < :closed",
         hour=HOUR_NS,
-        closed=(NOW - 2 * HOUR_NS) // HOUR_NS * HOUR_NS,
+        closed=HOUR.first_open(NOW) * HOUR_NS,
     )
     assert execute(database_url, rolled) == [(3,)]
     assert hours == closed
@@ -376,6 +379,77 @@ def test_a_day_is_rolled_up_only_once_it_has_been_over_for_two_hours(database_ur
     assert execute(database_url, rolled) == []
     roll_up(database_url, now_ns=just_after + 2 * HOUR_NS)
     assert execute(database_url, rolled) == [(TODAY - 1,)]
+
+
+def test_an_hour_is_rolled_up_ten_minutes_after_it_ends(database_url: str) -> None:
+    """So that reads count from runs only the open hour and a few minutes: at hundreds of runs
+    a second, every hour they count is a million runs."""
+    hour = (TODAY - 1) * 24 + 10
+    write(database_url, trace(hour * HOUR_NS + 10**9, random.Random(4)))
+    rolled = "SELECT start_hour FROM rolled_hours WHERE runs IS NOT NULL"
+    minute = 60 * 10**9
+    roll_up(database_url, now_ns=(hour + 1) * HOUR_NS + 9 * minute)
+    assert execute(database_url, rolled) == []
+    roll_up(database_url, now_ns=(hour + 1) * HOUR_NS + 10 * minute)
+    assert execute(database_url, rolled) == [(hour,)]
+    # Its day waits two hours after it ends: its hours serve it meanwhile.
+    assert execute(database_url, "SELECT 1 FROM rolled_days WHERE runs IS NOT NULL") == []
+
+
+def test_a_run_for_an_hour_over_five_minutes_ago_marks_the_hour_stale(database_url: str) -> None:
+    hour = (TODAY - 1) * 24 + 10
+    rows = trace(hour * HOUR_NS + 10**9, random.Random(4))
+    SqlSpanExporter(database_url).shutdown()  # the schema; the marks are the test's alone
+    stale = "SELECT start_hour FROM rolled_hours WHERE stale IS NOT NULL"
+    end = (hour + 1) * HOUR_NS
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            mark_late(connection, rows, end + 5 * 60 * 10**9 - 1)
+        assert execute(database_url, stale) == []  # not late yet: the rollup will count it
+        with engine.begin() as connection:
+            mark_late(connection, rows, end + 5 * 60 * 10**9)
+        assert execute(database_url, stale) == [(hour,)]
+        # Its day has not ended: it is not late for it.
+        assert execute(database_url, "SELECT start_day FROM rolled_days") == []
+    finally:
+        engine.dispose()
+
+
+def test_an_hour_stale_again_right_after_its_rollup_is_read_from_runs_until_it_rests(
+    database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long runs ending one after another mark their hour stale again and again: it is rolled
+    up again once a minute at most, and every read counts it exactly meanwhile."""
+    newest_closed = HOUR.first_open(NOW) - 1
+    write(database_url, history(days=1, per_day=10))
+    write(database_url, trace(newest_closed * HOUR_NS + 10**9, random.Random(7)))
+    clock = [1000.0]
+    rollups, engine = Rollups(monotonic=lambda: clock[0]), create_engine(database_url)
+    try:
+        while not rollups.visit(engine, NOW):
+            pass
+        with RunStore(read_url) as store:
+            assert newest_closed in served(store._fetch, HOUR, None, None)
+        late = trace(newest_closed * HOUR_NS + 2 * 10**9, random.Random(8), tool_fails=True)
+        with engine.begin() as connection:
+            write_rows(connection, late)  # written now, ten minutes at least after the hour
+        stale = "SELECT stale FROM rolled_hours WHERE start_hour = :h"
+        clock[0] += 59.0
+        assert rollups.visit(engine, NOW)
+        assert execute(database_url, stale, h=newest_closed)[0][0] is not None  # resting
+        with RunStore(read_url) as store:
+            assert newest_closed not in served(store._fetch, HOUR, None, None)
+            assert_same(store.stats("name"), _counted(store, monkeypatch, "name"))
+            errors = {stat.key: stat.errors for stat in store.stats("name")}
+        clock[0] += 1.0
+        assert rollups.visit(engine, NOW)
+        assert execute(database_url, stale, h=newest_closed) == [(None,)]
+        with RunStore(read_url) as store:
+            assert newest_closed in served(store._fetch, HOUR, None, None)
+            assert {stat.key: stat.errors for stat in store.stats("name")} == errors
+    finally:
+        engine.dispose()
 
 
 def test_stats_on_the_command_line_read_the_rollups(database_url: str, read_url: str) -> None:
@@ -694,7 +768,7 @@ def test_the_newest_runs_of_a_rare_filter_are_read_where_the_rollups_allow_a_mat
         read = list(stretches(store._fetch, none, min(starts), max(starts)))
     read_runs = [r for r in rows if any(low <= r["start_ns"] <= high for low, high in read)]
     assert read_runs, "the hours not rolled up yet are read"
-    assert all(r["start_ns"] >= NOW - 3 * HOUR_NS for r in read_runs)  # not the days before
+    assert all(r["start_ns"] >= UNROLLED_NS for r in read_runs)  # not the days before
 
 
 def _tagged_history() -> list[dict[str, Any]]:
@@ -755,10 +829,9 @@ def test_a_tag_filter_reads_only_the_days_and_hours_whose_runs_carry_the_tag(
     _assert_tag_filters_list_what_every_run_gives(read_url, monkeypatch)
     roll_up(database_url)
     _assert_tag_filters_list_what_every_run_gives(read_url, monkeypatch)
-    unrolled = NOW - 3 * HOUR_NS
-    assert all(r["start_ns"] >= unrolled for r in _read_by_tag(read_url, "no-such-tag", rows))
+    assert all(r["start_ns"] >= UNROLLED_NS for r in _read_by_tag(read_url, "no-such-tag", rows))
     beta = {r["start_ns"] // DAY_NS for r in _read_by_tag(read_url, "beta", rows)}
-    assert beta - {NOW // DAY_NS, (NOW - 3 * HOUR_NS) // DAY_NS} == {TODAY - 2}
+    assert beta - {NOW // DAY_NS, UNROLLED_NS // DAY_NS} == {TODAY - 2}
     shown = runspan_cli(read_url, "runs", "--tag", "beta", "--tag", "seq:step:1", "--json")
     assert shown.returncode == 0, shown.stderr
     carrying = [r for r in rows if all(t in json.loads(r["tags"]) for t in ("beta", "seq:step:1"))]
@@ -803,4 +876,4 @@ def test_periods_whose_tags_are_not_kept_are_read_then_rolled_up_with_them(
     )
     _assert_tag_filters_list_what_every_run_gives(read_url, monkeypatch)
     read = _read_by_tag(read_url, "no-such-tag", rows)
-    assert all(r["start_ns"] >= NOW - 3 * HOUR_NS for r in read)
+    assert all(r["start_ns"] >= UNROLLED_NS for r in read)

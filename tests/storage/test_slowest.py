@@ -17,7 +17,7 @@ from runspan.storage.maintenance import prune, upgrade_database
 from runspan.storage.memo import WriterMemo
 from runspan.storage.migrate import upgrade
 from runspan.storage.rollup_stats import served
-from runspan.storage.rollups import CLOSED_NS, DAY, Rollups
+from runspan.storage.rollups import DAY, Rollups
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import DAY_NS
 from runspan.storage.slowest import PER_DAY
@@ -25,8 +25,8 @@ from runspan.storage.upsert import write_rows
 from runspan.testing import postgres as postgres_server
 
 # Until 2 a.m. UTC, the day before: its eve must have been over for the two hours a day waits
-# to be rolled up (CLOSED_NS), whatever the hour the tests run at; as test_rollups' today.
-TODAY = (time.time_ns() - CLOSED_NS) // DAY_NS
+# to be rolled up (DAY.closed_ns), whatever the hour the tests run at; as test_rollups' today.
+TODAY = (time.time_ns() - DAY.closed_ns) // DAY_NS
 
 
 def history(days: int = 3, per_day: int = 450, seed: int = 3) -> list[dict[str, Any]]:
