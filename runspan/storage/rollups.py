@@ -27,9 +27,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Table, case, delete, func, insert, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    Text,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
 
-from runspan.storage.histogram import as_json, plus
+from runspan.storage.histogram import add, as_json, loads, plus
 from runspan.storage.schema import (
     DAY_NS,
     rolled_days,
@@ -140,7 +152,8 @@ HOUR = Period(
     late_ns=5 * MINUTE_NS,
     closed_ns=10 * MINUTE_NS,
 )
-PERIODS = (DAY, HOUR)
+# Hours first: a day is summed from its hours when they are all rolled up.
+PERIODS = (HOUR, DAY)
 
 
 def mark_late(connection: Connection, rows: Sequence[RowValues], now_ns: int) -> None:
@@ -342,6 +355,113 @@ def _tags(connection: Connection, period: Period, number: int) -> list[str]:
     return sorted(found.scalars())
 
 
+# How a day's groups are summed from its hours' (SQL's own min and max: the database's collation).
+_COMBINED = {
+    **dict.fromkeys(
+        ("runs", "finished", "input_tokens", "output_tokens", "total_tokens", *_SUMS), "sum"
+    ),
+    "ttft_count": "sum",
+    "duration_ms_sum": "sum",
+    "ttft_ms_sum": "sum",
+    "duration_ms_min": "min",
+    "error_example": "min",
+    "duration_ms_max": "max",
+    "last_start_ns": "max",
+    "attempt_max": "max",
+    "ttft_ms_max": "max",
+}
+
+
+def _hours_hold(connection: Connection, day: int) -> bool:
+    """Whether every hour of ``day`` that has runs is rolled up as it stands, with its tags."""
+    column = rolled_hours.c.start_hour
+    first = day * 24
+    held = set(
+        connection.execute(
+            select(column).where(
+                column >= first,
+                column < first + 24,
+                rolled_hours.c.runs.is_not(None),
+                rolled_hours.c.stale.is_(None),
+                rolled_hours.c.tags.is_not(None),
+            )
+        ).scalars()
+    )
+    for hour in range(first, first + 24):
+        if hour not in held:  # never rolled up: it must have no runs
+            found = connection.execute(
+                select(runs.c.start_ns)
+                .where(runs.c.start_ns >= hour * HOUR_NS, runs.c.start_ns < (hour + 1) * HOUR_NS)
+                .limit(1)
+            ).first()
+            if found is not None:
+                return False
+    return True
+
+
+def _summed(connection: Connection, table: Table, day: int, dimensions: Sequence[str]) -> list[Any]:
+    """``table``'s rows of the hours of ``day`` summed per group of ``dimensions``."""
+    grouped = [table.c[name] for name in dimensions]
+    combined = []
+    for name, how in _COMBINED.items():
+        value = getattr(func, how)(table.c[name])
+        # PostgreSQL sums integers as numeric.
+        combined.append((cast(value, table.c[name].type) if how == "sum" else value).label(name))
+    return list(
+        connection.execute(
+            select(*grouped, *combined)
+            .where(table.c.start_hour >= day * 24, table.c.start_hour < day * 24 + 24)
+            .group_by(*grouped)
+        ).mappings()
+    )
+
+
+def _from_hours(
+    connection: Connection, day: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str] | None] | None:
+    """Day ``day``'s rollup rows and tags (``None``: over ``MAX_TAGS``) summed from its hours,
+    or ``None`` if some hour with runs is not rolled up as it stands. A busy day is tens of
+    millions of runs; its hours are a few thousand rows."""
+    if not _hours_hold(connection, day):
+        return None
+    hours = (runs_hourly.c.start_hour >= day * 24) & (runs_hourly.c.start_hour < day * 24 + 24)
+    histograms: dict[tuple[Any, ...], dict[str, int]] = {}
+    for row in connection.execute(
+        select(
+            *(runs_hourly.c[name] for name in _UNNAMED),
+            cast(runs_hourly.c.durations, Text),
+        ).where(hours, runs_hourly.c.durations.is_not(None))
+    ):
+        add(histograms.setdefault(tuple(row[:-1]), {}), loads(row[-1]))
+    groups = []
+    for row in _summed(connection, runs_hourly, day, _UNNAMED):
+        group = {"start_day": day, **row}
+        counts = histograms.get(tuple(row[name] for name in _UNNAMED))
+        group["durations"] = (
+            json.dumps(dict(sorted(counts.items(), key=lambda item: int(item[0]))))
+            if group["finished"] and counts
+            else None
+        )
+        groups.append(group)
+    by_trace = _summed(connection, runs_hourly_traces, day, DIMENSIONS)
+    named = [{"start_day": day, **row} for row in by_trace]
+    in_day = (rolled_hours.c.start_hour >= day * 24) & (rolled_hours.c.start_hour < day * 24 + 24)
+    kept = list(connection.execute(select(rolled_hours.c.tags).where(in_day)).scalars())
+    tags: list[str] | None = None
+    if all(count is not None and count >= 0 for count in kept):
+        hour_tags = runs_hourly_tags.c
+        tags = sorted(
+            connection.execute(
+                select(hour_tags.tag)
+                .distinct()
+                .where(hour_tags.start_hour >= day * 24, hour_tags.start_hour < day * 24 + 24)
+            ).scalars()
+        )
+        if len(tags) > MAX_TAGS:
+            tags = None
+    return groups, named, tags
+
+
 def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
     """Roll period ``number`` up from ``runs``, in a transaction of its own; ``False`` if
     another writer is rolling it up right now."""
@@ -360,12 +480,17 @@ def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
         stale = connection.execute(
             select(rolled.c.stale).where(rolled.c[column] == number)
         ).scalar()
-        groups, named = summarize(column, number, _counted(connection, period, number))
+        summed = _from_hours(connection, number) if period is DAY else None
+        if summed is not None:
+            groups, named, tags = summed
+        else:
+            groups, named = summarize(column, number, _counted(connection, period, number))
+            found = _tags(connection, period, number)
+            tags = found if len(found) <= MAX_TAGS else None
         if groups:
             connection.execute(insert(table), groups)
             connection.execute(insert(period.by_trace), named)
-        tags = _tags(connection, period, number)
-        if tags and len(tags) <= MAX_TAGS:
+        if tags:
             connection.execute(insert(period.tags), [{column: number, "tag": tag} for tag in tags])
         connection.execute(
             text(
@@ -377,7 +502,7 @@ def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
                 "number": number,
                 "runs": sum(group["runs"] for group in groups),
                 "rolled_ns": now_ns,
-                "tags": len(tags) if len(tags) <= MAX_TAGS else -1,
+                "tags": -1 if tags is None else len(tags),
             },
         )
         if stale is not None:

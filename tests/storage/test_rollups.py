@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Float, create_engine, literal, null, select, text
 
 from runspan.storage import RunStore, SqlSpanExporter, upgrade_database
+from runspan.storage import rollups as rollups_module
 from runspan.storage.histogram import bucket, percentile
 from runspan.storage.maintenance import prune
 from runspan.storage.records import RunFilter, Stat
@@ -26,6 +27,7 @@ from runspan.storage.retention import Upkeep
 from runspan.storage.rollup_search import newest_runs, stretches
 from runspan.storage.rollup_stats import PRICE_JOIN, rolled_stats, served
 from runspan.storage.rollups import DAY, HOUR, Rollups, mark_late
+from runspan.storage.rollups import roll_up as roll_up_one
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import DAY_NS
 from runspan.storage.sqlfuncs import duration_bucket
@@ -341,16 +343,17 @@ def test_catching_up_the_writer_rests_four_times_as_long_as_each_visit_took(
 
     upkeep = Upkeep(monotonic=monotonic, time_ns=lambda: NOW)
     rolled = "SELECT count(*) FROM rolled_days WHERE runs IS NOT NULL"
+    hours_rolled = "SELECT count(*) FROM rolled_hours WHERE runs IS NOT NULL"  # hours first
     exporter = SqlSpanExporter(database_url)
     try:
         upkeep.visit_if_due(exporter.engine)  # at 101.5, done at 103: rests until 109
-        assert execute(database_url, rolled) == [(1,)]
+        assert execute(database_url, hours_rolled) == [(1,)]
         clock[0] = 105.0
         upkeep.visit_if_due(exporter.engine)  # at 106.5: resting
-        assert execute(database_url, rolled) == [(1,)]
+        assert execute(database_url, hours_rolled) == [(1,)]
         clock[0] = 108.0
         upkeep.visit_if_due(exporter.engine)  # at 109.5
-        assert execute(database_url, rolled) == [(2,)]
+        assert execute(database_url, hours_rolled) == [(2,)]
     finally:
         exporter.shutdown()
     # Visit after visit, a period each, every closed day and hour gets rolled up.
@@ -359,7 +362,7 @@ def test_catching_up_the_writer_rests_four_times_as_long_as_each_visit_took(
     while not rollups.visit(engine, NOW):
         visits += 1
     engine.dispose()
-    hours = execute(database_url, "SELECT count(*) FROM rolled_hours WHERE runs IS NOT NULL")
+    hours = execute(database_url, hours_rolled)
     closed = execute(
         database_url,
         "SELECT count(DISTINCT start_ns / :hour) FROM runs WHERE start_ns < :closed",
@@ -450,6 +453,103 @@ def test_an_hour_stale_again_right_after_its_rollup_is_read_from_runs_until_it_r
             assert {stat.key: stat.errors for stat in store.stats("name")} == errors
     finally:
         engine.dispose()
+
+
+def _day_rollups(url: str) -> dict[str, Any]:
+    """The days' rollups, in an order of their own (floats compared approximately)."""
+    tables = {}
+    for table in ("runs_daily", "runs_daily_traces"):
+        rows = execute(url, f"SELECT * FROM {table}")
+        dicts = [dict(row._mapping) for row in rows]
+        for row in dicts:
+            if row.get("durations") is not None and isinstance(row["durations"], str):
+                row["durations"] = json.loads(row["durations"])
+        # By every column but the floats, which may differ in their last digits.
+        tables[table] = sorted(
+            dicts,
+            key=lambda row: repr([v for v in row.values() if not isinstance(v, float | dict)]),
+        )
+        for row in tables[table]:
+            for name in ("duration_ms_sum", "ttft_ms_sum"):
+                if row[name] is not None:
+                    row[name] = pytest.approx(row[name], rel=1e-9)
+    tables["runs_daily_tags"] = execute(url, "SELECT * FROM runs_daily_tags ORDER BY 1, 2")
+    tables["rolled_days"] = execute(url, "SELECT start_day, runs, tags FROM rolled_days ORDER BY 1")
+    return tables
+
+
+@pytest.mark.parametrize("tagged", [False, True], ids=["untagged", "more-tags-than-kept"])
+def test_a_day_summed_from_its_hours_is_the_day_counted_from_its_runs(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tagged: bool
+) -> None:
+    """A busy day is tens of millions of runs, its hours a few thousand rollup rows: a day whose
+    hours are all rolled up is summed from them, to the same rows."""
+    rows = history(days=3, per_day=30)
+    if tagged:
+        # A period keeps one tag. Three days ago, one tag an hour and two a day; the day before
+        # yesterday, one tag (and a run without); yesterday, one tag but two in one hour.
+        for row in rows:
+            day = row["start_ns"] // DAY_NS
+            tag = f"odd:{row['start_ns'] // HOUR_NS % 2}" if day == TODAY - 3 else "same"
+            row["tags"] = json.dumps([tag, 7, ["nested"]])  # neither of the others is a tag
+        for back, tags in ((2, None), (1, json.dumps(["same", "extra"]))):
+            min((r for r in rows if r["start_ns"] // DAY_NS == TODAY - back), key=repr)["tags"] = (
+                tags
+            )
+        monkeypatch.setattr("runspan.storage.rollups.MAX_TAGS", 1)
+    write(database_url, rows)
+    summed = []
+    real = rollups_module._from_hours
+
+    def counting(connection: Any, day: int) -> Any:
+        found = real(connection, day)
+        summed.append((day, found is not None))
+        return found
+
+    monkeypatch.setattr("runspan.storage.rollups._from_hours", counting)
+    roll_up(database_url)
+    assert sorted(summed) == [(TODAY - back, True) for back in range(3, 0, -1)]
+    from_hours = _day_rollups(database_url)
+    if tagged:
+        assert [tags for _, _, tags in from_hours["rolled_days"]] == [-1, 1, -1]
+
+    monkeypatch.setattr("runspan.storage.rollups._from_hours", lambda *_: None)
+    execute(database_url, "UPDATE rolled_days SET stale = 'again'")
+    roll_up(database_url)
+    assert _day_rollups(database_url) == from_hours
+
+
+def test_a_day_with_an_hour_not_rolled_up_as_it_stands_is_counted_from_its_runs(
+    database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(database_url, history(days=2, per_day=30))
+    roll_up(database_url)
+    day = TODAY - 1
+    hour = execute(
+        database_url,
+        "SELECT min(start_hour) FROM rolled_hours WHERE start_hour >= :h AND runs > 0",
+        h=day * 24,
+    )[0][0]
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        assert rollups_module._from_hours(connection, day) is not None
+        # An hour made stale, and one never rolled up (as after an upgrade): neither will do.
+        connection.execute(
+            text("UPDATE rolled_hours SET stale = 'x' WHERE start_hour = :h"), {"h": hour}
+        )
+        assert rollups_module._from_hours(connection, day) is None
+        connection.execute(text("DELETE FROM rolled_hours WHERE start_hour = :h"), {"h": hour})
+        assert rollups_module._from_hours(connection, day) is None
+    engine.dispose()
+    execute(database_url, "UPDATE rolled_days SET stale = 'again'")
+    engine = create_engine(database_url)
+    try:
+        assert roll_up_one(engine, DAY, day, NOW)
+    finally:
+        engine.dispose()
+    with RunStore(read_url) as store:
+        assert day in served(store._fetch, DAY, None, None)
+        assert_same(store.stats("name"), _counted(store, monkeypatch, "name"))
 
 
 def test_stats_on_the_command_line_read_the_rollups(database_url: str, read_url: str) -> None:
