@@ -68,14 +68,15 @@ def uuid7(ms: int, rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=value | 0b10 << 62 | rng.getrandbits(62))
 
 
-def history(total: int, days: int, now_ns: int, seed: int = 7) -> Iterator[list[dict[str, Any]]]:
-    """Rows of ``total // 10`` traces of ten runs, oldest first, ``days`` days up to ``now_ns``."""
+def history(total: int, span_ns: int, now_ns: int, seed: int = 7) -> Iterator[list[dict[str, Any]]]:
+    """Rows of ``total // 10`` traces of ten runs, oldest first, over ``span_ns`` up to
+    ``now_ns``."""
     rng = random.Random(seed)
     count = total // 10
-    step = days * DAY_NS // max(count, 1)
+    step = span_ns // max(count, 1)
     chunk: list[dict[str, Any]] = []
     for number in range(count):
-        start = now_ns - days * DAY_NS + number * step + rng.randrange(max(step, 1))
+        start = now_ns - span_ns + number * step + rng.randrange(max(step, 1))
         root = uuid7(start // 10**6, rng)
         trace_id = root.hex
         name = rng.choice(_NAMES)
@@ -133,13 +134,13 @@ def history(total: int, days: int, now_ns: int, seed: int = 7) -> Iterator[list[
         yield chunk
 
 
-def load(url: str, total: int, days: int, now_ns: int) -> tuple[str, float]:
+def load(url: str, total: int, span_ns: int, now_ns: int) -> tuple[str, float]:
     """Write the history through the writer's statements; one trace id of it, and runs/s."""
     engine = create_engine(url)
     some_trace = ""
     started = time.perf_counter()
     written = 0
-    for chunk in history(total, days, now_ns):
+    for chunk in history(total, span_ns, now_ns):
         with engine.begin() as connection:
             write_rows(connection, chunk, catching_up=True)
         written += len(chunk)
@@ -290,7 +291,7 @@ def measure(
     now_ns = time.time_ns() - 60 * 10**9  # the history ends just before the spans written next
     started = time.perf_counter()
     print(f"\n{name}: writing {args.runs:,} runs", flush=True)
-    trace_id, rate = load(url, args.runs, args.days, now_ns)
+    trace_id, rate = load(url, args.runs, args.days * DAY_NS, now_ns)
     took = time.perf_counter() - started
     print(f"{name}: {args.runs:,} runs written in {took:,.0f} s ({rate:,.0f} runs/s)")
     # The writer rolls a stored history up between its batches, half a second a visit. First:
