@@ -3,17 +3,21 @@ per group, so that questions over weeks (``runspan stats``) read a few rows a da
 every run; the hours serve the edges of a period that starts or ends mid-day, and the day not
 rolled up yet.
 
-A period is rolled up from ``runs`` whole, once it has been over for its ``closed_ns`` (ten
-minutes for an hour, two hours for a day), by whichever writer gets to it first (between its
-batches, for at most half a second a visit). Every read counts what no rollup holds from
-``runs``, so the hour's is short: at hundreds of runs a second, an hour is a million runs. A
-rollup is recomputed, never added to: a span written twice, or a running row finished later,
+A period is rolled up whole, once it has been over for its ``closed_ns`` (ten minutes for an
+hour, two hours for a day), by whichever writer gets to it first (between its batches, for at
+most half a second a visit): an hour from its runs, a day summed from its hours when they all
+hold it as it stands (else from its runs too). Every read counts from ``runs`` what no rollup
+holds, so an hour waits only ten minutes: at hundreds of runs a second, an hour is a million
+runs, and a day tens of millions, which its hours' rows sum in milliseconds. A rollup is
+recomputed, never added to: a span written twice, or a running row finished later,
 cannot be counted twice. A run written for a period over for its ``late_ns`` or more (a run
 that ended long after it started, spans sent late to ``runspan serve``) marks its period stale
 with a new token; reads count a stale period from ``runs``, and the writer rolls it up again.
 The token is cleared only if no other write marked the period again meanwhile, so a late run is
 never lost between the two. The time between ``late_ns`` and ``closed_ns`` covers a batch's
-commit and clocks a little apart. A period marked stale again and again (long runs ending one
+commit and clocks a little apart. A day summed from its hours is as exact: a run written for it
+after its hours were rolled up marks its hour stale, or (once the day has been over for an hour)
+the day itself. A period marked stale again and again (long runs ending one
 after another) is rolled up again at most every ``_REROLL_FACTOR`` times as long as its last
 rollup took, and never within ``_REROLL_MIN_SECONDS``: reads stay exact meanwhile.
 """
@@ -372,22 +376,24 @@ _COMBINED = {
 }
 
 
+def _in_day(column: Any, day: int) -> Any:
+    """``column``, an hour's number, is one of ``day``'s hours."""
+    return (column >= day * 24) & (column < day * 24 + 24)
+
+
 def _hours_hold(connection: Connection, day: int) -> bool:
     """Whether every hour of ``day`` that has runs is rolled up as it stands, with its tags."""
-    column = rolled_hours.c.start_hour
-    first = day * 24
     held = set(
         connection.execute(
-            select(column).where(
-                column >= first,
-                column < first + 24,
+            select(rolled_hours.c.start_hour).where(
+                _in_day(rolled_hours.c.start_hour, day),
                 rolled_hours.c.runs.is_not(None),
                 rolled_hours.c.stale.is_(None),
                 rolled_hours.c.tags.is_not(None),
             )
         ).scalars()
     )
-    for hour in range(first, first + 24):
+    for hour in range(day * 24, day * 24 + 24):
         if hour not in held:  # never rolled up: it must have no runs
             found = connection.execute(
                 select(runs.c.start_ns)
@@ -409,9 +415,7 @@ def _summed(connection: Connection, table: Table, day: int, dimensions: Sequence
         combined.append((cast(value, table.c[name].type) if how == "sum" else value).label(name))
     return list(
         connection.execute(
-            select(*grouped, *combined)
-            .where(table.c.start_hour >= day * 24, table.c.start_hour < day * 24 + 24)
-            .group_by(*grouped)
+            select(*grouped, *combined).where(_in_day(table.c.start_hour, day)).group_by(*grouped)
         ).mappings()
     )
 
@@ -424,13 +428,12 @@ def _from_hours(
     millions of runs; its hours are a few thousand rows."""
     if not _hours_hold(connection, day):
         return None
-    hours = (runs_hourly.c.start_hour >= day * 24) & (runs_hourly.c.start_hour < day * 24 + 24)
+    hourly = runs_hourly.c
     histograms: dict[tuple[Any, ...], dict[str, int]] = {}
     for row in connection.execute(
-        select(
-            *(runs_hourly.c[name] for name in _UNNAMED),
-            cast(runs_hourly.c.durations, Text),
-        ).where(hours, runs_hourly.c.durations.is_not(None))
+        select(*(hourly[name] for name in _UNNAMED), cast(hourly.durations, Text)).where(
+            _in_day(hourly.start_hour, day), hourly.durations.is_not(None)
+        )
     ):
         add(histograms.setdefault(tuple(row[:-1]), {}), loads(row[-1]))
     groups = []
@@ -445,16 +448,16 @@ def _from_hours(
         groups.append(group)
     by_trace = _summed(connection, runs_hourly_traces, day, DIMENSIONS)
     named = [{"start_day": day, **row} for row in by_trace]
-    in_day = (rolled_hours.c.start_hour >= day * 24) & (rolled_hours.c.start_hour < day * 24 + 24)
-    kept = list(connection.execute(select(rolled_hours.c.tags).where(in_day)).scalars())
+    # An hour with too many tags to keep (-1) leaves the day's unknown too.
+    kept = connection.execute(
+        select(rolled_hours.c.tags).where(_in_day(rolled_hours.c.start_hour, day))
+    ).scalars()
     tags: list[str] | None = None
     if all(count is not None and count >= 0 for count in kept):
-        hour_tags = runs_hourly_tags.c
+        tag = runs_hourly_tags.c
         tags = sorted(
             connection.execute(
-                select(hour_tags.tag)
-                .distinct()
-                .where(hour_tags.start_hour >= day * 24, hour_tags.start_hour < day * 24 + 24)
+                select(tag.tag).distinct().where(_in_day(tag.start_hour, day))
             ).scalars()
         )
         if len(tags) > MAX_TAGS:
@@ -463,8 +466,8 @@ def _from_hours(
 
 
 def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
-    """Roll period ``number`` up from ``runs``, in a transaction of its own; ``False`` if
-    another writer is rolling it up right now."""
+    """Roll period ``number`` up (from ``runs``, or a day from its hours), in a transaction of
+    its own; ``False`` if another writer is rolling it up right now."""
     table, rolled, column = period.table, period.rolled, period.column
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
