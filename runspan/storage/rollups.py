@@ -441,7 +441,7 @@ def _from_hours(
         group = {"start_day": day, **row}
         counts = histograms.get(tuple(row[name] for name in _UNNAMED))
         group["durations"] = (
-            json.dumps(dict(sorted(counts.items(), key=lambda item: int(item[0]))))
+            json.dumps(as_json({int(key): count for key, count in counts.items()}))
             if group["finished"] and counts
             else None
         )
