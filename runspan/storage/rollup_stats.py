@@ -11,6 +11,7 @@ come from the rollups' duration histograms, within half a percent of the exact f
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -194,20 +195,20 @@ def rolled_stats(
     for period, numbers in ((DAY, days), (HOUR, hours)):
         if numbers:
             _add_rollups(fetch, by, where=where, period=period, numbers=numbers, groups=groups)
-    # The rest, from runs: each stretch on its own (a range of start times the index serves).
+    # The rest, from runs: each stretch on its own (a range of start times the index serves),
+    # cut where a price took effect, so that one price serves each model in each piece.
     key = _v.start_day if by == "day" else GROUPS[by]
+    changes = sorted({row["valid_from_ns"] for row in fetch(select(model_prices.c.valid_from_ns))})
     for since, until in raw:
-        conditions = [*where.conditions()]
-        # Both bounds, always: with only one, SQLite's planner may read every run through
-        # another index (by name, to group without sorting).
-        conditions.append(
-            _v.start_ns.between(
-                _EARLIEST if since is None else since, _LATEST if until is None else until - 1
-            )
-        )
-        if by in ("model", "node"):
-            conditions.append(key.is_not(None))
-        _count_runs(fetch, key, conditions, groups)
+        low, high = _EARLIEST if since is None else since, _LATEST if until is None else until
+        cuts = [low, *(at for at in changes if low < at < high), high]
+        for first, end in itertools.pairwise(cuts):
+            # Both bounds, always: with only one, SQLite's planner may read every run through
+            # another index (by name, to group without sorting).
+            conditions = [*where.conditions(), _v.start_ns.between(first, end - 1)]
+            if by in ("model", "node"):
+                conditions.append(key.is_not(None))
+            _count_runs(fetch, key, conditions, groups, first)
     ordered = sorted(groups.items(), key=lambda item: (-item[1].runs, item[0]))
     return [_stat(key, group, by, percentiles) for key, group in ordered if group.runs]
 
@@ -258,14 +259,38 @@ def _gaps(
     return gaps
 
 
-def _count_runs(fetch: Fetch, key: Any, conditions: list[Any], groups: dict[Any, _Group]) -> None:
-    """Add the runs that match ``conditions`` into ``groups``, by ``key``: one row a group and
-    duration bucket, counted by the database."""
+# The price runs_v gives a model run starting at ``start_ns`` (PRICE_JOIN's lookup).
+_PRICE = text(
+    "SELECT p.id, p.input_usd_per_mtok, p.output_usd_per_mtok, p.cache_read_usd_per_mtok,"
+    " p.cache_write_usd_per_mtok FROM (SELECT CAST(:model AS TEXT) AS model_name,"
+    f" CAST(:start_ns AS BIGINT) AS start_ns) r {PRICE_JOIN}"
+)
+# A run's token counts as its cost is computed: only a run that reported tokens has one.
+_COSTED = _v.input_tokens.is_not(None) | _v.output_tokens.is_not(None)
+_READ = func.coalesce(_v.cache_read_tokens, 0)
+_WRITTEN = func.coalesce(_v.cache_creation_tokens, 0)
+_COST_SUMS = {
+    "cost_runs": 1,
+    "uncached": func.coalesce(_v.input_tokens, 0) - _READ - _WRITTEN,
+    "cache_read": _READ,
+    "cache_written": _WRITTEN,
+    "output": func.coalesce(_v.output_tokens, 0),
+}
+
+
+def _count_runs(
+    fetch: Fetch, key: Any, conditions: list[Any], groups: dict[Any, _Group], start_ns: int
+) -> None:
+    """Add the runs that match ``conditions`` into ``groups``, by ``key``: one row a group,
+    duration bucket and model, counted by the database. No price takes effect among them
+    after ``start_ns``, so a model's runs are priced together at it, as runs_v prices each
+    (looked up per run, the price was a quarter to two fifths of the time)."""
     slot = duration_bucket(_v.duration_ms)
     query = (
         select(
             key.label("key"),
             slot.label("bucket"),
+            _v.model_name.label("model"),
             func.count().label("runs"),
             func.sum(case((_v.status == "error", 1), else_=0)).label("errors"),
             func.min(_v.duration_ms).label("least"),
@@ -273,21 +298,48 @@ def _count_runs(fetch: Fetch, key: Any, conditions: list[Any], groups: dict[Any,
             func.sum(_v.input_tokens).label("input_tokens"),
             func.sum(_v.output_tokens).label("output_tokens"),
             func.sum(_v.total_tokens).label("total_tokens"),
-            func.sum(_v.cost_usd).label("cost_usd"),
+            *(
+                func.sum(case((_COSTED, value), else_=0)).label(name)
+                for name, value in _COST_SUMS.items()
+            ),
         )
         .where(*conditions)
-        .group_by(key, slot)
+        .group_by(key, slot, _v.model_name)
     )
+    prices: dict[str, Any] = {}
     for row in fetch(query):
         group = groups.setdefault(row["key"], _Group())
         group.runs += row["runs"]
         group.errors += int(row["errors"] or 0)
         group.tokens(row["input_tokens"], row["output_tokens"], row["total_tokens"])
-        group.cost(row["cost_usd"])
+        model = row["model"]
+        if model is not None and row["cost_runs"]:
+            if model not in prices:
+                found = fetch(_PRICE.bindparams(model=model, start_ns=start_ns))
+                prices[model] = found[0] if found and found[0]["id"] is not None else None
+            group.cost(_cost(prices[model], row))
         if row["bucket"] is not None:  # finished runs (a running one has no duration)
             add(group.durations, {str(row["bucket"]): row["runs"]})
             group.least = min(group.least, row["least"])
             group.greatest = max(group.greatest, row["greatest"])
+
+
+def _cost(price: Any, sums: Any) -> float | None:
+    """What runs_v's costs of these runs add up to, from their token sums at ``price``."""
+    if price is None:
+        return None
+    given = price["input_usd_per_mtok"]
+    read = price["cache_read_usd_per_mtok"]
+    written = price["cache_write_usd_per_mtok"]
+    return (
+        float(
+            float(sums["uncached"]) * given
+            + float(sums["cache_read"]) * (given if read is None else read)
+            + float(sums["cache_written"]) * (given if written is None else written)
+            + float(sums["output"]) * price["output_usd_per_mtok"]
+        )
+        / 1_000_000.0
+    )
 
 
 def _stat(key: Any, group: _Group, by: str, percentiles: Sequence[int]) -> Stat:

@@ -277,6 +277,36 @@ def test_a_price_that_took_effect_during_a_day_prices_that_day_as_its_runs_start
         assert_same(store.stats("model"), exact)
 
 
+def test_a_price_that_took_effect_in_the_last_minutes_prices_them_as_their_runs_started(
+    database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What no rollup holds is counted from runs, a model's runs priced together: cut where a
+    price took effect, each part at its own price."""
+    change = UNROLLED_NS + (NOW - UNROLLED_NS) // 2
+    rows = history(days=2, per_day=20)
+    rng = random.Random(11)
+    for start in (UNROLLED_NS + 10**9, change - 10**9, change, change + 10**9):
+        for row in trace(start, rng):
+            if row["model_name"]:
+                row["model_name"] = "local-model"  # the model whose price changes
+            rows.append(row)
+    write(database_url, rows)
+    price_from_noon(database_url, TODAY - 2)  # valid all along the last minutes
+    execute(
+        database_url,
+        "INSERT INTO model_prices (model_pattern, input_usd_per_mtok, output_usd_per_mtok,"
+        " cache_read_usd_per_mtok, valid_from_ns) VALUES ('local-model%', 5.0, 7.0, 0.5, :at)",
+        at=change,
+    )
+    roll_up(database_url)
+    with RunStore(read_url) as store:
+        for by in ("model", "name"):
+            exact = _counted(store, monkeypatch, by)
+            assert rolled_stats(store._fetch, by, RunFilter(), (50, 95, 99)) is not None
+            assert_same(store.stats(by), exact)
+            assert any(stat.cost_usd for stat in exact)
+
+
 def test_retention_takes_the_rollups_of_the_days_it_empties(database_url: str) -> None:
     rows = history(days=5, per_day=10)
     for row in rows:
