@@ -21,7 +21,7 @@ from sqlalchemy import Float, Text, case, column, func, or_, select, text
 
 from runspan.storage.histogram import add, loads, percentile, plus
 from runspan.storage.records import GROUPS, RunFilter, Stat, day_text, model_matches, runs_v
-from runspan.storage.rollups import DAY, HOUR, Period
+from runspan.storage.rollups import DAY, HOUR, Period, cost_sums
 from runspan.storage.schema import DAY_NS, model_prices
 from runspan.storage.sqlfuncs import duration_bucket
 
@@ -265,17 +265,6 @@ _PRICE = text(
     " p.cache_write_usd_per_mtok FROM (SELECT CAST(:model AS TEXT) AS model_name,"
     f" CAST(:start_ns AS BIGINT) AS start_ns) r {PRICE_JOIN}"
 )
-# A run's token counts as its cost is computed: only a run that reported tokens has one.
-_COSTED = _v.input_tokens.is_not(None) | _v.output_tokens.is_not(None)
-_READ = func.coalesce(_v.cache_read_tokens, 0)
-_WRITTEN = func.coalesce(_v.cache_creation_tokens, 0)
-_COST_SUMS = {
-    "cost_runs": 1,
-    "uncached": func.coalesce(_v.input_tokens, 0) - _READ - _WRITTEN,
-    "cache_read": _READ,
-    "cache_written": _WRITTEN,
-    "output": func.coalesce(_v.output_tokens, 0),
-}
 
 
 def _count_runs(
@@ -298,10 +287,7 @@ def _count_runs(
             func.sum(_v.input_tokens).label("input_tokens"),
             func.sum(_v.output_tokens).label("output_tokens"),
             func.sum(_v.total_tokens).label("total_tokens"),
-            *(
-                func.sum(case((_COSTED, value), else_=0)).label(name)
-                for name, value in _COST_SUMS.items()
-            ),
+            *cost_sums(_v),
         )
         .where(*conditions)
         .group_by(key, slot, _v.model_name)
@@ -325,21 +311,18 @@ def _count_runs(
 
 
 def _cost(price: Any, sums: Any) -> float | None:
-    """What runs_v's costs of these runs add up to, from their token sums at ``price``."""
+    """What runs_v's costs of these runs add up to, from their ``cost_sums`` at ``price``."""
     if price is None:
         return None
-    given = price["input_usd_per_mtok"]
-    read = price["cache_read_usd_per_mtok"]
-    written = price["cache_write_usd_per_mtok"]
-    return (
-        float(
-            float(sums["uncached"]) * given
-            + float(sums["cache_read"]) * (given if read is None else read)
-            + float(sums["cache_written"]) * (given if written is None else written)
-            + float(sums["output"]) * price["output_usd_per_mtok"]
-        )
-        / 1_000_000.0
+    given = float(price["input_usd_per_mtok"])
+    read, written = price["cache_read_usd_per_mtok"], price["cache_write_usd_per_mtok"]
+    usd_per_mtok = (
+        float(sums["cost_uncached_input_tokens"]) * given
+        + float(sums["cost_cache_read_tokens"]) * (given if read is None else float(read))
+        + float(sums["cost_cache_creation_tokens"]) * (given if written is None else float(written))
+        + float(sums["cost_output_tokens"]) * float(price["output_usd_per_mtok"])
     )
+    return usd_per_mtok / 1_000_000.0
 
 
 def _stat(key: Any, group: _Group, by: str, percentiles: Sequence[int]) -> Stat:

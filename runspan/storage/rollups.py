@@ -189,17 +189,23 @@ def forget_before(connection: Connection, cutoff_ns: int) -> None:
         connection.execute(delete(period.rolled).where(period.rolled.c[period.column] < first_kept))
 
 
+def cost_sums(c: Any) -> list[Any]:
+    """The sums of ``_SUMS``, over runs' columns ``c``, that a group's cost is computed from,
+    split as runs_v prices a run: only one that reported tokens has a cost."""
+    costed = c.input_tokens.is_not(None) | c.output_tokens.is_not(None)
+    read = func.coalesce(c.cache_read_tokens, 0)
+    written = func.coalesce(c.cache_creation_tokens, 0)
+    uncached = func.coalesce(c.input_tokens, 0) - read - written
+    values = (1, uncached, read, written, func.coalesce(c.output_tokens, 0))
+    return [
+        func.sum(case((costed, value), else_=0)).label(name)
+        for name, value in zip(_SUMS, values, strict=True)
+    ]
+
+
 def _counted(connection: Connection, period: Period, number: int) -> Any:
     """The runs of period ``number``, counted by the database per group and duration bucket."""
     is_root = case((runs.c.run_id.is_not(None) & runs.c.parent_run_id.is_(None), 1), else_=0)
-    # As runs_v prices a run: only one that reported tokens has a cost.
-    costed = runs.c.input_tokens.is_not(None) | runs.c.output_tokens.is_not(None)
-    read = func.coalesce(runs.c.cache_read_tokens, 0)
-    written = func.coalesce(runs.c.cache_creation_tokens, 0)
-
-    def costed_sum(value: Any) -> Any:
-        return func.sum(case((costed, value), else_=0))
-
     slot = duration_bucket(runs.c.duration_ms)
     # The trace's name is its root's: what chain, graph or agent the run served.
     dimensions = [getattr(runs.c, name) for name in DIMENSIONS[:-2]]
@@ -217,11 +223,7 @@ def _counted(connection: Connection, period: Period, number: int) -> Any:
             func.sum(runs.c.input_tokens),
             func.sum(runs.c.output_tokens),
             func.sum(runs.c.total_tokens),
-            costed_sum(1),
-            costed_sum(func.coalesce(runs.c.input_tokens, 0) - read - written),
-            costed_sum(read),
-            costed_sum(written),
-            costed_sum(func.coalesce(runs.c.output_tokens, 0)),
+            *cost_sums(runs.c),
             func.max(runs.c.start_ns),
             func.min(runs.c.error_message),
             func.max(runs.c.attempt),
