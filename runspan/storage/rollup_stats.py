@@ -273,7 +273,7 @@ def _count_runs(
     """Add the runs that match ``conditions`` into ``groups``, by ``key``: one row a group,
     duration bucket and model, counted by the database. No price takes effect among them
     after ``start_ns``, so a model's runs are priced together at it, as runs_v prices each
-    (looked up per run, the price was a quarter to two fifths of the time)."""
+    (one price lookup a model, not one a model run)."""
     slot = duration_bucket(_v.duration_ms)
     query = (
         select(
