@@ -6,7 +6,7 @@ is skipped. The rest of the filter (text, metadata, durations) is applied to wha
 Newest first through the index of start times, a filter few runs match reads the history back
 until it has enough, and all of it when nothing matches: 6 to 8 s at ten million runs. The
 rollups say in milliseconds which days and hours hold a match. What they do not hold as it is
-(the last hours, stale periods) is read whole, so the answer is what reading every run gives.
+(the open hour, stale periods) is read whole, so the answer is what reading every run gives.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``runspan stats`` over weeks: the whole days and hours the rollups hold (``runs_daily``,
-``runs_hourly``) read from them, the rest (the last hours, the edges of the period, what is not
-rolled up yet or was made stale) counted from ``runs``.
+``runs_hourly``) read from them, the rest (the open hour, the edges of the period, what is not
+rolled up yet or was made stale) counted from ``runs``, its runs priced once per model.
 
 Counts, errors, tokens and costs come out as counting every run would give them. Percentiles
 come from the rollups' duration histograms, within half a percent of the exact figure
