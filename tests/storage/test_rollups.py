@@ -875,7 +875,8 @@ def test_the_newest_runs_of_a_rare_filter_are_read_where_the_rollups_allow_a_mat
     that the rollups say can hold a match, and list what reading every run newest first lists:
     with nothing rolled up, part of it, a late run in a rolled hour and in a rolled day, and
     all of it. A filter nothing matches reads only the hours not rolled up yet."""
-    rows = history(days=3, per_day=30)
+    # A trace a minute old: what is not rolled up yet has runs, whatever the time of day.
+    rows = history(days=3, per_day=30) + trace(NOW - 60 * 10**9, random.Random(8))
     write(database_url, rows)
     yesterday = (TODAY - 1) * DAY_NS
     filters = [
