@@ -26,7 +26,7 @@ from runspan.storage.records import RunFilter, Stat
 from runspan.storage.retention import Upkeep
 from runspan.storage.rollup_search import newest_runs, stretches
 from runspan.storage.rollup_stats import PRICE_JOIN, rolled_stats, served
-from runspan.storage.rollups import DAY, HOUR, Rollups, mark_late
+from runspan.storage.rollups import DAY, HOUR, SLICE, Rollups, mark_late
 from runspan.storage.rollups import roll_up as roll_up_one
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import DAY_NS
@@ -368,8 +368,8 @@ def test_catching_up_the_writer_rests_four_times_as_long_as_each_visit_took(
     for more than a fifth of the writer's time."""
     write(database_url, history(days=3, per_day=5))
     # Stored before the rollups existed: no period is marked (late writes would mark them).
-    execute(database_url, "DELETE FROM rolled_hours")
-    execute(database_url, "DELETE FROM rolled_days")
+    for rolled_table in ("rolled_slices", "rolled_hours", "rolled_days"):
+        execute(database_url, f"DELETE FROM {rolled_table}")
     monkeypatch.setattr("runspan.storage.rollups._VISIT_SECONDS", 0.0)
     clock = [100.0]
 
@@ -379,17 +379,18 @@ def test_catching_up_the_writer_rests_four_times_as_long_as_each_visit_took(
 
     upkeep = Upkeep(monotonic=monotonic, time_ns=lambda: NOW)
     rolled = "SELECT count(*) FROM rolled_days WHERE runs IS NOT NULL"
-    hours_rolled = "SELECT count(*) FROM rolled_hours WHERE runs IS NOT NULL"  # hours first
+    hours_rolled = "SELECT count(*) FROM rolled_hours WHERE runs IS NOT NULL"
+    slices_rolled = "SELECT count(*) FROM rolled_slices WHERE runs IS NOT NULL"  # slices first
     exporter = SqlSpanExporter(database_url)
     try:
         upkeep.visit_if_due(exporter.engine)  # at 101.5, done at 103: rests until 109
-        assert execute(database_url, hours_rolled) == [(1,)]
+        assert execute(database_url, slices_rolled) == [(1,)]
         clock[0] = 105.0
         upkeep.visit_if_due(exporter.engine)  # at 106.5: resting
-        assert execute(database_url, hours_rolled) == [(1,)]
+        assert execute(database_url, slices_rolled) == [(1,)]
         clock[0] = 108.0
         upkeep.visit_if_due(exporter.engine)  # at 109.5
-        assert execute(database_url, hours_rolled) == [(2,)]
+        assert execute(database_url, slices_rolled) == [(2,)]
     finally:
         exporter.shutdown()
     # Visit after visit, a period each, every closed day and hour gets rolled up.
@@ -398,16 +399,15 @@ def test_catching_up_the_writer_rests_four_times_as_long_as_each_visit_took(
     while not rollups.visit(engine, NOW):
         visits += 1
     engine.dispose()
-    hours = execute(database_url, hours_rolled)
-    closed = execute(
-        database_url,
-        "SELECT count(DISTINCT start_ns / :hour) FROM runs WHERE start_ns < :closed",
-        hour=HOUR_NS,
-        closed=HOUR.first_open(NOW) * HOUR_NS,
-    )
+    closed = "SELECT count(DISTINCT start_ns / :length) FROM runs WHERE start_ns < :closed"
+    for period, query in ((HOUR, hours_rolled), (SLICE, slices_rolled)):
+        length = period.length_ns
+        ended = period.first_open(NOW) * length
+        assert execute(database_url, query) == execute(
+            database_url, closed, length=length, closed=ended
+        )
     assert execute(database_url, rolled) == [(3,)]
-    assert hours == closed
-    assert visits >= hours[0][0]  # one period a visit
+    assert visits >= execute(database_url, slices_rolled)[0][0]  # one period a visit
 
 
 def test_a_day_is_rolled_up_only_once_it_has_been_over_for_two_hours(database_url: str) -> None:
@@ -535,21 +535,22 @@ def test_a_day_summed_from_its_hours_is_the_day_counted_from_its_runs(
         monkeypatch.setattr("runspan.storage.rollups.MAX_TAGS", 1)
     write(database_url, rows)
     summed = []
-    real = rollups_module._from_hours
+    real = rollups_module._from_parts
 
-    def counting(connection: Any, day: int) -> Any:
-        found = real(connection, day)
-        summed.append((day, found is not None))
+    def counting(connection: Any, period: Any, number: int) -> Any:
+        found = real(connection, period, number)
+        if period is DAY:
+            summed.append((number, found is not None))
         return found
 
-    monkeypatch.setattr("runspan.storage.rollups._from_hours", counting)
+    monkeypatch.setattr("runspan.storage.rollups._from_parts", counting)
     roll_up(database_url)
     assert sorted(summed) == [(TODAY - back, True) for back in range(3, 0, -1)]
     from_hours = _day_rollups(database_url)
     if tagged:
         assert [tags for _, _, tags in from_hours["rolled_days"]] == [-1, 1, -1]
 
-    monkeypatch.setattr("runspan.storage.rollups._from_hours", lambda *_: None)
+    monkeypatch.setattr("runspan.storage.rollups._from_parts", lambda *_: None)
     execute(database_url, "UPDATE rolled_days SET stale = 'again'")
     roll_up(database_url)
     assert _day_rollups(database_url) == from_hours
@@ -568,14 +569,14 @@ def test_a_day_with_an_hour_not_rolled_up_as_it_stands_is_counted_from_its_runs(
     )[0][0]
     engine = create_engine(database_url)
     with engine.begin() as connection:
-        assert rollups_module._from_hours(connection, day) is not None
+        assert rollups_module._from_parts(connection, DAY, day) is not None
         # An hour made stale, and one never rolled up (as after an upgrade): neither will do.
         connection.execute(
             text("UPDATE rolled_hours SET stale = 'x' WHERE start_hour = :h"), {"h": hour}
         )
-        assert rollups_module._from_hours(connection, day) is None
+        assert rollups_module._from_parts(connection, DAY, day) is None
         connection.execute(text("DELETE FROM rolled_hours WHERE start_hour = :h"), {"h": hour})
-        assert rollups_module._from_hours(connection, day) is None
+        assert rollups_module._from_parts(connection, DAY, day) is None
     engine.dispose()
     execute(database_url, "UPDATE rolled_days SET stale = 'again'")
     engine = create_engine(database_url)

@@ -65,26 +65,32 @@ def _column_types(query: str) -> list[str]:
     return types
 
 
-def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    daily = importlib.import_module("runspan.storage.migrations.versions.0011_daily_view")
-    head, counted = _split(daily._view("postgresql"))
+def install(view: str) -> None:
+    """Make ``view`` (a runs_daily_v written as revision 0011's is) with its counted stretches
+    in the function; a later revision that makes the view again calls this too."""
+    head, counted = _split(view)
     types = _column_types(counted)
     columns = ", ".join(f"c{i} {type_}" for i, type_ in enumerate(types, 1))
     # Not inlined (a SET clause prevents it), so the planner takes the declared 100 rows for
     # it. STABLE: it reads the caller's snapshot, as the view did.
     op.execute(
-        f"CREATE FUNCTION {_FUNCTION}() RETURNS TABLE ({columns}) LANGUAGE sql STABLE ROWS 100"
-        f" SET jit = off SET search_path FROM CURRENT AS $$ {counted} $$"
+        f"CREATE OR REPLACE FUNCTION {_FUNCTION}() RETURNS TABLE ({columns}) LANGUAGE sql STABLE"
+        f" ROWS 100 SET jit = off SET search_path FROM CURRENT AS $$ {counted} $$"
     )
     # A function's result has no typmods: the view casts them back, so that its columns keep
     # their types (which CREATE OR REPLACE VIEW requires, and the readers' grant with it).
     selected = ", ".join(
         f"CAST(c{i} AS {type_})" if "(" in type_ else f"c{i}" for i, type_ in enumerate(types, 1)
     )
-    view = f"{head}\n    UNION ALL\n    SELECT {selected} FROM {_FUNCTION}(){_END}"
-    op.execute(view.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
+    made = f"{head}\n    UNION ALL\n    SELECT {selected} FROM {_FUNCTION}(){_END}"
+    op.execute(made.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    daily = importlib.import_module("runspan.storage.migrations.versions.0011_daily_view")
+    install(daily._view("postgresql"))
 
 
 def downgrade() -> None:
