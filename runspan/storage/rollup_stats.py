@@ -1,11 +1,12 @@
-"""``runspan stats`` over weeks: the whole days and hours the rollups hold (``runs_daily``,
-``runs_hourly``) read from them, the rest (the open hour, the edges of the period, what is not
-rolled up yet or was made stale) counted from ``runs``, its runs priced once per model.
+"""``runspan stats`` over weeks: the whole days, hours and ten-minute slices the rollups hold
+(``runs_daily``, ``runs_hourly``, ``runs_slices``) read from them, the rest (the open slice, the
+edges of the period, what is not rolled up yet or was made stale) counted from ``runs``, its
+runs priced once per model.
 
 Counts, errors, tokens and costs come out as counting every run would give them. Percentiles
 come from the rollups' duration histograms, within half a percent of the exact figure
-(runspan.storage.histogram). A day or hour in which a price took effect is counted from
-``runs``: its runs are priced as they started, which its sums cannot tell apart.
+(runspan.storage.histogram). A day, hour or slice in which a price took effect is counted
+from ``runs``: its runs are priced as they started, which its sums cannot tell apart.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import Float, Text, case, column, func, or_, select, text
 
 from runspan.storage.histogram import add, loads, percentile, plus
 from runspan.storage.records import GROUPS, RunFilter, Stat, day_text, model_matches, runs_v
-from runspan.storage.rollups import DAY, HOUR, Period, cost_sums
+from runspan.storage.rollups import DAY, HOUR, SLICE, Period, cost_sums
 from runspan.storage.schema import DAY_NS, model_prices
 from runspan.storage.sqlfuncs import duration_bucket
 
@@ -73,7 +74,8 @@ FROM (SELECT d.*, d.{period.column} * {period.length_ns} AS start_ns FROM {table
     )
 
 
-# What the rollups can filter on (the period by its days and hours, the rest by their columns).
+# What the rollups can filter on (the period by its days, hours and slices, the rest by their
+# columns).
 _SERVED_FILTERS = frozenset(
     {"since", "until", "name", "run_type", "status", "unfinished_reason", "node", "model"}
     | {"skip_types", "roots_only"}
@@ -178,21 +180,26 @@ class _Group:
 def rolled_stats(
     fetch: Fetch, by: str, where: RunFilter, percentiles: Sequence[int]
 ) -> list[Stat] | None:
-    """Stats grouped ``by`` name, model, day or node, reading the rollups for the days and hours
+    """Stats grouped ``by`` name, model, day or node, reading the rollups for the periods
     they hold; ``None`` when they hold none of the period or cannot answer ``where``."""
     if by not in ("name", "model", "day", "node") or not servable(where):
         return None
-    days = served(fetch, DAY, where.since, where.until)
-    hours: list[int] = []
-    raw: list[Span] = []
-    for since, until in _gaps(DAY, days, where.since, where.until):
-        found = served(fetch, HOUR, since, until)
-        hours.extend(found)
-        raw.extend(_gaps(HOUR, found, since, until))
-    if not days and not hours:
+    # Days where they hold the period, then hours in what is left, then slices; the rest, raw.
+    held: list[tuple[Period, list[int]]] = []
+    raw: list[Span] = [(where.since, where.until)]
+    for period in (DAY, HOUR, SLICE):
+        numbers: list[int] = []
+        left: list[Span] = []
+        for since, until in raw:
+            found = served(fetch, period, since, until)
+            numbers.extend(found)
+            left.extend(_gaps(period, found, since, until))
+        held.append((period, numbers))
+        raw = left
+    if not any(numbers for _period, numbers in held):
         return None
     groups: dict[Any, _Group] = {}
-    for period, numbers in ((DAY, days), (HOUR, hours)):
+    for period, numbers in held:
         if numbers:
             _add_rollups(fetch, by, where=where, period=period, numbers=numbers, groups=groups)
     # The rest, from runs: each stretch on its own (a range of start times the index serves),

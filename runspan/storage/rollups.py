@@ -1,25 +1,25 @@
-"""Rollups: the runs of each closed UTC day (``runs_daily``) and hour (``runs_hourly``) counted
-per group, so that questions over weeks (``runspan stats``) read a few rows a day instead of
-every run; the hours serve the edges of a period that starts or ends mid-day, and the day not
-rolled up yet.
+"""Rollups: the runs of each closed UTC day (``runs_daily``), hour (``runs_hourly``) and
+ten-minute slice (``runs_slices``) counted per group, so that questions over weeks (``runspan
+stats``) read a few rows a day instead of every run; the shorter periods serve the edges of a
+period that starts or ends mid-day, and what the longer ones do not hold yet.
 
-A period is rolled up whole, once it has been over for its ``closed_ns`` (ten minutes for an
-hour, two hours for a day), by whichever writer gets to it first (between its batches, for at
-most half a second a visit): an hour from its runs, a day summed from its hours when they all
-hold it as it stands (else from its runs too). Every read counts from ``runs`` what no rollup
-holds, so an hour waits only ten minutes: at hundreds of runs a second, an hour is a million
-runs, and a day tens of millions, which its hours' rows sum in milliseconds. A rollup is
-recomputed, never added to: a span written twice, or a running row finished later,
-cannot be counted twice. A run written for a period over for its ``late_ns`` or more (a run
-that ended long after it started, spans sent late to ``runspan serve``) marks its period stale
-with a new token; reads count a stale period from ``runs``, and the writer rolls it up again.
-The token is cleared only if no other write marked the period again meanwhile, so a late run is
-never lost between the two. The time between ``late_ns`` and ``closed_ns`` covers a batch's
-commit and clocks a little apart. A day summed from its hours is as exact: a run written for it
-after its hours were rolled up marks its hour stale, or (once the day has been over for an hour)
-the day itself. A period marked stale again and again (long runs ending one
-after another) is rolled up again at most every ``_REROLL_FACTOR`` times as long as its last
-rollup took, and never within ``_REROLL_MIN_SECONDS``: reads stay exact meanwhile.
+A period is rolled up whole, once it has been over for its ``closed_ns`` (four minutes for a
+slice, ten for an hour, two hours for a day), by whichever writer gets to it first (between its
+batches, for at most half a second a visit): a slice from its runs, an hour or a day summed from
+its parts when they all hold it as it stands (else from its runs too). Every read counts from
+``runs`` what no rollup holds, so a slice waits only four minutes: at hundreds of runs a second,
+an hour is a million runs, and a day tens of millions, which their parts' rows sum in
+milliseconds. A rollup is recomputed, never added to: a span written twice, or a running row
+finished later, cannot be counted twice. A run written for a period over for its ``late_ns`` or
+more (a run that ended long after it started, spans sent late to ``runspan serve``) marks its
+period stale with a new token; reads count a stale period from ``runs``, and the writer rolls
+it up again. The token is cleared only if no other write marked the period again meanwhile, so
+a late run is never lost between the two. The time between ``late_ns`` and ``closed_ns`` covers
+a batch's commit and clocks a little apart. A period summed from its parts is as exact: a run
+written for it after its parts were rolled up marks its part stale (every part is late sooner
+than the period it is in), or the period itself. A period marked stale again and again (long
+runs ending one after another) is rolled up again at most every ``_REROLL_FACTOR`` times as long
+as its last rollup took, and never within ``_REROLL_MIN_SECONDS``: reads stay exact meanwhile.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from runspan.storage.schema import (
     DAY_NS,
     rolled_days,
     rolled_hours,
+    rolled_slices,
     runs,
     runs_daily,
     runs_daily_tags,
@@ -57,6 +58,9 @@ from runspan.storage.schema import (
     runs_hourly,
     runs_hourly_tags,
     runs_hourly_traces,
+    runs_slices,
+    runs_slices_tags,
+    runs_slices_traces,
     traces,
 )
 from runspan.storage.sqlfuncs import duration_bucket
@@ -105,6 +109,7 @@ class Period:
     lock_class: int
     late_ns: int  # a run written this long after the period ended marks it stale
     closed_ns: int  # the period is rolled up this long after it ended
+    parts: Period | None = None  # the shorter periods it is summed from, when they hold it
 
     def of(self, start_ns: int) -> int:
         return start_ns // self.length_ns
@@ -132,19 +137,21 @@ class Period:
             )
 
 
-# A day waits longer than an hour: its hours serve it meanwhile, and a long run that makes it
-# stale costs a whole day's rollup again.
-DAY = Period(
-    DAY_NS,
-    runs_daily,
-    runs_daily_traces,
-    rolled_days,
-    runs_daily_tags,
-    "start_day",
-    _LOCK_CLASS,
-    late_ns=HOUR_NS,
-    closed_ns=2 * HOUR_NS,
+# A slice is the stretch every read counts from runs at most, plus its four minutes: a few
+# minutes of runs. Two minutes late covers a batch's commit and clocks a little apart.
+SLICE = Period(
+    10 * MINUTE_NS,
+    runs_slices,
+    runs_slices_traces,
+    rolled_slices,
+    runs_slices_tags,
+    "start_slice",
+    _LOCK_CLASS + 2,
+    late_ns=2 * MINUTE_NS,
+    closed_ns=4 * MINUTE_NS,
 )
+# The longer a period, the longer it waits: the shorter ones serve it meanwhile, and a long run
+# that makes it stale costs its rollup again.
 HOUR = Period(
     HOUR_NS,
     runs_hourly,
@@ -155,9 +162,22 @@ HOUR = Period(
     _LOCK_CLASS + 1,
     late_ns=5 * MINUTE_NS,
     closed_ns=10 * MINUTE_NS,
+    parts=SLICE,
 )
-# Hours first: a day is summed from its hours when they are all rolled up.
-PERIODS = (HOUR, DAY)
+DAY = Period(
+    DAY_NS,
+    runs_daily,
+    runs_daily_traces,
+    rolled_days,
+    runs_daily_tags,
+    "start_day",
+    _LOCK_CLASS,
+    late_ns=HOUR_NS,
+    closed_ns=2 * HOUR_NS,
+    parts=HOUR,
+)
+# Shortest first: a period is summed from its parts when they are all rolled up.
+PERIODS = (SLICE, HOUR, DAY)
 
 
 def mark_late(connection: Connection, rows: Sequence[RowValues], now_ns: int) -> None:
@@ -361,7 +381,8 @@ def _tags(connection: Connection, period: Period, number: int) -> list[str]:
     return sorted(found.scalars())
 
 
-# How a day's groups are summed from its hours' (SQL's own min and max: the database's collation).
+# How a period's groups are summed from its parts' (SQL's own min and max: the database's
+# collation).
 _COMBINED = {
     **dict.fromkeys(
         ("runs", "finished", "input_tokens", "output_tokens", "total_tokens", *_SUMS), "sum"
@@ -378,28 +399,37 @@ _COMBINED = {
 }
 
 
-def _in_day(column: Any, day: int) -> Any:
-    """``column``, an hour's number, is one of ``day``'s hours."""
-    return (column >= day * 24) & (column < day * 24 + 24)
+def _part_numbers(period: Period, number: int) -> range:
+    """The numbers of period ``number``'s parts."""
+    assert period.parts is not None
+    each = period.length_ns // period.parts.length_ns
+    return range(number * each, (number + 1) * each)
 
 
-def _hours_hold(connection: Connection, day: int) -> bool:
-    """Whether every hour of ``day`` that has runs is rolled up as it stands, with its tags."""
+def _within(column: Any, numbers: range) -> Any:
+    return (column >= numbers.start) & (column < numbers.stop)
+
+
+def _parts_hold(connection: Connection, parts: Period, numbers: range) -> bool:
+    """Whether every one of ``numbers`` (periods ``parts``) that has runs is rolled up as it
+    stands, with its tags."""
+    rolled = parts.rolled.c
     held = set(
         connection.execute(
-            select(rolled_hours.c.start_hour).where(
-                _in_day(rolled_hours.c.start_hour, day),
-                rolled_hours.c.runs.is_not(None),
-                rolled_hours.c.stale.is_(None),
-                rolled_hours.c.tags.is_not(None),
+            select(rolled[parts.column]).where(
+                _within(rolled[parts.column], numbers),
+                rolled.runs.is_not(None),
+                rolled.stale.is_(None),
+                rolled.tags.is_not(None),
             )
         ).scalars()
     )
-    for hour in range(day * 24, day * 24 + 24):
-        if hour not in held:  # never rolled up: it must have no runs
+    for number in numbers:
+        if number not in held:  # never rolled up: it must have no runs
+            low = number * parts.length_ns
             found = connection.execute(
                 select(runs.c.start_ns)
-                .where(runs.c.start_ns >= hour * HOUR_NS, runs.c.start_ns < (hour + 1) * HOUR_NS)
+                .where(runs.c.start_ns >= low, runs.c.start_ns < low + parts.length_ns)
                 .limit(1)
             ).first()
             if found is not None:
@@ -407,8 +437,11 @@ def _hours_hold(connection: Connection, day: int) -> bool:
     return True
 
 
-def _summed(connection: Connection, table: Table, day: int, dimensions: Sequence[str]) -> list[Any]:
-    """``table``'s rows of the hours of ``day`` summed per group of ``dimensions``."""
+def _summed(
+    connection: Connection, table: Table, column: str, numbers: range, dimensions: Sequence[str]
+) -> list[Any]:
+    """``table``'s rows of periods ``numbers`` (in ``column``) summed per group of
+    ``dimensions``."""
     grouped = [table.c[name] for name in dimensions]
     combined = []
     for name, how in _COMBINED.items():
@@ -417,30 +450,34 @@ def _summed(connection: Connection, table: Table, day: int, dimensions: Sequence
         combined.append((cast(value, table.c[name].type) if how == "sum" else value).label(name))
     return list(
         connection.execute(
-            select(*grouped, *combined).where(_in_day(table.c.start_hour, day)).group_by(*grouped)
+            select(*grouped, *combined).where(_within(table.c[column], numbers)).group_by(*grouped)
         ).mappings()
     )
 
 
-def _from_hours(
-    connection: Connection, day: int
+def _from_parts(
+    connection: Connection, period: Period, number: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str] | None] | None:
-    """Day ``day``'s rollup rows and tags (``None``: over ``MAX_TAGS``) summed from its hours,
-    or ``None`` if some hour with runs is not rolled up as it stands. A busy day is tens of
-    millions of runs; its hours are a few thousand rows."""
-    if not _hours_hold(connection, day):
+    """Period ``number``'s rollup rows and tags (``None``: over ``MAX_TAGS``) summed from its
+    parts, or ``None`` if some part with runs is not rolled up as it stands. A busy day is tens
+    of millions of runs, a busy hour a million; their parts are a few thousand rows."""
+    parts = period.parts
+    if parts is None:
         return None
-    hourly = runs_hourly.c
+    numbers = _part_numbers(period, number)
+    if not _parts_hold(connection, parts, numbers):
+        return None
+    table, column = parts.table.c, parts.column
     histograms: dict[tuple[Any, ...], dict[str, int]] = {}
     for row in connection.execute(
-        select(*(hourly[name] for name in _UNNAMED), cast(hourly.durations, Text)).where(
-            _in_day(hourly.start_hour, day), hourly.durations.is_not(None)
+        select(*(table[name] for name in _UNNAMED), cast(table.durations, Text)).where(
+            _within(table[column], numbers), table.durations.is_not(None)
         )
     ):
         add(histograms.setdefault(tuple(row[:-1]), {}), loads(row[-1]))
     groups = []
-    for row in _summed(connection, runs_hourly, day, _UNNAMED):
-        group = {"start_day": day, **row}
+    for row in _summed(connection, parts.table, column, numbers, _UNNAMED):
+        group = {period.column: number, **row}
         counts = histograms.get(tuple(row[name] for name in _UNNAMED))
         group["durations"] = (
             json.dumps(as_json({int(key): count for key, count in counts.items()}))
@@ -448,18 +485,18 @@ def _from_hours(
             else None
         )
         groups.append(group)
-    by_trace = _summed(connection, runs_hourly_traces, day, DIMENSIONS)
-    named = [{"start_day": day, **row} for row in by_trace]
-    # An hour with too many tags to keep (-1) leaves the day's unknown too.
+    by_trace = _summed(connection, parts.by_trace, column, numbers, DIMENSIONS)
+    named = [{period.column: number, **row} for row in by_trace]
+    # A part with too many tags to keep (-1) leaves the period's unknown too.
     kept = connection.execute(
-        select(rolled_hours.c.tags).where(_in_day(rolled_hours.c.start_hour, day))
+        select(parts.rolled.c.tags).where(_within(parts.rolled.c[column], numbers))
     ).scalars()
     tags: list[str] | None = None
     if all(count is not None and count >= 0 for count in kept):
-        tag = runs_hourly_tags.c
+        tag = parts.tags.c
         tags = sorted(
             connection.execute(
-                select(tag.tag).distinct().where(_in_day(tag.start_hour, day))
+                select(tag.tag).distinct().where(_within(tag[column], numbers))
             ).scalars()
         )
         if len(tags) > MAX_TAGS:
@@ -468,8 +505,8 @@ def _from_hours(
 
 
 def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
-    """Roll period ``number`` up (from ``runs``, or a day from its hours), in a transaction of
-    its own; ``False`` if another writer is rolling it up right now."""
+    """Roll period ``number`` up (summed from its parts when they hold it, else from ``runs``),
+    in a transaction of its own; ``False`` if another writer is rolling it up right now."""
     table, rolled, column = period.table, period.rolled, period.column
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
@@ -485,7 +522,7 @@ def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
         stale = connection.execute(
             select(rolled.c.stale).where(rolled.c[column] == number)
         ).scalar()
-        summed = _from_hours(connection, number) if period is DAY else None
+        summed = _from_parts(connection, period, number)
         if summed is not None:
             groups, named, tags = summed
         else:
@@ -516,6 +553,21 @@ def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
                 {"n": number, "s": stale},
             )
     return True
+
+
+def _held_to(connection: Connection, period: Period) -> int:
+    """The first of ``period`` after the newest longer period rolled up: only those are rolled
+    up unless marked stale (the slices of a history stored before revision 0017 would be its
+    every run counted again, for rows no read uses)."""
+    for whole in PERIODS:
+        if whole.parts is period:
+            newest = connection.execute(
+                select(func.max(whole.rolled.c[whole.column])).where(
+                    whole.rolled.c.runs.is_not(None)
+                )
+            ).scalar()
+            return 0 if newest is None else _part_numbers(whole, newest + 1).start
+    return 0
 
 
 class Rollups:
@@ -556,8 +608,8 @@ class Rollups:
     def due(self, engine: Engine, period: Period, now_ns: int) -> list[int]:
         rolled, column = period.rolled, period.rolled.c[period.column]
         first_open = period.first_open(now_ns)
-        looked_to = self._looked_to[period]
         with engine.connect() as connection:
+            looked_to = max(self._looked_to[period], _held_to(connection, period))
             stale = list(
                 connection.execute(
                     select(column)

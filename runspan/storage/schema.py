@@ -296,6 +296,9 @@ def _rolled_columns(period: str) -> list[Column[Any]]:
 
 runs_daily = Table("runs_daily", metadata, *_rollup_columns("start_day"))
 runs_hourly = Table("runs_hourly", metadata, *_rollup_columns("start_hour"))
+# Added by revision 0017: ten-minute slices, so that a read counts minutes of runs from ``runs``,
+# not the open hour, and an hour is summed from its slices, not counted again.
+runs_slices = Table("runs_slices", metadata, *_rollup_columns("start_slice"))
 
 
 # Added by revision 0011: the same groups split by the trace's name (its root's: the chain or
@@ -310,6 +313,8 @@ runs_daily_traces = Table("runs_daily_traces", metadata, *_trace_rollup_columns(
 runs_hourly_traces = Table("runs_hourly_traces", metadata, *_trace_rollup_columns("start_hour"))
 rolled_days = Table("rolled_days", metadata, *_rolled_columns("start_day"))
 rolled_hours = Table("rolled_hours", metadata, *_rolled_columns("start_hour"))
+runs_slices_traces = Table("runs_slices_traces", metadata, *_trace_rollup_columns("start_slice"))
+rolled_slices = Table("rolled_slices", metadata, *_rolled_columns("start_slice"))
 
 
 # Added by revision 0014: the distinct tags of each rolled period's runs, so that a tag filter
@@ -323,6 +328,7 @@ def _tag_columns(period: str) -> list[Column[Any]]:
 
 runs_daily_tags = Table("runs_daily_tags", metadata, *_tag_columns("start_day"))
 runs_hourly_tags = Table("runs_hourly_tags", metadata, *_tag_columns("start_hour"))
+runs_slices_tags = Table("runs_slices_tags", metadata, *_tag_columns("start_slice"))
 
 model_prices = Table(
     "model_prices",

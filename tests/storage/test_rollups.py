@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Float, create_engine, literal, null, select, text
 
 from runspan.storage import RunStore, SqlSpanExporter, upgrade_database
+from runspan.storage import rollup_stats as rollup_stats_module
 from runspan.storage import rollups as rollups_module
 from runspan.storage.histogram import bucket, percentile
 from runspan.storage.maintenance import prune
@@ -26,7 +27,7 @@ from runspan.storage.records import RunFilter, Stat
 from runspan.storage.retention import Upkeep
 from runspan.storage.rollup_search import newest_runs, stretches
 from runspan.storage.rollup_stats import PRICE_JOIN, rolled_stats, served
-from runspan.storage.rollups import DAY, HOUR, SLICE, Rollups, mark_late
+from runspan.storage.rollups import DAY, HOUR, SLICE, Period, Rollups, mark_late
 from runspan.storage.rollups import roll_up as roll_up_one
 from runspan.storage.rows import COLUMNS
 from runspan.storage.schema import DAY_NS
@@ -455,6 +456,27 @@ def test_a_run_for_an_hour_over_five_minutes_ago_marks_the_hour_stale(database_u
         engine.dispose()
 
 
+def test_a_run_for_a_slice_over_two_minutes_ago_marks_the_slice_stale_not_its_hour(
+    database_url: str,
+) -> None:
+    hour = (TODAY - 1) * 24 + 10
+    rows = trace(hour * HOUR_NS + 10**9, random.Random(4))
+    SqlSpanExporter(database_url).shutdown()  # the schema; the marks are the test's alone
+    stale = "SELECT start_slice FROM rolled_slices WHERE stale IS NOT NULL"
+    end = hour * HOUR_NS + SLICE.length_ns
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            mark_late(connection, rows, end + 2 * 60 * 10**9 - 1)
+        assert execute(database_url, stale) == []  # not late yet: the rollup will count it
+        with engine.begin() as connection:
+            mark_late(connection, rows, end + 2 * 60 * 10**9)
+        assert execute(database_url, stale) == [(hour * 6,)]
+        assert execute(database_url, "SELECT start_hour FROM rolled_hours") == []
+    finally:
+        engine.dispose()
+
+
 def test_an_hour_stale_again_right_after_its_rollup_is_read_from_runs_until_it_rests(
     database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -491,10 +513,10 @@ def test_an_hour_stale_again_right_after_its_rollup_is_read_from_runs_until_it_r
         engine.dispose()
 
 
-def _day_rollups(url: str) -> dict[str, Any]:
-    """The days' rollups, in an order of their own (floats compared approximately)."""
+def _rollups_of(url: str, period: Period) -> dict[str, Any]:
+    """``period``'s rollups, in an order of their own (floats compared approximately)."""
     tables = {}
-    for table in ("runs_daily", "runs_daily_traces"):
+    for table in (period.table.name, period.by_trace.name):
         rows = execute(url, f"SELECT * FROM {table}")
         dicts = [dict(row._mapping) for row in rows]
         for row in dicts:
@@ -509,8 +531,9 @@ def _day_rollups(url: str) -> dict[str, Any]:
             for name in ("duration_ms_sum", "ttft_ms_sum"):
                 if row[name] is not None:
                     row[name] = pytest.approx(row[name], rel=1e-9)
-    tables["runs_daily_tags"] = execute(url, "SELECT * FROM runs_daily_tags ORDER BY 1, 2")
-    tables["rolled_days"] = execute(url, "SELECT start_day, runs, tags FROM rolled_days ORDER BY 1")
+    tags, rolled = period.tags.name, period.rolled.name
+    tables[tags] = execute(url, f"SELECT * FROM {tags} ORDER BY 1, 2")
+    tables[rolled] = execute(url, f"SELECT {period.column}, runs, tags FROM {rolled} ORDER BY 1")
     return tables
 
 
@@ -546,14 +569,14 @@ def test_a_day_summed_from_its_hours_is_the_day_counted_from_its_runs(
     monkeypatch.setattr("runspan.storage.rollups._from_parts", counting)
     roll_up(database_url)
     assert sorted(summed) == [(TODAY - back, True) for back in range(3, 0, -1)]
-    from_hours = _day_rollups(database_url)
+    from_hours = _rollups_of(database_url, DAY)
     if tagged:
         assert [tags for _, _, tags in from_hours["rolled_days"]] == [-1, 1, -1]
 
     monkeypatch.setattr("runspan.storage.rollups._from_parts", lambda *_: None)
     execute(database_url, "UPDATE rolled_days SET stale = 'again'")
     roll_up(database_url)
-    assert _day_rollups(database_url) == from_hours
+    assert _rollups_of(database_url, DAY) == from_hours
 
 
 def test_a_day_with_an_hour_not_rolled_up_as_it_stands_is_counted_from_its_runs(
@@ -587,6 +610,126 @@ def test_a_day_with_an_hour_not_rolled_up_as_it_stands_is_counted_from_its_runs(
     with RunStore(read_url) as store:
         assert day in served(store._fetch, DAY, None, None)
         assert_same(store.stats("name"), _counted(store, monkeypatch, "name"))
+
+
+MINUTE_NS = 60 * 10**9
+
+
+def _busy_hour(hour: int) -> list[dict[str, Any]]:
+    """A trace every two minutes through ``hour``'s first 35 minutes, tagged by its slice."""
+    rng = random.Random(12)
+    rows = []
+    for minute in range(0, 35, 2):
+        start = hour * HOUR_NS + minute * MINUTE_NS + 10**9
+        for row in trace(start, rng, tool_fails=minute % 6 == 0):
+            row["tags"] = json.dumps(["busy", f"slice:{minute // 10}"])
+            rows.append(row)
+    return rows
+
+
+def _summing(monkeypatch: pytest.MonkeyPatch, period: Period) -> list[tuple[int, bool]]:
+    """Which periods of ``period`` the writer tries to sum from their parts, and whether it can."""
+    summed: list[tuple[int, bool]] = []
+    real = rollups_module._from_parts
+
+    def recorded(connection: Any, rolled: Period, number: int) -> Any:
+        found = real(connection, rolled, number)
+        if rolled is period:
+            summed.append((number, found is not None))
+        return found
+
+    monkeypatch.setattr("runspan.storage.rollups._from_parts", recorded)
+    return summed
+
+
+def test_the_closed_slices_of_the_open_hour_serve_reads_as_counting_every_run_does(
+    database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At hundreds of runs a second, an hour is a million runs: its ten-minute slices are rolled
+    up four minutes after each ends, so that reads count only minutes from runs, and the hour is
+    summed from them. A run late for a slice marks it stale: reads count it from runs."""
+    hour = (TODAY - 1) * 24 + 10
+    write(database_url, history(days=2, per_day=30) + _busy_hour(hour))
+    slices = [hour * 6, hour * 6 + 1, hour * 6 + 2]  # 10:00 to 10:30, the last closed at 10:34
+
+    def same_as_every_run() -> None:
+        with RunStore(read_url) as store:
+            assert_daily_view_counts_every_run(store)
+            for by in ("name", "model", "day"):
+                assert_same(store.stats(by), _counted(store, monkeypatch, by))  # type: ignore[arg-type]
+
+    roll_up(database_url, now_ns=hour * HOUR_NS + 34 * MINUTE_NS - 1)
+    rolled = "SELECT max(start_slice) FROM rolled_slices WHERE runs IS NOT NULL"
+    assert execute(database_url, rolled) == [(slices[1],)]
+    roll_up(database_url, now_ns=hour * HOUR_NS + 34 * MINUTE_NS)
+    with RunStore(read_url) as store:
+        assert served(store._fetch, SLICE, hour * HOUR_NS, None) == slices
+        assert hour not in served(store._fetch, HOUR, None, None)
+    read: list[Period] = []
+    add_rollups = rollup_stats_module._add_rollups
+
+    def reading(fetch: Any, by: str, **chosen: Any) -> None:
+        read.append(chosen["period"])
+        add_rollups(fetch, by, **chosen)
+
+    with monkeypatch.context() as patched:
+        patched.setattr("runspan.storage.rollup_stats._add_rollups", reading)
+        same_as_every_run()
+    assert SLICE in read  # stats read the slices, not their runs
+    # Late for the second slice (and its hour and day): read from runs until rolled up again.
+    late = trace(hour * HOUR_NS + 15 * MINUTE_NS, random.Random(13), tool_fails=True)
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        write_rows(connection, late)
+    engine.dispose()
+    with RunStore(read_url) as store:
+        assert served(store._fetch, SLICE, hour * HOUR_NS, None) == [slices[0], slices[2]]
+    same_as_every_run()
+    summed = _summing(monkeypatch, HOUR)
+    roll_up(database_url, now_ns=(hour + 1) * HOUR_NS + 10 * MINUTE_NS)
+    assert (hour, True) in summed  # the stale slice first, then the hour from its slices
+    with RunStore(read_url) as store:
+        assert hour in served(store._fetch, HOUR, None, None)
+    same_as_every_run()
+
+
+_SLICE_TABLES = ("runs_slices", "runs_slices_traces", "runs_slices_tags", "rolled_slices")
+
+
+def test_after_revision_0017_only_the_slices_no_hour_holds_are_rolled_up(
+    database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A history rolled up before the slices existed is not counted again into slices no read
+    uses: only those after the newest hour rolled up are."""
+    rows = history(days=2, per_day=30) + trace(NOW - 60 * 10**9, random.Random(8))
+    write(database_url, rows)
+    roll_up(database_url)
+    for table in _SLICE_TABLES:  # as revision 0017 finds a history rolled up
+        execute(database_url, f"DELETE FROM {table}")
+    roll_up(database_url)
+    newest_hour = execute(database_url, "SELECT max(start_hour) FROM rolled_hours WHERE runs > 0")
+    slices = execute(database_url, "SELECT start_slice FROM rolled_slices WHERE runs IS NOT NULL")
+    assert all(number >= (newest_hour[0][0] + 1) * 6 for (number,) in slices), slices
+    with RunStore(read_url) as store:
+        assert_daily_view_counts_every_run(store)
+        assert_same(store.stats("name"), _counted(store, monkeypatch, "name"))
+
+
+def test_an_hour_summed_from_its_slices_is_the_hour_counted_from_its_runs(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hour = (TODAY - 1) * 24 + 10
+    write(database_url, history(days=1, per_day=40) + _busy_hour(hour))
+    summed = _summing(monkeypatch, HOUR)
+    roll_up(database_url)
+    assert (hour, True) in summed
+    assert all(found for _, found in summed)
+    from_slices = _rollups_of(database_url, HOUR)
+    assert ("busy",) in [row[1:] for row in from_slices["runs_hourly_tags"]]
+    monkeypatch.setattr("runspan.storage.rollups._from_parts", lambda *_: None)
+    execute(database_url, "UPDATE rolled_hours SET stale = 'again'")
+    roll_up(database_url)
+    assert _rollups_of(database_url, HOUR) == from_slices
 
 
 def test_stats_on_the_command_line_read_the_rollups(database_url: str, read_url: str) -> None:
