@@ -110,6 +110,9 @@ class Period:
     late_ns: int  # a run written this long after the period ended marks it stale
     closed_ns: int  # the period is rolled up this long after it ended
     parts: Period | None = None  # the shorter periods it is summed from, when they hold it
+    # How long its rollups are kept after the period starts, if not as long as its runs: they
+    # are dropped as the period they are parts of is rolled up.
+    kept_ns: int | None = None
 
     def of(self, start_ns: int) -> int:
         return start_ns // self.length_ns
@@ -149,6 +152,9 @@ SLICE = Period(
     _LOCK_CLASS + 2,
     late_ns=2 * MINUTE_NS,
     closed_ns=4 * MINUTE_NS,
+    # A day of slices: the hours hold the rest (kept as long as the runs, the slices would be
+    # up to six times the hours' rows).
+    kept_ns=DAY_NS,
 )
 # The longer a period, the longer it waits: the shorter ones serve it meanwhile, and a long run
 # that makes it stale costs its rollup again.
@@ -552,7 +558,20 @@ def roll_up(engine: Engine, period: Period, number: int, now_ns: int) -> bool:
                 text(f"UPDATE {rolled.name} SET stale = NULL WHERE {column} = :n AND stale = :s"),
                 {"n": number, "s": stale},
             )
+        _forget_old_parts(connection, period, number)
     return True
+
+
+def _forget_old_parts(connection: Connection, period: Period, number: int) -> None:
+    """Drop the parts of ``period`` kept no longer (older than their ``kept_ns`` before period
+    ``number``): reads count from ``runs`` what no rollup holds, so what they held is still
+    counted, and they are not rolled up again (:func:`_held_to`)."""
+    parts = period.parts
+    if parts is None or parts.kept_ns is None:
+        return
+    first_kept = parts.of(number * period.length_ns - parts.kept_ns)
+    for rollup in (parts.table, parts.by_trace, parts.tags, parts.rolled):
+        connection.execute(delete(rollup).where(rollup.c[parts.column] < first_kept))
 
 
 def _held_to(connection: Connection, period: Period) -> int:

@@ -400,15 +400,21 @@ def test_catching_up_the_writer_rests_four_times_as_long_as_each_visit_took(
     while not rollups.visit(engine, NOW):
         visits += 1
     engine.dispose()
-    closed = "SELECT count(DISTINCT start_ns / :length) FROM runs WHERE start_ns < :closed"
-    for period, query in ((HOUR, hours_rolled), (SLICE, slices_rolled)):
+    closed = (
+        "SELECT count(DISTINCT start_ns / :length) FROM runs"
+        " WHERE start_ns >= :kept AND start_ns < :closed"
+    )
+    newest_hour = execute(database_url, "SELECT max(start_hour) FROM rolled_hours")[0][0]
+    # A day of slices is kept: the hours hold the rest.
+    kept = SLICE.of(newest_hour * HOUR_NS - DAY_NS) * SLICE.length_ns
+    for period, query, since in ((HOUR, hours_rolled, 0), (SLICE, slices_rolled, kept)):
         length = period.length_ns
         ended = period.first_open(NOW) * length
         assert execute(database_url, query) == execute(
-            database_url, closed, length=length, closed=ended
+            database_url, closed, length=length, kept=since, closed=ended
         )
     assert execute(database_url, rolled) == [(3,)]
-    assert visits >= execute(database_url, slices_rolled)[0][0]  # one period a visit
+    assert visits >= execute(database_url, hours_rolled)[0][0]  # one period a visit
 
 
 def test_a_day_is_rolled_up_only_once_it_has_been_over_for_two_hours(database_url: str) -> None:
@@ -961,24 +967,25 @@ def test_the_daily_view_is_what_counting_every_run_gives_whatever_is_rolled_up(
         assert_daily_view_counts_every_run(store)
 
 
-def test_the_daily_view_answers_the_same_before_and_after_revision_0016(
+def test_the_daily_view_answers_the_same_before_and_after_revisions_0016_and_0017(
     database_url: str,
 ) -> None:
     """Revision 0016 moves the stretches runs_daily_v counts from runs into a function on
-    PostgreSQL: the view's rows are what they were, with a stale day and hour and a day in
-    which a price took effect among them."""
-    write(database_url, history(days=3, per_day=30))
+    PostgreSQL, and 0017 reads ten-minute slices: the view's rows, summed per group, are what
+    they were, with a stale day and hour and a day in which a price took effect among them."""
+    write(database_url, history(days=3, per_day=30) + trace(NOW - 60 * 10**9, random.Random(8)))
     roll_up(database_url)
     write_late_runs(database_url)  # a stale day and a stale hour
     price_from_noon(database_url, TODAY - 2)
     read = (
-        f"SELECT {_GROUPED}, is_root, runs, duration_ms_sum, cost_usd, last_time FROM runs_daily_v"
+        f"SELECT {_GROUPED}, is_root, sum(runs), sum(duration_ms_sum), sum(cost_usd),"
+        f" max(last_time) FROM runs_daily_v GROUP BY {_GROUPED}, is_root"
     )
 
     def daily() -> list[tuple[Any, ...]]:  # not through RunStore: it reads only the head
         rows = execute(database_url, read)
         return sorted(
-            (tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in rows),
+            (tuple(float(v) if isinstance(v, Decimal | int) else v for v in row) for row in rows),
             key=repr,
         )
 
@@ -990,7 +997,8 @@ def test_the_daily_view_answers_the_same_before_and_after_revision_0016(
     migrate_down(database_url, "0015")
     before = daily()
     upgrade_database(database_url)
-    assert daily() == before == after
+    assert_same_rows(daily(), before)
+    assert_same_rows(after, before)
 
 
 def _assert_narrowed_as_every_run(
