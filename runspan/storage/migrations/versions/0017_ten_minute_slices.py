@@ -6,8 +6,9 @@ At hundreds of runs a second the open hour is up to a million runs, which every 
 runs_daily_v (and `runspan stats`) counted: seconds a read. A slice is rolled up four minutes
 after it ends, and an hour is then summed from its six slices instead of counted again.
 
-The tables start empty: the writer rolls up the slices of the last hours it finds unrolled, and
-until then the view counts those runs from runs, as before.
+The tables start empty: the writer rolls up only the slices after the newest hour it has rolled
+up (a stored history's slices would be its every run counted again, for rows no read uses), and
+keeps a day of them. Until then the view counts those runs from runs, as before.
 
 Revision ID: 0017
 Revises: 0016
