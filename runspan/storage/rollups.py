@@ -574,10 +574,11 @@ def _forget_old_parts(connection: Connection, period: Period, number: int) -> No
         connection.execute(delete(rollup).where(rollup.c[parts.column] < first_kept))
 
 
-def _held_to(connection: Connection, period: Period) -> int:
-    """The first of ``period`` after the newest longer period rolled up: only those are rolled
-    up unless marked stale (the slices of a history stored before revision 0017 would be its
-    every run counted again, for rows no read uses)."""
+def _held_to(connection: Connection, period: Period, now_ns: int) -> int:
+    """The first of ``period`` that is kept now and after the newest longer period rolled up:
+    only those are rolled up unless marked stale (the slices of a history stored before
+    revision 0017 would be its every run counted again, for rows no read uses)."""
+    first = 0 if period.kept_ns is None else period.of(now_ns - period.kept_ns)
     for whole in PERIODS:
         if whole.parts is period:
             newest = connection.execute(
@@ -585,8 +586,9 @@ def _held_to(connection: Connection, period: Period) -> int:
                     whole.rolled.c.runs.is_not(None)
                 )
             ).scalar()
-            return 0 if newest is None else _part_numbers(whole, newest + 1).start
-    return 0
+            if newest is not None:
+                first = max(first, _part_numbers(whole, newest + 1).start)
+    return first
 
 
 class Rollups:
@@ -628,7 +630,7 @@ class Rollups:
         rolled, column = period.rolled, period.rolled.c[period.column]
         first_open = period.first_open(now_ns)
         with engine.connect() as connection:
-            looked_to = max(self._looked_to[period], _held_to(connection, period))
+            looked_to = max(self._looked_to[period], _held_to(connection, period, now_ns))
             stale = list(
                 connection.execute(
                     select(column)

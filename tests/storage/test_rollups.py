@@ -405,8 +405,8 @@ def test_catching_up_the_writer_rests_four_times_as_long_as_each_visit_took(
         " WHERE start_ns >= :kept AND start_ns < :closed"
     )
     newest_hour = execute(database_url, "SELECT max(start_hour) FROM rolled_hours")[0][0]
-    # A day of slices is kept: the hours hold the rest.
-    kept = SLICE.of(newest_hour * HOUR_NS - DAY_NS) * SLICE.length_ns
+    # A day of slices is kept, and rolled up: the hours hold the rest.
+    kept = max(SLICE.of(NOW - DAY_NS), SLICE.of(newest_hour * HOUR_NS - DAY_NS)) * SLICE.length_ns
     for period, query, since in ((HOUR, hours_rolled, 0), (SLICE, slices_rolled, kept)):
         length = period.length_ns
         ended = period.first_open(NOW) * length
@@ -716,6 +716,31 @@ def test_after_revision_0017_only_the_slices_no_hour_holds_are_rolled_up(
     newest_hour = execute(database_url, "SELECT max(start_hour) FROM rolled_hours WHERE runs > 0")
     slices = execute(database_url, "SELECT start_slice FROM rolled_slices WHERE runs IS NOT NULL")
     assert all(number >= (newest_hour[0][0] + 1) * 6 for (number,) in slices), slices
+    with RunStore(read_url) as store:
+        assert_daily_view_counts_every_run(store)
+        assert_same(store.stats("name"), _counted(store, monkeypatch, "name"))
+
+
+def test_a_history_stored_before_the_rollups_is_rolled_into_a_day_of_slices_only(
+    database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Older slices would be dropped as soon as made: their hours are counted from runs."""
+    write(database_url, history(days=3, per_day=30))
+    for table in ("rolled_slices", "rolled_hours", "rolled_days"):  # as before revision 0010
+        execute(database_url, f"DELETE FROM {table}")
+    rolled: list[tuple[str, int]] = []
+    real = rollups_module.roll_up
+
+    def recorded(engine: Any, period: Period, number: int, now_ns: int) -> bool:
+        rolled.append((period.column, number))
+        return real(engine, period, number, now_ns)
+
+    monkeypatch.setattr("runspan.storage.rollups.roll_up", recorded)
+    roll_up(database_url)
+    slices = [number for column, number in rolled if column == "start_slice"]
+    assert slices
+    assert min(slices) >= SLICE.of(NOW - DAY_NS)
+    assert ("start_day", TODAY - 3) in rolled
     with RunStore(read_url) as store:
         assert_daily_view_counts_every_run(store)
         assert_same(store.stats("name"), _counted(store, monkeypatch, "name"))
