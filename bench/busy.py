@@ -3,16 +3,18 @@
 A service at ``--rate`` runs a second (default 300) for ``--hours`` hours (default 3) up to a
 moment ``--at`` (a UTC time of day, HH:MM; the last one before now), written through the
 writer's statements (the traces of bench/scale.py), then rolled up as the writer's visits leave
-it at that moment. Printed: how long the writer's longest visit held it (a busy hour's rollup, or
-a day's), how many runs no rollup holds, and the median of 5 of the reads that count them:
-``runspan stats`` over a month, and docs/queries.md's queries over ``runs_daily_v``, in SQLite
-(a temporary file) and PostgreSQL (a throwaway cluster, unless ``--postgres-url`` names one). ::
+it at that moment. Printed: how long the writer's longest visit held it (a busy slice's rollup,
+or an hour's or a day's), an hour and a day rolled up again, how many runs no rollup holds, and
+the median of 5 of the reads that count them: ``runspan stats`` over a month, and
+docs/queries.md's queries over ``runs_daily_v``, in SQLite (a temporary file) and PostgreSQL (a
+throwaway cluster, unless ``--postgres-url`` names one). ::
 
-    python bench/busy.py [--rate 300] [--hours 3] [--at 02:09] [--skip-postgres] [--skip-sqlite]
+    python bench/busy.py [--rate 300] [--hours 3] [--at 02:03] [--skip-postgres] [--skip-sqlite]
 
-The runs no rollup holds are the open hour and the minutes after an hour ends before it is
-rolled up (runspan.storage.rollups): the default moment, 02:09, is the worst, a minute before
-the hour before is rolled up; 02:00 also closes the day before.
+The runs no rollup holds are the open ten-minute slice and the four minutes after a slice ends
+before it is rolled up (runspan.storage.rollups): the default moment, 02:03, is the worst, a
+minute before the slice before is rolled up. Before revision 0017 they were the open hour and
+the ten minutes after, and 02:09 was the worst; 02:00 also closes the day before.
 """
 
 from __future__ import annotations
@@ -33,10 +35,8 @@ from sqlalchemy import create_engine, text
 from runspan.storage import RunFilter, RunStore, SqlSpanExporter, rollups
 from runspan.testing import postgres as postgres_server
 
-# The first hour runs_daily_v counts from runs: the view's own bound.
-_HOUR_FROM = importlib.import_module(
-    "runspan.storage.migrations.versions.0011_daily_view"
-)._HOUR_FROM
+# Where runs_daily_v starts counting from runs: the view's own bound.
+_SLICES = importlib.import_module("runspan.storage.migrations.versions.0017_ten_minute_slices")
 
 
 def moment(at: str) -> int:
@@ -49,7 +49,7 @@ def moment(at: str) -> int:
 
 def roll_up(url: str, now_ns: int) -> None:
     """The writer's visits at ``now_ns``, until nothing is due; the longest is how long a busy
-    hour's rollup (or a day's) holds the writer."""
+    period's rollup holds the writer."""
     engine = create_engine(url)
     visits, longest, started = rollups.Rollups(), 0.0, time.perf_counter()
     try:
@@ -65,18 +65,24 @@ def roll_up(url: str, now_ns: int) -> None:
         f"  rolled up in {time.perf_counter() - started:,.1f} s; the longest visit held the"
         f" writer {longest:,.1f} s"
     )
-    # The newest day rolled up, rolled up again as after a late run: how long a day holds it.
+    # The newest hour and day rolled up, rolled up again as after a late run: how long each
+    # holds the writer.
     engine = create_engine(url)
     try:
-        with engine.connect() as connection:
-            day, runs = connection.execute(
-                text("SELECT start_day, runs FROM rolled_days ORDER BY start_day DESC LIMIT 1")
-            ).one_or_none() or (None, 0)
-        if day is not None:
-            started = time.perf_counter()
-            rollups.roll_up(engine, rollups.DAY, day, now_ns)
-            took = time.perf_counter() - started
-            print(f"  a day of {runs:,} runs rolled up again in {took:,.2f} s")
+        for period, what in ((rollups.HOUR, "an hour"), (rollups.DAY, "a day")):
+            rolled = period.rolled
+            with engine.connect() as connection:
+                number, runs = connection.execute(
+                    text(
+                        f"SELECT {period.column}, runs FROM {rolled.name} WHERE runs IS NOT NULL"
+                        f" ORDER BY {period.column} DESC LIMIT 1"
+                    )
+                ).one_or_none() or (None, 0)
+            if number is not None:
+                started = time.perf_counter()
+                rollups.roll_up(engine, period, number, now_ns)
+                took = time.perf_counter() - started
+                print(f"  {what} of {runs:,} runs rolled up again in {took:,.2f} s")
     finally:
         engine.dispose()
 
@@ -86,7 +92,8 @@ def reads(url: str, now_ns: int) -> None:
     figures = Figures()
     with RunStore(url) as store:
         tail = store.sql(
-            f"SELECT count(*), min(start_ns) FROM runs WHERE start_ns >= {_HOUR_FROM} * {HOUR_NS}"
+            "SELECT count(*), min(start_ns) FROM runs"
+            f" WHERE start_ns >= {_SLICES.SLICE_FROM} * {_SLICES.SLICE_NS}"
         ).rows[0]
         minutes = (now_ns - tail[1]) / 60e9 if tail[1] is not None else 0.0
         print(f"  runs no rollup holds: {tail[0]:,} (the last {minutes:.0f} minutes)")
@@ -123,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=300.0, help="runs a second")
     parser.add_argument("--hours", type=float, default=3.0)
-    parser.add_argument("--at", default="02:09", help="the moment read at, HH:MM UTC")
+    parser.add_argument("--at", default="02:03", help="the moment read at, HH:MM UTC")
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
