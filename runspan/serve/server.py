@@ -112,7 +112,11 @@ def serve(
     )
     http_thread = threading.Thread(target=http.run, name="runspan-serve-http", daemon=True)
     stopping = stop or threading.Event()
-    previous = _on_stop_signals(stopping.set) if stop is None else {}
+    # The handler runs in the main thread between two bytecodes, which may be inside
+    # stopping.wait() with the event's lock held: Event.set() there would wait for that lock
+    # forever. So it only records the signal, and the loop below looks for it.
+    signalled: list[int] = []
+    previous = _on_stop_signals(lambda: signalled.append(1)) if stop is None else {}
     try:
         grpc.start()
         http_thread.start()
@@ -129,7 +133,7 @@ def serve(
         # Woken now and then: a SIGTERM the kernel hands to another thread (gRPC's, uvicorn's)
         # runs its Python handler only when the main thread next runs bytecode, and a wait
         # without a timeout would never return for it.
-        while not stopping.wait(_SIGNAL_POLL_SECONDS):
+        while not signalled and not stopping.wait(_SIGNAL_POLL_SECONDS):
             pass
     finally:
         if stop is None:  # the process is ours: a stop that hangs shows where, then exits

@@ -493,6 +493,42 @@ _SIGTERM_TO_A_THREAD = """
 """
 
 
+# The SIGTERM's handler runs while the main thread holds the lock of the event it waits on, as it
+# can between any two bytecodes of Event.wait (seen a few times in CI: runspan serve never
+# stopped, and printed nothing).
+_SIGTERM_INSIDE_THE_WAIT = """
+    import os, signal, sys, threading, time
+    from runspan.serve import server
+
+    class HeldWhenSignalled(threading.Event):
+        def wait(self, timeout=None):
+            if getattr(self, "ready", False) and not getattr(self, "sent", False):
+                self.sent = True
+                with self._cond:  # as Event.wait holds it
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(0.2)  # the handler runs here, in this thread, the lock held
+            return super().wait(timeout)
+
+    stopping = HeldWhenSignalled()
+    server.threading = type(sys)("threading_for_serve")
+    server.threading.__dict__.update(threading.__dict__, Event=lambda: stopping)
+
+    def signal_once_waiting(listening):
+        stopping.ready = True
+
+    server.serve(server.ServeSettings(database_url=sys.argv[1], grpc_port=0, http_port=0),
+                 ready=signal_once_waiting)
+    print("stopped")
+"""
+
+
+def test_a_sigterm_while_the_main_thread_holds_the_stop_events_lock_stops_it(
+    tmp_path: Path,
+) -> None:
+    done = run_client(_SIGTERM_INSIDE_THE_WAIT, f"sqlite:///{tmp_path / 'runs.db'}", timeout=30)
+    assert done.stdout.split() == ["stopped"]
+
+
 def test_a_sigterm_taken_by_another_thread_still_stops_it(tmp_path: Path) -> None:
     """The signal runs its handler in the main thread, which must not wait for it blind."""
     done = run_client(_SIGTERM_TO_A_THREAD, f"sqlite:///{tmp_path / 'runs.db'}", timeout=30)
