@@ -442,43 +442,30 @@ def test_an_hour_is_rolled_up_ten_minutes_after_it_ends(database_url: str) -> No
     assert execute(database_url, "SELECT 1 FROM rolled_days WHERE runs IS NOT NULL") == []
 
 
-def test_a_run_for_an_hour_over_five_minutes_ago_marks_the_hour_stale(database_url: str) -> None:
-    hour = (TODAY - 1) * 24 + 10
-    rows = trace(hour * HOUR_NS + 10**9, random.Random(4))
-    SqlSpanExporter(database_url).shutdown()  # the schema; the marks are the test's alone
-    stale = "SELECT start_hour FROM rolled_hours WHERE stale IS NOT NULL"
-    end = (hour + 1) * HOUR_NS
-    engine = create_engine(database_url)
-    try:
-        with engine.begin() as connection:
-            mark_late(connection, rows, end + 5 * 60 * 10**9 - 1)
-        assert execute(database_url, stale) == []  # not late yet: the rollup will count it
-        with engine.begin() as connection:
-            mark_late(connection, rows, end + 5 * 60 * 10**9)
-        assert execute(database_url, stale) == [(hour,)]
-        # Its day has not ended: it is not late for it.
-        assert execute(database_url, "SELECT start_day FROM rolled_days") == []
-    finally:
-        engine.dispose()
-
-
-def test_a_run_for_a_slice_over_two_minutes_ago_marks_the_slice_stale_not_its_hour(
-    database_url: str,
+@pytest.mark.parametrize(
+    ("period", "late_minutes", "longer"),
+    [(SLICE, 2, "rolled_hours"), (HOUR, 5, "rolled_days")],
+    ids=["slice", "hour"],
+)
+def test_a_run_late_for_its_period_marks_that_period_stale_and_not_the_longer_one(
+    database_url: str, period: Period, late_minutes: int, longer: str
 ) -> None:
     hour = (TODAY - 1) * 24 + 10
     rows = trace(hour * HOUR_NS + 10**9, random.Random(4))
     SqlSpanExporter(database_url).shutdown()  # the schema; the marks are the test's alone
-    stale = "SELECT start_slice FROM rolled_slices WHERE stale IS NOT NULL"
-    end = hour * HOUR_NS + SLICE.length_ns
+    stale = f"SELECT {period.column} FROM {period.rolled.name} WHERE stale IS NOT NULL"
+    number = period.of(hour * HOUR_NS)
+    late = (number + 1) * period.length_ns + late_minutes * 60 * 10**9
     engine = create_engine(database_url)
     try:
         with engine.begin() as connection:
-            mark_late(connection, rows, end + 2 * 60 * 10**9 - 1)
+            mark_late(connection, rows, late - 1)
         assert execute(database_url, stale) == []  # not late yet: the rollup will count it
         with engine.begin() as connection:
-            mark_late(connection, rows, end + 2 * 60 * 10**9)
-        assert execute(database_url, stale) == [(hour * 6,)]
-        assert execute(database_url, "SELECT start_hour FROM rolled_hours") == []
+            mark_late(connection, rows, late)
+        assert execute(database_url, stale) == [(number,)]
+        # The longer period it is in has not ended that long ago: it is not late for it.
+        assert execute(database_url, f"SELECT 1 FROM {longer}") == []
     finally:
         engine.dispose()
 
@@ -563,16 +550,7 @@ def test_a_day_summed_from_its_hours_is_the_day_counted_from_its_runs(
             )
         monkeypatch.setattr("runspan.storage.rollups.MAX_TAGS", 1)
     write(database_url, rows)
-    summed = []
-    real = rollups_module._from_parts
-
-    def counting(connection: Any, period: Any, number: int) -> Any:
-        found = real(connection, period, number)
-        if period is DAY:
-            summed.append((number, found is not None))
-        return found
-
-    monkeypatch.setattr("runspan.storage.rollups._from_parts", counting)
+    summed = _summing(monkeypatch, DAY)
     roll_up(database_url)
     assert sorted(summed) == [(TODAY - back, True) for back in range(3, 0, -1)]
     from_hours = _rollups_of(database_url, DAY)
