@@ -22,7 +22,7 @@ from sqlalchemy import Float, Text, case, column, func, or_, select, text
 
 from runspan.storage.histogram import add, loads, percentile, plus
 from runspan.storage.records import GROUPS, RunFilter, Stat, day_text, model_matches, runs_v
-from runspan.storage.rollups import DAY, HOUR, SLICE, Period, cost_sums
+from runspan.storage.rollups import PERIODS, Period, cost_sums
 from runspan.storage.schema import DAY_NS, model_prices
 from runspan.storage.sqlfuncs import duration_bucket
 
@@ -187,7 +187,7 @@ def rolled_stats(
     # Days where they hold the period, then hours in what is left, then slices; the rest, raw.
     held: list[tuple[Period, list[int]]] = []
     raw: list[Span] = [(where.since, where.until)]
-    for period in (DAY, HOUR, SLICE):
+    for period in reversed(PERIODS):
         numbers: list[int] = []
         left: list[Span] = []
         for since, until in raw:
