@@ -105,13 +105,13 @@ class Period:
     by_trace: Table  # the same split by trace name, without histograms
     rolled: Table  # which are rolled up, and which stale
     tags: Table  # the distinct tags of a period's runs
-    column: str  # periods since the epoch: start_day, start_hour
+    column: str  # periods since the epoch: start_day, start_hour, start_slice
     lock_class: int
     late_ns: int  # a run written this long after the period ended marks it stale
     closed_ns: int  # the period is rolled up this long after it ended
     parts: Period | None = None  # the shorter periods it is summed from, when they hold it
-    # How long its rollups are kept after the period starts, if not as long as its runs: they
-    # are dropped as the period they are parts of is rolled up.
+    # How long its rollups are kept, if not as long as its runs: only the periods of the last
+    # kept_ns are rolled up, and older ones are dropped as the longer period is rolled up.
     kept_ns: int | None = None
 
     def of(self, start_ns: int) -> int:
@@ -574,11 +574,17 @@ def _forget_old_parts(connection: Connection, period: Period, number: int) -> No
         connection.execute(delete(rollup).where(rollup.c[parts.column] < first_kept))
 
 
+def _first_kept(period: Period, now_ns: int) -> int:
+    """The first of ``period`` kept now: a period before it is not rolled up, even if stale
+    (its rows would be dropped as soon as made)."""
+    return 0 if period.kept_ns is None else period.of(now_ns - period.kept_ns)
+
+
 def _held_to(connection: Connection, period: Period, now_ns: int) -> int:
     """The first of ``period`` that is kept now and after the newest longer period rolled up:
     only those are rolled up unless marked stale (the slices of a history stored before
     revision 0017 would be its every run counted again, for rows no read uses)."""
-    first = 0 if period.kept_ns is None else period.of(now_ns - period.kept_ns)
+    first = _first_kept(period, now_ns)
     for whole in PERIODS:
         if whole.parts is period:
             newest = connection.execute(
@@ -634,7 +640,11 @@ class Rollups:
             stale = list(
                 connection.execute(
                     select(column)
-                    .where(rolled.c.stale.is_not(None), column < first_open)
+                    .where(
+                        rolled.c.stale.is_not(None),
+                        column < first_open,
+                        column >= _first_kept(period, now_ns),
+                    )
                     .order_by(column)
                     .limit(100)
                 ).scalars()

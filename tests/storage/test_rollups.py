@@ -702,9 +702,11 @@ def test_after_revision_0017_only_the_slices_no_hour_holds_are_rolled_up(
 def test_a_history_stored_before_the_rollups_is_rolled_into_a_day_of_slices_only(
     database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Older slices would be dropped as soon as made: their hours are counted from runs."""
+    """Older slices would be dropped as soon as made: their hours are counted from runs. Also
+    those marked stale: the history written now is late for every slice of it."""
     write(database_url, history(days=3, per_day=30))
-    for table in ("rolled_slices", "rolled_hours", "rolled_days"):  # as before revision 0010
+    assert execute(database_url, "SELECT count(*) FROM rolled_slices WHERE stale IS NOT NULL")[0][0]
+    for table in ("rolled_hours", "rolled_days"):  # as before revision 0010
         execute(database_url, f"DELETE FROM {table}")
     rolled: list[tuple[str, int]] = []
     real = rollups_module.roll_up
