@@ -729,12 +729,16 @@ def test_a_history_stored_before_the_rollups_is_rolled_into_a_day_of_slices_only
 def test_an_hour_summed_from_its_slices_is_the_hour_counted_from_its_runs(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hour = (TODAY - 1) * 24 + 10
+    hour = HOUR.first_open(NOW) - 2  # closed, and its slices within the day kept
     write(database_url, history(days=1, per_day=40) + _busy_hour(hour))
     summed = _summing(monkeypatch, HOUR)
     roll_up(database_url)
     assert (hour, True) in summed
-    assert all(found for _, found in summed)
+    # Every hour whose slices are kept is summed from them; older ones are counted from runs
+    # (the hour across the bound is either, as its runs fall).
+    first_kept = SLICE.of(NOW - DAY_NS)
+    assert all(found for number, found in summed if number * 6 >= first_kept), summed
+    assert not any(found for number, found in summed if (number + 1) * 6 <= first_kept)
     from_slices = _rollups_of(database_url, HOUR)
     assert ("busy",) in [row[1:] for row in from_slices["runs_hourly_tags"]]
     monkeypatch.setattr("runspan.storage.rollups._from_parts", lambda *_: None)
