@@ -1,12 +1,13 @@
 """The newest runs of a filter the rollups can narrow (a run type, a status, an unfinished
-reason, a LangGraph node, a model, a tag), read only where a match can be: a day or hour that
-the rollups hold as it is, and in which no group matches the filter or no run carries the tag,
-is skipped. The rest of the filter (text, metadata, durations) is applied to what is read.
+reason, a LangGraph node, a model, a tag), read only where a match can be: a day, hour or
+ten-minute slice that the rollups hold as it is, and in which no group matches the filter or no
+run carries the tag, is skipped. The rest of the filter (text, metadata, durations) is applied
+to what is read.
 
 Newest first through the index of start times, a filter few runs match reads the history back
 until it has enough, and all of it when nothing matches: 6 to 8 s at ten million runs. The
-rollups say in milliseconds which days and hours hold a match. What they do not hold as it is
-(the open hour, stale periods) is read whole, so the answer is what reading every run gives.
+rollups say in milliseconds which periods hold a match. What they do not hold as it is (the
+open slice, stale periods) is read whole, so the answer is what reading every run gives.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import func, select
 
 from runspan.storage.records import RunFilter, runs_v
 from runspan.storage.rollup_stats import Fetch, group_conditions
-from runspan.storage.rollups import DAY, HOUR, Period
+from runspan.storage.rollups import DAY, HOUR, SLICE, Period
 from runspan.storage.schema import runs
 
 _v = runs_v.c
@@ -75,27 +76,41 @@ def _joined(found: Iterator[tuple[int, int]]) -> Iterator[tuple[int, int]]:
 
 def stretches(fetch: Fetch, where: RunFilter, first: int, last: int) -> Iterator[tuple[int, int]]:
     """The stretches of ``[first, last]`` (both ends in) that can hold a match, newest first:
-    what the rollups do not hold as it is, and each held hour with a matching group and tags,
-    except in a held day with none."""
+    what the rollups do not hold as it is, and each held hour (or ten-minute slice, where the
+    hour is not held) with a matching group and tags, except in a held day with none."""
     days, hours = _held(fetch, DAY, first, last), _held(fetch, HOUR, first, last)
     matching_days = _matching(fetch, DAY, where, first // DAY.length_ns, last // DAY.length_ns)
     ruled_out = days - matching_days
+    # The slices of the hours not held (the open hour, a stale one): a day of them at most.
+    each = HOUR.length_ns // SLICE.length_ns
+    slices = {n for n in _held(fetch, SLICE, first, last) if n // each not in hours}
+    matching_slices = _matching(fetch, SLICE, where, min(slices), max(slices)) if slices else set()
+    held = sorted([(HOUR, n) for n in hours] + [(SLICE, n) for n in slices], key=_start)
     matching_hours: dict[int, set[int]] = {}  # by day, fetched when the walk reaches it
     end = last  # what is left to walk: [first, end]
-    for hour in sorted(hours, reverse=True):
-        start = hour * HOUR.length_ns
-        if end >= start + HOUR.length_ns:  # hours not held, after this one
-            yield from _by_day(max(start + HOUR.length_ns, first), end, ruled_out)
+    for period, number in reversed(held):
+        start = _start((period, number))
+        if end >= start + period.length_ns:  # not held, after this one
+            yield from _by_day(max(start + period.length_ns, first), end, ruled_out)
         end = start - 1
-        day = hour // 24
+        day = start // DAY.length_ns
         if day in ruled_out:
             continue
-        if day not in matching_hours:
-            matching_hours[day] = _matching(fetch, HOUR, where, day * 24, day * 24 + 23)
-        if hour in matching_hours[day]:
-            yield max(start, first), min(start + HOUR.length_ns - 1, last)
+        if period is SLICE:
+            matching = matching_slices
+        else:
+            if day not in matching_hours:
+                matching_hours[day] = _matching(fetch, HOUR, where, day * 24, day * 24 + 23)
+            matching = matching_hours[day]
+        if number in matching:
+            yield max(start, first), min(start + period.length_ns - 1, last)
     if end >= first:
         yield from _by_day(first, end, ruled_out)
+
+
+def _start(held: tuple[Period, int]) -> int:
+    period, number = held
+    return number * period.length_ns
 
 
 def _by_day(low: int, high: int, ruled_out: set[int]) -> Iterator[tuple[int, int]]:

@@ -1069,6 +1069,35 @@ def test_the_newest_runs_of_a_rare_filter_are_read_where_the_rollups_allow_a_mat
     assert all(r["start_ns"] >= UNROLLED_NS for r in read_runs)  # not the days before
 
 
+def test_a_rare_filter_reads_only_the_slices_that_can_match_in_an_hour_not_rolled_up(
+    database_url: str, read_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the open hour, the closed slices the rollups hold are skipped where no group matches
+    (or no run carries the tag): at hundreds of runs a second, the open hour is a million runs
+    to read for a filter nothing matches, its open slice a few minutes of them."""
+    hour = (TODAY - 1) * 24 + 10
+    write(database_url, history(days=2, per_day=30) + _busy_hour(hour))
+    roll_up(database_url, now_ns=hour * HOUR_NS + 34 * MINUTE_NS)  # three slices, not the hour
+    filters = [
+        RunFilter(status="error"),
+        RunFilter(node="act", status="error"),
+        RunFilter(model="gpt-4o", run_type="llm"),
+        RunFilter(tag="slice:1"),
+        RunFilter(status="interrupted"),  # none
+    ]
+    _assert_narrowed_as_every_run(read_url, monkeypatch, filters, (1, 4, 500))
+    unheld = (hour * 6 + 3) * SLICE.length_ns  # the first slice not rolled up
+    with RunStore(read_url) as store:
+        first, last = hour * HOUR_NS, unheld + SLICE.length_ns - 1
+        none = list(stretches(store._fetch, RunFilter(status="interrupted"), first, last))
+        assert none == [(unheld, last)]
+        tagged = list(stretches(store._fetch, RunFilter(tag="slice:1"), first, last))
+        assert tagged == [
+            (unheld, last),
+            ((hour * 6 + 1) * SLICE.length_ns, unheld - 1 - SLICE.length_ns),
+        ]
+
+
 def _tagged_history() -> list[dict[str, Any]]:
     """``history(days=3)`` with tags as LangChain gives them: each step of a sequence is
     ``seq:step:N``; the roots of the day before yesterday carry ``beta``; one run of yesterday
