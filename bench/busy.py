@@ -5,9 +5,9 @@ moment ``--at`` (a UTC time of day, HH:MM; the last one before now), written thr
 writer's statements (the traces of bench/scale.py), then rolled up as the writer's visits leave
 it at that moment. Printed: how long the writer's longest visit held it (a busy slice's rollup,
 or an hour's or a day's), an hour and a day rolled up again, how many runs no rollup holds, and
-the median of 5 of the reads that count them: ``runspan stats`` over a month, and
-docs/queries.md's queries over ``runs_daily_v``, in SQLite (a temporary file) and PostgreSQL (a
-throwaway cluster, unless ``--postgres-url`` names one). ::
+the median of 5 of the reads that count them: ``runspan stats`` over a month, ``runspan runs``
+with a filter the rollups narrow, and docs/queries.md's queries over ``runs_daily_v``, in SQLite
+(a temporary file) and PostgreSQL (a throwaway cluster, unless ``--postgres-url`` names one). ::
 
     python bench/busy.py [--rate 300] [--hours 3] [--at 02:03] [--skip-postgres] [--skip-sqlite]
 
@@ -101,6 +101,9 @@ def reads(url: str, now_ns: int) -> None:
             "stats (by name, a month)": lambda: store.stats("name", month),
             "stats --by model (a month)": lambda: store.stats("model", month),
             "stats --by day (a month)": lambda: store.stats("day", month),
+            # A filter nothing matches reads all that the rollups cannot rule out.
+            "runs --node no-such-node": lambda: store.runs(RunFilter(node="no-such-node")),
+            "runs --status error": lambda: store.runs(RunFilter(status="error")),
         }
         for label, read in stats.items():
             figures[f"runspan {label}"] = median_ms(read)
