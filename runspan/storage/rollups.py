@@ -581,9 +581,12 @@ def _first_kept(period: Period, now_ns: int) -> int:
 
 
 def _held_to(connection: Connection, period: Period, now_ns: int) -> int:
-    """The first of ``period`` that is kept now and after the newest longer period rolled up:
-    only those are rolled up unless marked stale (the slices of a history stored before
-    revision 0017 would be its every run counted again, for rows no read uses)."""
+    """For a period kept a while only (slices), the first that is kept now and after the newest
+    longer period rolled up: only those are rolled up unless marked stale (the slices of a
+    history stored before revision 0017 would be its every run counted again, for rows no read
+    uses). Hours are all rolled up: reads use them at the edges of days held."""
+    if period.kept_ns is None:
+        return 0
     first = _first_kept(period, now_ns)
     for whole in PERIODS:
         if whole.parts is period:

@@ -726,6 +726,24 @@ def test_a_history_stored_before_the_rollups_is_rolled_into_a_day_of_slices_only
         assert_same(store.stats("name"), _counted(store, monkeypatch, "name"))
 
 
+def test_the_hours_of_a_day_rolled_up_before_them_are_still_rolled_up(
+    database_url: str,
+) -> None:
+    """A day counted from its runs before its hours (a stored history caught up) keeps its
+    hours coming: reads use them at the edges of a period, and rare filters to narrow a day."""
+    write(database_url, history(days=3, per_day=30))
+    for table in ("rolled_slices", "rolled_hours", "rolled_days"):  # as before revision 0010
+        execute(database_url, f"DELETE FROM {table}")
+    engine = create_engine(database_url)
+    try:
+        assert roll_up_one(engine, DAY, TODAY - 1, NOW)
+    finally:
+        engine.dispose()
+    roll_up(database_url)
+    hours = "SELECT count(*) FROM rolled_hours WHERE runs > 0 AND start_hour / 24 = :d"
+    assert execute(database_url, hours, d=TODAY - 3)[0][0] > 0
+
+
 def test_an_hour_summed_from_its_slices_is_the_hour_counted_from_its_runs(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
