@@ -11,7 +11,7 @@ from langchain_core.runnables import RunnableLambda
 import runspan
 from runspan.cli.demo_chain import run_demo
 from tests.storage.conftest import Stored
-from tests.support import run_langgraph_corners
+from tests.support import UsageChatModel, run_langgraph_corners
 
 _DOC = Path(__file__).parents[2] / "docs" / "queries.md"
 _BLOCKS = re.findall(r"```sql\n(.*?)```", _DOC.read_text(), flags=re.DOTALL)
@@ -52,6 +52,29 @@ def test_every_documented_query_runs_and_finds_rows(stored: Stored) -> None:
                 assert result.rows, f"no rows from:\n{block}"
     finally:
         stuck.end()
+
+
+def _documented(heading: str) -> str:
+    """The SQL under ``### heading`` on the page."""
+    section = _DOC.read_text().split(f"### {heading}\n", 1)[1].split("\n### ", 1)[0]
+    (block,) = re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)
+    return block.strip().rstrip(";")
+
+
+def test_the_most_expensive_traces_come_before_those_with_no_price(stored: Stored) -> None:
+    """Query 12 lists a priced trace first, even where the database sorts an unknown cost
+    (a model with no price) above every cost, as PostgreSQL does in descending order."""
+    UsageChatModel(model="gpt-4o").invoke("2 + 2?", config={"callbacks": [stored.handler]})
+    UsageChatModel(model="a-model-with-no-price").invoke(
+        "2 + 2?", config={"callbacks": [stored.handler]}
+    )
+    with stored.store() as store:
+        result = store.sql(_documented("12. The most expensive traces"))
+    costs = [row[result.columns.index("cost_usd")] for row in result.rows]
+    assert len(costs) == 2
+    assert costs[0] is not None
+    assert costs[0] > 0
+    assert costs[1] is None
 
 
 def test_the_tree_query_walks_the_whole_latest_trace(stored: Stored) -> None:
