@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,9 @@ from langchain_core.runnables import RunnableLambda
 
 import runspan
 from runspan.cli.demo_chain import run_demo
+from runspan.storage.schema import DAY_NS
 from tests.storage.conftest import Stored
+from tests.storage.test_retention import trace_rows, write
 from tests.support import UsageChatModel, run_langgraph_corners
 
 _DOC = Path(__file__).parents[2] / "docs" / "queries.md"
@@ -75,6 +79,29 @@ def test_the_most_expensive_traces_come_before_those_with_no_price(stored: Store
     assert costs[0] is not None
     assert costs[0] > 0
     assert costs[1] is None
+
+
+def test_runs_per_metadata_value_count_the_last_day_only(stored: Stored) -> None:
+    """Query 14 counts the runs of the day before the newest, not the history's: a user seen
+    only before it is not listed."""
+    newest = time.time_ns()
+    traces = {"ann": newest - DAY_NS // 2, "bob": newest - DAY_NS - 10**9, "cy": newest}
+    rows = []
+    for user, start in traces.items():
+        for row in trace_rows(start):
+            row["metadata"] = json.dumps({"user": user})
+            rows.append(row)
+    write(stored.url, rows)
+    with stored.store() as store:
+        dialect = store.engine.dialect.name
+        section = _DOC.read_text().split("### 14.", 1)[1].split("\n### ", 1)[0]
+        (block,) = (
+            b
+            for b in re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)
+            if dialect in b.splitlines()[0]
+        )
+        result = store.sql(block.strip().rstrip(";"))
+    assert sorted(result.rows) == [("ann", 3), ("cy", 3)]
 
 
 def test_the_tree_query_walks_the_whole_latest_trace(stored: Stored) -> None:
