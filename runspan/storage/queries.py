@@ -17,6 +17,7 @@ from sqlalchemy import (
     URL,
     Engine,
     String,
+    Text,
     and_,
     case,
     cast,
@@ -28,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, StatementError
 
+from runspan.attributes import ORPHAN
 from runspan.storage.engine import (
     create_reader_engine,
     described,
@@ -67,6 +69,7 @@ from runspan.storage.schema import (
 )
 from runspan.storage.search import MAX_SEARCH_DEPTH, TraceSearch
 from runspan.storage.slowest import PER_DAY
+from runspan.storage.sqlfuncs import json_member_text
 
 # Trace search reads at most this many newest spans (or 20 a trace asked for) before it groups.
 _NEWEST_SPANS = 2000
@@ -525,6 +528,16 @@ class RunStore:
         if len(self.services()) < 2:  # span_names has every service: one calls no other
             return []
         child, parent = runs.alias("child"), runs.alias("parent")
+        # Only a span whose parent is not a run its handler recorded can have a parent in
+        # another service: one without a parent run (a root, another instrumentation's span) or
+        # an orphan (a parent run the handler never saw, its span another's). A run recorded
+        # with its parent run shares its parent's service: one handler, one tracer provider.
+        # The day's other runs, most of a LangChain history, are not looked up (a day of ten
+        # million runs: 249 ms on SQLite and 493 on PostgreSQL, the join of every run).
+        calls_from_outside = child.c.parent_span_id.is_not(None) & (
+            child.c.parent_run_id.is_(None)
+            | json_member_text(child.c.attributes, literal(ORPHAN, Text())).is_not(None)
+        )
         query = (
             select(
                 parent.c.service_name.label("parent"),
@@ -538,7 +551,7 @@ class RunStore:
                     parent.c.span_id == child.c.parent_span_id,
                 ),
             )
-            .where(child.c.service_name != parent.c.service_name)
+            .where(calls_from_outside, child.c.service_name != parent.c.service_name)
             .group_by(parent.c.service_name, child.c.service_name)
             .order_by(parent.c.service_name, child.c.service_name)
         )
