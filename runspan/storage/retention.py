@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, select
 
 from runspan.logs import RateLimitedLog, logger
+from runspan.storage.partitions import DETACH_WAIT_SECONDS, drop_before, make_ahead
 from runspan.storage.rollups import Rollups, forget_before, mark_stale
 from runspan.storage.schema import DAY_NS, runs, slowest_runs, traces
 from runspan.storage.trace_costs import Repricer, count_groups, group_keys
@@ -45,10 +46,20 @@ class Removed:
     done: bool  # nothing older than the cutoff is left
 
 
-def remove_before(engine: Engine, cutoff_ns: int, max_chunks: int | None = None) -> Removed:
+def remove_before(
+    engine: Engine,
+    cutoff_ns: int,
+    max_chunks: int | None = None,
+    detach_wait_seconds: float | None = None,
+) -> Removed:
     """Remove every trace that started before ``cutoff_ns``, with its runs; at most
-    ``max_chunks`` chunks of them. Days and hours left with fewer runs are rolled up again."""
+    ``max_chunks`` chunks of them. Days and hours left with fewer runs are rolled up again.
+    On PostgreSQL the days before the cutoff's go whole, their partitions dropped (a detach
+    waiting ``detach_wait_seconds`` at most for reads that began before it)."""
     removed_traces = removed_runs = chunks = 0
+    if engine.dialect.name == "postgresql":
+        # Runs that started before the cutoff are of traces that did: their days go whole.
+        removed_runs += drop_before(engine, cutoff_ns, detach_wait_seconds)
     with engine.begin() as connection:
         # A run that started before the cutoff is of a trace that did: it goes.
         connection.execute(delete(slowest_runs).where(slowest_runs.c.start_ns < cutoff_ns))
@@ -57,28 +68,26 @@ def remove_before(engine: Engine, cutoff_ns: int, max_chunks: int | None = None)
     while max_chunks is None or chunks < max_chunks:
         chunks += 1
         with engine.begin() as connection:
-            chunk = list(
-                connection.execute(
-                    select(traces.c.trace_id)
-                    .where(traces.c.start_ns < cutoff_ns)
-                    .limit(CHUNK_TRACES)
-                ).scalars()
-            )
+            found = connection.execute(
+                select(traces.c.trace_id, traces.c.start_ns)
+                .where(traces.c.start_ns < cutoff_ns)
+                .limit(CHUNK_TRACES)
+            ).all()
+            chunk = [trace_id for trace_id, _ in found]
             if not chunk:
                 forget_before(connection, cutoff_ns)  # rolled up again meanwhile
                 return Removed(removed_traces, removed_runs, done=True)
+            # A trace's runs start at its stored start or later: on PostgreSQL a constant by
+            # which the planner leaves the older days' partitions out.
+            ours = runs.c.trace_id.in_(chunk) & (runs.c.start_ns >= min(s for _, s in found))
             # The day and hour of the cutoff lose the runs before it; later ones, those of
             # traces that began before it.
             changed = connection.execute(
-                select(runs.c.start_ns).where(
-                    runs.c.trace_id.in_(chunk), runs.c.start_ns >= cutoff_ns
-                )
+                select(runs.c.start_ns).where(ours, runs.c.start_ns >= cutoff_ns)
             ).scalars()
             mark_stale(connection, [cutoff_ns - 1, *changed], kept_from_ns=cutoff_ns)
             keys = group_keys(connection, chunk)
-            removed_runs += connection.execute(
-                delete(runs).where(runs.c.trace_id.in_(chunk))
-            ).rowcount
+            removed_runs += connection.execute(delete(runs).where(ours)).rowcount
             removed_traces += connection.execute(
                 delete(traces).where(traces.c.trace_id.in_(chunk))
             ).rowcount
@@ -120,8 +129,9 @@ def retention_days_from(
 class Upkeep:
     """The writer's upkeep: now and then, in its own thread between batches (under the writer's
     lock), roll up the days and hours that closed (runspan.storage.rollups), price the stored
-    costs again after a price changed (runspan.storage.trace_costs) and remove what is older
-    than ``retention_days``. Never raises: a failure is logged, and tried again later."""
+    costs again after a price changed (runspan.storage.trace_costs), remove what is older than
+    ``retention_days`` and, on PostgreSQL, make the next days' partitions. Never raises: a
+    failure is logged, and tried again later."""
 
     def __init__(
         self,
@@ -132,7 +142,7 @@ class Upkeep:
     ) -> None:
         self.retention_days = retention_days
         self._monotonic, self._time_ns = monotonic, time_ns
-        self._next_retention = self._next_rollup = 0.0
+        self._next_retention = self._next_rollup = self._next_partitions = 0.0
         self._rollups = Rollups()
         self._repricer = Repricer(monotonic)
         self._next_reprice = 0.0
@@ -147,6 +157,12 @@ class Upkeep:
                     self._next_retention = now + 1.0  # more to remove: soon again, in chunks
             except Exception:
                 self._log.exception("retention", "runspan: could not apply retention_days")
+        if now >= self._next_partitions and engine.dialect.name == "postgresql":
+            self._next_partitions = now + ROLLUP_SECONDS
+            try:
+                make_ahead(engine, self._time_ns())
+            except Exception:
+                self._log.exception("partitions", "runspan: could not make the next days' runs")
         if now >= self._next_rollup:
             self._next_rollup = now + ROLLUP_SECONDS
             try:
@@ -172,7 +188,9 @@ class Upkeep:
         """One visit; ``False`` if old runs are still left to remove."""
         assert self.retention_days is not None
         cutoff = self._time_ns() - int(self.retention_days * DAY_NS)
-        removed = remove_before(engine, cutoff, max_chunks=_CHUNKS_PER_VISIT)
+        removed = remove_before(
+            engine, cutoff, max_chunks=_CHUNKS_PER_VISIT, detach_wait_seconds=DETACH_WAIT_SECONDS
+        )
         if removed.traces or removed.runs:
             logger.info(
                 "runspan: retention of %g days removed %d traces and %d runs",

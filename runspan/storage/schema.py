@@ -165,6 +165,9 @@ runs = Table(
 )
 
 
+# PostgreSQL's unique key of runs (a partitioned table's holds the partition key, revision 0018).
+PARTITIONED_RUNS_KEY = "uq_runs_trace_id_span_id_start_ns"
+
 # Made by revision 0001 only where pg_trgm can be had: no Index object can say that.
 _UNDECLARED_INDEXES = frozenset({"ix_runs_inputs_trgm"})
 
@@ -173,8 +176,16 @@ def declared(
     item: object, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
     """Alembic's ``include_object``: autogenerate compares what this module declares, and leaves
-    the indexes made outside it alone instead of proposing to drop them."""
-    return not (type_ == "index" and name in _UNDECLARED_INDEXES)
+    the indexes made outside it alone instead of proposing to drop them; and PostgreSQL's key
+    of runs, which holds the partition key (revision 0018), in place of the one declared."""
+    if type_ == "index" and name in _UNDECLARED_INDEXES:
+        return False
+    if type_ == "unique_constraint":
+        if reflected and name == PARTITIONED_RUNS_KEY:
+            return False
+        if not reflected and name == "uq_runs_trace_id_span_id" and compare_to is None:
+            return False  # PostgreSQL's: SQLite's is compared (compare_to is its reflection)
+    return True
 
 
 def declare_partial_indexes() -> None:

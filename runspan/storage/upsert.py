@@ -26,11 +26,12 @@ from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import Dialect
 
 from runspan.storage.memo import WriterMemo
+from runspan.storage.partitions import make_days
 from runspan.storage.prices import copy_prices_of
 from runspan.storage.retries import mark_retried
 from runspan.storage.rollups import mark_late
 from runspan.storage.rows import COLUMNS, RowValues, encode_json
-from runspan.storage.schema import runs, traces
+from runspan.storage.schema import DAY_NS, runs, traces
 from runspan.storage.slowest import note_slowest
 from runspan.storage.trace_costs import count_groups, group_keys, hold_prices
 
@@ -169,7 +170,7 @@ _TRACE_VALUES = """
         ELSE (root.end_ns - agg.start_ns) / CAST(1000000 AS DOUBLE PRECISION) END,
     root.status, agg.run_count, agg.error_count, agg.input_tokens, agg.output_tokens,
     agg.total_tokens, agg.session_id, agg.user_id,
-    (SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = {0}.trace_id
+    (SELECT sum(v.cost_usd) FROM runs_v v WHERE v.trace_id = {0}.trace_id{1}
         AND (v.input_tokens IS NOT NULL OR v.output_tokens IS NOT NULL))"""
 _TRACE_AGGREGATES = """min(start_ns) AS start_ns, count(*) AS run_count,
         sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS error_count,
@@ -182,7 +183,7 @@ _TRACES_ON_CONFLICT = "ON CONFLICT (trace_id) DO UPDATE SET " + ", ".join(
 _SQLITE_TRACE_TOTALS = text(
     f"""
 INSERT INTO traces ({", ".join(_TRACE_COLUMNS)})
-SELECT agg.trace_id, {_TRACE_VALUES.format("agg")}
+SELECT agg.trace_id, {_TRACE_VALUES.format("agg", "")}
 FROM (
     SELECT trace_id, {_TRACE_AGGREGATES}
     FROM runs WHERE trace_id IN :ids GROUP BY trace_id
@@ -199,33 +200,46 @@ WHERE true
 # whole-table scans while a new table has no statistics yet. The root is ordered by
 # ``start_ns + 0``, which no index holds: when the planner believed a trace had hundreds of runs
 # (no statistics yet, or old ones), it walked the index of start times instead, reading the
-# whole table for a trace (10 s for one batch, 96 s at 400,000 runs).
+# whole table for a trace (10 s for one batch, 96 s at 400,000 runs). runs is partitioned by
+# day (revision 0018): the traces' runs start no earlier than ``from_ns`` (the first of their
+# stored starts and of the rows just written), a constant by which the planner leaves every
+# older partition out. Without it, each statement is planned over every partition of the
+# history, and looks into each.
 _PG_TRACE_TOTALS = text(
     f"""
 INSERT INTO traces ({", ".join(_TRACE_COLUMNS)})
-SELECT t.trace_id, {_TRACE_VALUES.format("t")}
+SELECT t.trace_id, {_TRACE_VALUES.format("t", " AND v.start_ns >= :from_ns")}
 FROM unnest(CAST(:ids AS VARCHAR[])) AS t(trace_id)
 CROSS JOIN LATERAL (
     SELECT {_TRACE_AGGREGATES}
-    FROM runs r WHERE r.trace_id = t.trace_id
+    FROM runs r WHERE r.trace_id = t.trace_id AND r.start_ns >= :from_ns
 ) AS agg
 CROSS JOIN LATERAL (
     SELECT run_id, span_id, name, status, service_name, end_ns
-    FROM runs r WHERE r.trace_id = t.trace_id
+    FROM runs r WHERE r.trace_id = t.trace_id AND r.start_ns >= :from_ns
     ORDER BY start_ns + 0, parent_span_id IS NOT NULL
     LIMIT 1
 ) AS root
 {_TRACES_ON_CONFLICT}
 """
 )
+# Each trace's start through its key: a min() in SQL the planner reads as the first entry of
+# the index of start times that is one of them, walking the history from its oldest trace.
+_PG_STORED_STARTS = text(
+    "SELECT start_ns FROM traces WHERE trace_id = ANY(CAST(:ids AS VARCHAR[]))"
+)
 
 
-def _refresh_traces(connection: Connection, trace_ids: list[str]) -> None:
-    """Recompute and write the ``traces`` rows of ``trace_ids``."""
+def _refresh_traces(connection: Connection, firsts: dict[str, int]) -> None:
+    """Recompute and write the ``traces`` rows of the traces in ``firsts`` (each trace's first
+    start among the rows just written)."""
+    ids = list(firsts)
     if connection.dialect.name == "postgresql":
-        connection.execute(_PG_TRACE_TOTALS, {"ids": trace_ids})
+        stored = connection.execute(_PG_STORED_STARTS, {"ids": ids}).scalars()
+        from_ns = min([*stored, *firsts.values()])
+        connection.execute(_PG_TRACE_TOTALS, {"ids": ids, "from_ns": from_ns})
     else:
-        connection.execute(_SQLITE_TRACE_TOTALS, {"ids": trace_ids})
+        connection.execute(_SQLITE_TRACE_TOTALS, {"ids": ids})
 
 
 # PostgreSQL: a batch goes in as one INSERT ... SELECT FROM json_to_recordset(the rows). An
@@ -255,13 +269,12 @@ def _pg_runs_upsert() -> str:
     types = [_pg_record_type(runs.c[name]) for name in COLUMNS]
     record = ", ".join(f"{name} {kind}" for name, (kind, _) in zip(COLUMNS, types, strict=True))
     picked = ", ".join(f"{name}{cast}" for name, (_, cast) in zip(COLUMNS, types, strict=True))
-    updates = ", ".join(
-        f"{name} = excluded.{name}" for name in COLUMNS if name not in ("trace_id", "span_id")
-    )
+    key = ("trace_id", "span_id", "start_ns")  # runs is partitioned by start (revision 0013)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in COLUMNS if name not in key)
     return (
         f"INSERT INTO runs ({', '.join(COLUMNS)}) SELECT {picked}"
         f" FROM json_to_recordset(%s::json) AS incoming ({record})"
-        f" ON CONFLICT (trace_id, span_id) DO UPDATE SET {updates}"
+        f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
         " WHERE runs.status = 'running'"
     )
 
@@ -347,6 +360,7 @@ def write_rows(
     # First: before any price it copies moves price_state on (runspan.storage.trace_costs).
     hold_prices(connection)
     if connection.dialect.name == "postgresql":
+        make_days(connection, {row["start_ns"] // DAY_NS for row in rows})
         _pg_insert_runs(connection, rows, pause)
     else:
         values = [_row_values(row) for row in rows]
@@ -358,10 +372,17 @@ def write_rows(
     _record_span_names(connection, rows, memo)
     note_slowest(connection, rows, memo)
     mark_late(connection, rows, time.time_ns())
-    touched = sorted({row["trace_id"] for row in rows})
+    firsts: dict[str, int] = {}
+    for row in rows:
+        trace, start = row["trace_id"], row["start_ns"]
+        if start < firsts.get(trace, start + 1):
+            firsts[trace] = start
+    touched = sorted(firsts)
     # A trace may leave a conversation or day as it changes: both are counted again.
     keys = group_keys(connection, touched)
     for start in range(0, len(touched), _TRACE_CHUNK):
         pause()
-        _refresh_traces(connection, touched[start : start + _TRACE_CHUNK])
+        _refresh_traces(
+            connection, {trace: firsts[trace] for trace in touched[start : start + _TRACE_CHUNK]}
+        )
     count_groups(connection, keys | group_keys(connection, touched))

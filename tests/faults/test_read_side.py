@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from sqlalchemy import create_engine, text
 
 from runspan.cli import main
 from runspan.storage import QueryError, RunStore, SchemaError
+from runspan.storage.partitions import partition_name
+from runspan.storage.schema import DAY_NS
 
 # Every kind of statement that could change something, on both databases.
 WRITES_ANYWHERE = [
@@ -67,6 +70,12 @@ WRITES_POSTGRES = [
     "DO $$ BEGIN DELETE FROM runs; END $$",
     "VACUUM runs",
     "NOTIFY evil",
+    # runs is partitioned by day: a day's partition is a table of its own.
+    "DELETE FROM {partition}",
+    "TRUNCATE {partition}",
+    "DROP TABLE {partition}",
+    "ALTER TABLE runs DETACH PARTITION {partition}",
+    "CREATE TABLE evil PARTITION OF runs FOR VALUES FROM (0) TO (1)",
 ]
 
 
@@ -122,8 +131,9 @@ def test_runspan_sql_refuses_every_kind_of_write(demo_database: str, tmp_path: P
     folder = Path(demo_database.removeprefix("sqlite:///")).parent if is_sqlite else None
     statements = WRITES_ANYWHERE + (WRITES_SQLITE if is_sqlite else WRITES_POSTGRES)
     before = _state(demo_database, folder)
+    today_partition = partition_name(time.time_ns() // DAY_NS)  # where the demo's runs are
     for statement in statements:
-        sql = statement.format(dir=folder or tmp_path)
+        sql = statement.format(dir=folder or tmp_path, partition=today_partition)
         result = CliRunner().invoke(main, ["sql", sql, "--database-url", demo_database])
         assert result.exit_code == 1, (sql, result.output)
         assert result.output.startswith("Error: "), (sql, result.output)
@@ -141,10 +151,11 @@ def test_one_store_refuses_every_write_on_the_connection_it_keeps(
     folder = Path(demo_database.removeprefix("sqlite:///")).parent if is_sqlite else None
     statements = WRITES_ANYWHERE + (WRITES_SQLITE if is_sqlite else WRITES_POSTGRES)
     before = _state(demo_database, folder)
+    today_partition = partition_name(time.time_ns() // DAY_NS)
     with RunStore(demo_database) as store:
         for statement in statements:
             with pytest.raises(QueryError):
-                store.sql(statement.format(dir=folder or tmp_path))
+                store.sql(statement.format(dir=folder or tmp_path, partition=today_partition))
             assert len(store.runs(limit=100)) == 22, statement
         assert store.engine.pool.checkedin() == 1  # one connection, kept throughout
     assert _state(demo_database, folder) == before

@@ -20,7 +20,7 @@ from runspan.storage.schema import DAY_NS
 from runspan.storage.trace_costs import REPRICE_CHUNK, Repricer
 from runspan.storage.upsert import write_rows
 from tests.storage.conftest import Stored, migrate_down
-from tests.storage.test_retention import trace_rows, write
+from tests.storage.test_retention import NOW, trace_rows, write
 from tests.storage.test_sessions import _converse
 from tests.support import runspan_cli
 
@@ -322,20 +322,27 @@ def test_writers_and_a_repricer_at_once_stay_exact(database_url: str) -> None:
 
 def test_postgres_counts_a_traces_runs_as_a_share_of_the_table(database_url: str) -> None:
     """PostgreSQL's estimate of a trace's runs must not grow with the table (revision 0013): a
-    stale absolute count made the writer walk every run for a trace's root."""
+    stale absolute count made the writer walk every run for a trace's root. It holds for the
+    partitioned table as a whole and for each day's partition (revision 0018)."""
     if database_url.startswith("sqlite"):
         pytest.skip("PostgreSQL's planner statistics")
-    write(database_url)  # the schema
+    write(database_url, trace_rows(NOW))
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
-            options = connection.execute(
-                text(
-                    "SELECT attoptions FROM pg_attribute"
-                    " WHERE attrelid = 'runs'::regclass AND attname = 'trace_id'"
-                )
-            ).scalar_one()
-        assert options == ["n_distinct=-0.1"]
+            options = dict(
+                connection.execute(
+                    text(
+                        "SELECT CAST(attrelid AS regclass)::text, attoptions FROM pg_attribute"
+                        " WHERE attrelid IN (SELECT CAST('runs' AS regclass) UNION ALL"
+                        " SELECT inhrelid FROM pg_inherits"
+                        " WHERE inhparent = CAST('runs' AS regclass)) AND attname = 'trace_id'"
+                    )
+                ).all()
+            )
+        assert options.pop("runs") == ["n_distinct=-0.1", "n_distinct_inherited=-0.1"]
+        assert options  # today's, made by the writer
+        assert set(map(tuple, options.values())) == {("n_distinct=-0.1",)}
     finally:
         engine.dispose()
 
