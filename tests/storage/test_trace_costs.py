@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from runspan.storage import RunStore
 from runspan.storage.engine import create_writer_engine, database_url_from
 from runspan.storage.maintenance import prune
 from runspan.storage.migrate import upgrade
@@ -20,6 +21,7 @@ from runspan.storage.schema import DAY_NS
 from runspan.storage.trace_costs import REPRICE_CHUNK, Repricer
 from runspan.storage.upsert import write_rows
 from tests.storage.conftest import Stored, migrate_down
+from tests.storage.test_documented_queries import _documented
 from tests.storage.test_retention import NOW, trace_rows, write
 from tests.storage.test_sessions import _converse
 from tests.support import runspan_cli
@@ -187,6 +189,58 @@ def test_a_price_change_is_priced_at_once_by_the_views_and_stored_by_the_writer(
             _reprice(engine)
             _assert_stored_is_live(engine)
             assert _session_cost(engine, "sessions", "trip-ann") == pytest.approx(cost(prices))
+    finally:
+        engine.dispose()
+
+
+def _model_trace(number: int, model: str) -> list[dict[str, Any]]:
+    """A trace of a chain and a model call whose tokens grow with ``number``."""
+    root, call = trace_rows(NOW - (20 - number) * 10**9, runs=2)
+    call.update(run_type="llm", model_name=model, input_tokens=100 * (number + 1), output_tokens=10)
+    call["total_tokens"] = call["input_tokens"] + call["output_tokens"]
+    return [root, call]
+
+
+def test_the_most_expensive_traces_are_the_views_before_and_after_a_price_change(
+    database_url: str, read_url: str
+) -> None:
+    """Query 12 reads the index of stored costs while they are current, and the view's live
+    costs after a price change until the writer has priced everything again: its ten are the
+    view's ten in every state (a price making the cheap model the dear one included)."""
+    write(
+        database_url,
+        *(_model_trace(n, "gpt-4o-mini" if n % 2 else "gpt-4o") for n in range(14)),
+    )
+    engine = create_engine(database_url)
+    truth = (
+        "SELECT trace_id, cost_usd FROM traces_v WHERE cost_usd IS NOT NULL"
+        " AND total_tokens IS NOT NULL ORDER BY cost_usd DESC, total_tokens DESC LIMIT 10"
+    )
+
+    def top_ten() -> list[tuple[Any, ...]]:
+        with RunStore(read_url) as store:
+            shown = store.sql(_documented("12. The most expensive traces"))
+            expected = store.sql(truth).rows
+        picked = [(row[4], row[3]) for row in shown.rows]
+        assert picked == [(trace_id, pytest.approx(cost)) for trace_id, cost in expected]
+        return picked
+
+    try:
+        assert _priced(engine)
+        before = top_ten()
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO model_prices (model_pattern, input_usd_per_mtok,"
+                    " output_usd_per_mtok, valid_from_ns, source)"
+                    " VALUES ('gpt-4o-mini%', 100.0, 100.0, 0, 'ours')"
+                )
+            )
+        assert not _priced(engine)
+        changed = top_ten()
+        assert changed != before  # the mini traces lead now
+        _reprice(engine)
+        assert top_ten() == changed
     finally:
         engine.dispose()
 
