@@ -32,12 +32,14 @@ def test_the_page_has_at_least_ten_questions() -> None:
 
 
 def test_every_documented_query_runs_and_finds_rows(stored: Stored) -> None:
-    """With the demo's runs, a priced model call, a failed tool, LangGraph's corners, feedback
-    and a hung run stored, each query (in its database's variant) runs read-only and returns
-    rows."""
+    """With the demo's runs, a priced model call in a conversation, a failed tool, LangGraph's
+    corners, feedback and a hung run stored, each query (in its database's variant) runs
+    read-only and returns rows."""
     run_demo(stored.handler)
     run_langgraph_corners(stored.handler)
-    UsageChatModel(model="gpt-4o").invoke("2 + 2?", config={"callbacks": [stored.handler]})
+    UsageChatModel(model="gpt-4o").invoke(
+        "2 + 2?", config={"callbacks": [stored.handler], "metadata": {"session_id": "maths"}}
+    )
     with pytest.raises(TimeoutError):
         RunnableLambda(_boom, name="weather").invoke(
             1,

@@ -194,40 +194,60 @@ def test_a_price_change_is_priced_at_once_by_the_views_and_stored_by_the_writer(
 
 
 def _model_trace(number: int, model: str) -> list[dict[str, Any]]:
-    """A trace of a chain and a model call whose tokens grow with ``number``."""
-    root, call = trace_rows(NOW - (20 - number) * 10**9, runs=2)
+    """A trace of a chain and a model call whose tokens grow with ``number``: a turn of one of
+    22 conversations (more than query 20 lists), every third without a user."""
+    root, call = trace_rows(NOW - (50 - number) * 10**9, runs=2)
     call.update(run_type="llm", model_name=model, input_tokens=100 * (number + 1), output_tokens=10)
     call["total_tokens"] = call["input_tokens"] + call["output_tokens"]
+    for row in (root, call):
+        row["session_id"] = f"trip-{number % 22}"  # two turns, of one model
+        row["user_id"] = None if number % 22 % 3 == 0 else f"user-{number % 22 % 2}"
     return [root, call]
 
 
-def test_the_most_expensive_traces_are_the_views_before_and_after_a_price_change(
-    database_url: str, read_url: str
+# Each documented ranking by cost, the same question asked of its view, and the columns of the
+# answer that name a row and give its cost.
+_RANKINGS = {
+    "12. The most expensive traces": (
+        "SELECT trace_id, cost_usd FROM traces_v WHERE cost_usd IS NOT NULL"
+        " AND total_tokens IS NOT NULL ORDER BY cost_usd DESC, total_tokens DESC LIMIT 10",
+        ("trace_id", "cost_usd"),
+    ),
+    "20. The conversations that cost the most": (
+        "SELECT session_id, user_id, cost_usd FROM sessions_v WHERE cost_usd IS NOT NULL"
+        " ORDER BY cost_usd DESC, last_ns DESC LIMIT 20",
+        ("session_id", "user_id", "cost_usd"),
+    ),
+}
+
+
+@pytest.mark.parametrize("heading", list(_RANKINGS))
+def test_the_rankings_by_cost_are_the_views_before_and_after_a_price_change(
+    database_url: str, read_url: str, heading: str
 ) -> None:
-    """Query 12 reads the index of stored costs while they are current, and the view's live
-    costs after a price change until the writer has priced everything again: its ten are the
-    view's ten in every state (a price making the cheap model the dear one included)."""
+    """Queries 12 and 20 read the index of stored costs while they are current, and the views'
+    live costs after a price change until the writer has priced everything again: their rows
+    are the views' in every state (a price making the cheap model the dear one included)."""
     write(
         database_url,
-        *(_model_trace(n, "gpt-4o-mini" if n % 2 else "gpt-4o") for n in range(14)),
+        *(_model_trace(n, "gpt-4o-mini" if n % 2 else "gpt-4o") for n in range(44)),
     )
     engine = create_engine(database_url)
-    truth = (
-        "SELECT trace_id, cost_usd FROM traces_v WHERE cost_usd IS NOT NULL"
-        " AND total_tokens IS NOT NULL ORDER BY cost_usd DESC, total_tokens DESC LIMIT 10"
-    )
+    truth, columns = _RANKINGS[heading]
 
-    def top_ten() -> list[tuple[Any, ...]]:
+    def ranked() -> list[tuple[Any, ...]]:
         with RunStore(read_url) as store:
-            shown = store.sql(_documented("12. The most expensive traces"))
+            shown = store.sql(_documented(heading))
             expected = store.sql(truth).rows
-        picked = [(row[4], row[3]) for row in shown.rows]
-        assert picked == [(trace_id, pytest.approx(cost)) for trace_id, cost in expected]
+        at = [shown.columns.index(name) for name in columns]
+        # Query 20 rounds its cost as a NUMERIC: a Decimal on PostgreSQL.
+        picked = [(*(row[i] for i in at[:-1]), float(row[at[-1]])) for row in shown.rows]
+        assert picked == [(*row[:-1], pytest.approx(row[-1], abs=1e-6)) for row in expected]
         return picked
 
     try:
         assert _priced(engine)
-        before = top_ten()
+        before = ranked()
         with engine.begin() as connection:
             connection.execute(
                 text(
@@ -237,10 +257,10 @@ def test_the_most_expensive_traces_are_the_views_before_and_after_a_price_change
                 )
             )
         assert not _priced(engine)
-        changed = top_ten()
-        assert changed != before  # the mini traces lead now
+        changed = ranked()
+        assert changed != before  # the mini model's lead now
         _reprice(engine)
-        assert top_ten() == changed
+        assert ranked() == changed
     finally:
         engine.dispose()
 
