@@ -194,15 +194,25 @@ class RunStore:
         (SQLite: seconds for a name with millions) or the whole history newest first until
         enough match (a rare status: 0.4 s at ten million runs)."""
         ids = (
-            select(_v.id)
+            select(_v.id, _v.start_ns)
             .where(*where.conditions())
             .order_by(_v.start_day.desc(), _v.start_ns.desc())
             .limit(limit)
         )
-        found = [row["id"] for row in self._fetch(ids)]
+        found = self._fetch(ids)
         if not found:
             return []
-        query = select(runs_v).where(_v.id.in_(found)).order_by(_v.start_ns.desc())
+        # Their starts too: on PostgreSQL, partitioned by day (revision 0018), a lookup by id
+        # alone looks into every day's partition (141 ms for 50 runs at ninety days).
+        starts = [row["start_ns"] for row in found]
+        query = (
+            select(runs_v)
+            .where(
+                _v.id.in_([row["id"] for row in found]),
+                _v.start_ns.between(min(starts), max(starts)),
+            )
+            .order_by(_v.start_ns.desc())
+        )
         return [_run(row) for row in self._fetch(query)]
 
     def _slowest(self, where: RunFilter, limit: int) -> list[Run]:
