@@ -64,7 +64,7 @@ def test_every_documented_query_runs_and_finds_rows(stored: Stored) -> None:
 
 def _documented(heading: str) -> str:
     """The SQL under ``### heading`` on the page."""
-    section = _DOC.read_text().split(f"### {heading}\n", 1)[1].split("\n### ", 1)[0]
+    section = re.split(r"\n##+ ", _DOC.read_text().split(f"### {heading}\n", 1)[1])[0]
     (block,) = re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)
     return str(block).strip().rstrip(";")
 
@@ -107,6 +107,24 @@ def test_runs_per_metadata_value_count_the_last_day_only(stored: Stored) -> None
         )
         result = store.sql(block.strip().rstrip(";"))
     assert sorted(result.rows) == [("ann", 3), ("cy", 3)]
+
+
+def test_feedback_that_disagrees_with_the_status_is_listed_and_only_it(stored: Stored) -> None:
+    """Query 23 lists a run that succeeded and was rated down, and one that failed and was
+    rated up; not a success rated up, nor a failure rated down."""
+    for _ in range(2):
+        RunnableLambda(lambda x: x, name="fine").invoke(1, config={"callbacks": [stored.handler]})
+        with pytest.raises(TimeoutError):
+            RunnableLambda(_boom, name="broken").invoke(1, config={"callbacks": [stored.handler]})
+    with stored.store() as store:
+        fine = [run.run_id for run in store.runs(limit=10) if run.name == "fine"]
+        broken = [run.run_id for run in store.runs(limit=10) if run.name == "broken"]
+    for run_id, score in zip([*fine, *broken], [0, 1, 1, 0], strict=True):
+        assert runspan.feedback(run_id, "thumbs", score=score)
+    with stored.store() as store:
+        result = store.sql(_documented("23. Runs whose feedback disagrees with their status"))
+    listed = sorted((row[1], row[4]) for row in result.rows)
+    assert listed == sorted([(fine[0], 0), (broken[0], 1)])
 
 
 def test_the_tree_query_walks_the_whole_latest_trace(stored: Stored) -> None:
