@@ -137,6 +137,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
                     f"{safe_url(engine.url)} already has a 'runs' table that is not runspan's:"
                     " give runspan a database (or SQLite file) of its own"
                 )
+            if connection.dialect.name == "postgresql" and current is not None:
+                _as_owner(connection, engine)
             config = _config()
             config.attributes["connection"] = connection
             from alembic import command  # noqa: PLC0415 - only writers migrate
@@ -148,6 +150,31 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
         if migrator is not engine:
             migrator.dispose()
     return head
+
+
+def _as_owner(connection: Connection, engine: Engine) -> None:
+    """Run the revisions as the owner of runspan's tables (``runs``), also when an
+    administrator upgrades: what they make then belongs to the role the writers use, which
+    could not otherwise write the new tables (the rollups of a revision made by the superuser
+    were refused to the writer)."""
+    owner, user = connection.execute(
+        text(
+            "SELECT tableowner, current_user FROM pg_tables"
+            " WHERE tablename = 'runs' AND schemaname = current_schema()"
+        )
+    ).one()
+    if owner == user:
+        return
+    quoted = connection.dialect.identifier_preparer.quote(owner)
+    try:
+        with connection.begin_nested():
+            connection.execute(text(f"SET LOCAL ROLE {quoted}"))
+    except DBAPIError:
+        raise SchemaError(
+            f"{safe_url(engine.url)}: runspan's tables belong to {owner!r}, and {user!r} cannot"
+            f" act as it: run `runspan db upgrade` as {owner!r} (or as a role that is a member"
+            " of it)"
+        ) from None
 
 
 def _migration_engine(engine: Engine) -> Engine:

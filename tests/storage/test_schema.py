@@ -23,8 +23,11 @@ from runspan.storage import (
 from runspan.storage.engine import create_writer_engine, database_url_from
 from runspan.storage.migrate import VERSION_TABLE, head_revision, upgrade
 from runspan.storage.records import RunFilter, runs_v
+from runspan.storage.rollups import HOUR_NS, Rollups
 from runspan.storage.schema import declare_partial_indexes, declared, metadata, runs
+from runspan.storage.upsert import write_rows
 from runspan.testing import postgres as postgres_server
+from tests.storage.test_retention import NOW, trace_rows
 from tests.support import runspan_cli
 
 _VIEWS = {"runs_v", "traces_v", "llm_calls"}
@@ -326,6 +329,58 @@ def test_a_postgresql_database_without_temporary_objects_is_migrated(
         with server.connect() as connection:
             connection.execute(text(f'DROP ROLE "{role}"'))
         server.dispose()
+
+
+def test_an_upgrade_by_an_administrator_leaves_every_table_to_the_writers_role(
+    postgres: postgres_server.PostgresServer,
+) -> None:
+    """The writers' role owns runspan's tables; an administrator runs `runspan db upgrade` from
+    revision 0016 (docs/storage.md asks for it before revision 0018's long copy). What the
+    revisions make belongs to the writers' role, which then writes and rolls up as before. The
+    reading role, which cannot act as the owner, is told who can upgrade."""
+    url = postgres_server.create_database(postgres.url)  # owned by the writers' role
+    admin_url = make_url(postgres.url).set(database=make_url(url).database)
+    bystander = f"bystander_{admin_url.database}"[:63]
+    server = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        owner = create_engine(url)
+        upgrade(owner, "0016")
+        owner.dispose()
+        with server.connect() as connection:  # sees runspan's version, acts as no one else
+            connection.execute(text(f'CREATE ROLE "{bystander}" LOGIN'))
+            connection.execute(text(f'GRANT SELECT ON runspan_schema_version TO "{bystander}"'))
+        refused = runspan_cli(
+            admin_url.set(username=bystander).render_as_string(hide_password=False),
+            "db",
+            "upgrade",
+        )
+        assert refused.returncode == 1
+        assert "run `runspan db upgrade` as 'runspan_app'" in refused.stderr
+        done = runspan_cli(admin_url.render_as_string(hide_password=False), "db", "upgrade")
+        assert done.returncode == 0, done.stderr
+        admin = create_engine(admin_url)
+        with admin.connect() as connection:
+            others = connection.execute(
+                text(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n"
+                    " ON n.oid = c.relnamespace WHERE n.nspname = current_schema()"
+                    " AND c.relkind IN ('r', 'p', 'v', 'S')"
+                    " AND pg_get_userbyid(c.relowner) <> 'runspan_app'"
+                )
+            ).scalars()
+            assert list(others) == []
+        admin.dispose()
+        writer = create_writer_engine(database_url_from(url))
+        with writer.begin() as connection:
+            write_rows(connection, trace_rows(NOW - 2 * HOUR_NS))
+        assert Rollups().visit(writer, NOW)  # slices, hours: tables made by the upgrade
+        writer.dispose()
+    finally:
+        with server.connect() as connection:
+            connection.execute(text(f'DROP OWNED BY "{bystander}"'))
+            connection.execute(text(f'DROP ROLE "{bystander}"'))
+        server.dispose()
+        postgres_server.drop_database(postgres.url, url)
 
 
 def test_the_revisions_read_without_alembic_are_alembics() -> None:

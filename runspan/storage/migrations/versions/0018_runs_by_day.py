@@ -80,15 +80,17 @@ def _rebuild_runs(*, partitioned: bool) -> None:
     """Make ``runs`` again, partitioned by day or not, with its rows, ids, indexes, the views
     that read it and their grants."""
     bind = op.get_bind()
-    # What this makes belongs to runs' owner, as what it replaces did, also when an
-    # administrator runs the upgrade (the sequence moves only between tables of one owner).
+    # What this makes belongs to runs' owner, as what it replaces did (the sequence moves only
+    # between tables of one owner). runspan's upgrade runs every revision as that owner; this
+    # one makes sure of it also when run by other means.
     owner = bind.execute(
         sa.text(
             "SELECT tableowner FROM pg_tables WHERE tablename = 'runs'"
             " AND schemaname = current_schema()"
         )
     ).scalar_one()
-    if owner != bind.execute(sa.text("SELECT current_user")).scalar_one():
+    acting = owner != bind.execute(sa.text("SELECT current_user")).scalar_one()
+    if acting:
         op.execute(f"SET LOCAL ROLE {_quoted(owner)}")
     views = bind.execute(sa.text(_DEPENDENT_VIEWS), {"table": "runs"}).all()
     grants = bind.execute(
@@ -165,4 +167,5 @@ def _rebuild_runs(*, partitioned: bool) -> None:
         to = "PUBLIC" if grantee == "PUBLIC" else _quoted(grantee)
         op.execute(f"GRANT {privilege} ON {_quoted(table)} TO {to}")
     op.execute("ANALYZE runs")
-    op.execute("RESET ROLE")
+    if acting:
+        op.execute("RESET ROLE")
