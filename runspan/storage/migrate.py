@@ -157,14 +157,15 @@ def _as_owner(connection: Connection, engine: Engine) -> None:
     administrator upgrades: what they make then belongs to the role the writers use, which
     could not otherwise write the new tables (the rollups of a revision made by the superuser
     were refused to the writer)."""
-    owner, user = connection.execute(
+    found = connection.execute(
         text(
             "SELECT tableowner, current_user FROM pg_tables"
             " WHERE tablename = 'runs' AND schemaname = current_schema()"
         )
-    ).one()
-    if owner == user:
+    ).first()
+    if found is None or found[0] == found[1]:  # no runs yet (the revisions make it), or ours
         return
+    owner, user = found
     quoted = connection.dialect.identifier_preparer.quote(owner)
     try:
         with connection.begin_nested():
